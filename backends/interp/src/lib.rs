@@ -1,0 +1,1 @@
+//! kiln-interp: the reference interpreter (in progress).

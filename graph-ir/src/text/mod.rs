@@ -1,0 +1,1 @@
+//! The `.kir` text format: `print` and `parse`. See docs/kir.md.

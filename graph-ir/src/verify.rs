@@ -1,0 +1,75 @@
+//! The verifier: structural and type invariants every pass must keep.
+
+use std::collections::HashSet;
+
+use petgraph::visit::EdgeRef;
+
+use crate::infer::infer_type;
+use crate::{Graph, IrError, Op};
+
+/// Checks: acyclic; operand slots dense; every node's type equals what
+/// inference gives for its operands; input names unique; outputs, updates and
+/// grad requests point at live nodes; updates match their input's type.
+pub fn verify(g: &Graph) -> Result<(), IrError> {
+    let order = g.topo_order()?;
+    let mut names = HashSet::new();
+    for &id in &order {
+        let node = g.node(id)?;
+        if let Op::Input { name, .. } = &node.op {
+            if !names.insert(name.clone()) {
+                return Err(IrError::Verify(format!("{id}: input name `{name}` is used twice")));
+            }
+            if g.petgraph().edges_directed(petgraph::stable_graph::NodeIndex::new(id.index()), petgraph::Direction::Incoming).count() != 0 {
+                return Err(IrError::Verify(format!("{id}: input `{name}` has operands")));
+            }
+            continue;
+        }
+        let slots: Vec<u32> = {
+            let mut s: Vec<u32> = g
+                .petgraph()
+                .edges_directed(petgraph::stable_graph::NodeIndex::new(id.index()), petgraph::Direction::Incoming)
+                .map(|e| *e.weight())
+                .collect();
+            s.sort();
+            s
+        };
+        if slots.iter().enumerate().any(|(i, &s)| s as usize != i) {
+            return Err(IrError::Verify(format!("{id}: operand slots {slots:?} are not 0..{}", slots.len())));
+        }
+        let tys: Vec<_> = g.operands(id).iter().map(|&o| g.ty(o).clone()).collect();
+        let want = infer_type(&node.op, &tys).map_err(|r| IrError::Verify(format!("{id} = {}: {r}", node.op.name())))?;
+        if want != node.ty {
+            return Err(IrError::Verify(format!("{id} = {}: declared type {} but operands give {want}", node.op.name(), node.ty)));
+        }
+    }
+    let mut out_names = HashSet::new();
+    for (name, id) in g.outputs() {
+        if !g.contains(*id) {
+            return Err(IrError::Verify(format!("output `{name}` refers to missing node {id}")));
+        }
+        if !out_names.insert(name) {
+            return Err(IrError::Verify(format!("output name `{name}` is used twice")));
+        }
+    }
+    let mut upd_names = HashSet::new();
+    for (name, id) in g.updates() {
+        if !g.contains(*id) {
+            return Err(IrError::Verify(format!("update of `{name}` refers to missing node {id}")));
+        }
+        if !upd_names.insert(name) {
+            return Err(IrError::Verify(format!("`{name}` is updated twice")));
+        }
+        let input = g.find_input(name).ok_or_else(|| IrError::Verify(format!("update of unknown input `{name}`")))?;
+        if g.ty(input) != g.ty(*id) {
+            return Err(IrError::Verify(format!("update of `{name}`: {id} is {} but the input is {}", g.ty(*id), g.ty(input))));
+        }
+    }
+    for r in g.grad_requests() {
+        for id in std::iter::once(&r.loss).chain(r.wrt.iter()) {
+            if !g.contains(*id) {
+                return Err(IrError::Verify(format!("grad request refers to missing node {id}")));
+            }
+        }
+    }
+    Ok(())
+}
