@@ -1,0 +1,1 @@
+//! kiln-cpu: the Cranelift CPU backend (in progress).
