@@ -2,4 +2,9 @@
 
 mod pass;
 
+pub mod autodiff;
+pub mod egraph;
+pub mod memory_plan;
+pub mod partition;
+
 pub use pass::{Changed, ConstEvaluator, Pass, PassCx, PassError};
