@@ -1,1 +1,304 @@
-//! (in progress)
+//! Kernel partitioning: groups a graph's live nodes into kernels, the unit a
+//! backend compiles and launches.
+//!
+//! Rules (shared by the CPU and GPU backends):
+//! - Views (`reshape`, `stop_gradient`, a cast to the same dtype) are no
+//!   kernel at all: they alias their operand's buffer.
+//! - An elementwise node (unary/binary/compare/select/cast/broadcast_to)
+//!   joins the kernel of its users when every user is in one elementwise or
+//!   reduction kernel whose loop has the node's shape; its value then lives
+//!   in registers (it is also stored when it is a graph output or update).
+//!   Otherwise it starts a new elementwise kernel. Leaves may broadcast.
+//! - A reduction starts a kernel whose loop runs over its input shape; its
+//!   elementwise producers fuse in by the rule above (a fused prologue).
+//! - A matmul/dense/conv whose only user is an elementwise kernel of the
+//!   same shape takes that kernel as its epilogue (bias, activation,
+//!   residual add run on the GEMM output while it is hot).
+//! - Everything else is one kernel per node.
+//!
+//! Fusing only into same-shape loops means no value is recomputed per
+//! broadcast element (an `exp` of a scalar is not evaluated per output).
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+
+use kiln_ir::{Graph, NodeId, Op, Shape};
+
+use crate::{Changed, Pass, PassCx, PassError};
+
+/// What a kernel computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KernelKind {
+    /// One loop over `shape` evaluating a DAG of elementwise nodes.
+    Elementwise,
+    /// A reduction (`anchor`) over `shape` = its input's shape, with a fused
+    /// elementwise prologue.
+    Reduce,
+    /// A matmul/dense/conv (`anchor`) plus an optional elementwise epilogue.
+    Contraction,
+    /// Any other op (`anchor`), run by itself.
+    Single,
+}
+
+impl KernelKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelKind::Elementwise => "elementwise",
+            KernelKind::Reduce => "reduce",
+            KernelKind::Contraction => "contraction",
+            KernelKind::Single => "single",
+        }
+    }
+}
+
+/// One kernel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kernel {
+    pub id: usize,
+    pub kind: KernelKind,
+    /// The non-elementwise node the kernel is built around, if any.
+    pub anchor: Option<NodeId>,
+    /// The elementwise nodes evaluated in the kernel's loop, in topological
+    /// order (for a contraction: its epilogue).
+    pub fused: Vec<NodeId>,
+    /// Values the kernel writes to memory, in id order.
+    pub outputs: Vec<NodeId>,
+    /// Values the kernel reads from memory (other kernels' outputs, graph
+    /// inputs, constants, views), in id order.
+    pub inputs: Vec<NodeId>,
+    /// The loop shape of the fused elementwise part (the anchor's output
+    /// shape for contractions and singles, the input shape for reductions).
+    pub shape: Shape,
+}
+
+impl Kernel {
+    /// Every node the kernel computes: the anchor then the fused nodes.
+    pub fn nodes(&self) -> Vec<NodeId> {
+        self.anchor.iter().copied().chain(self.fused.iter().copied()).collect()
+    }
+}
+
+/// The kernels of a graph in a valid execution order, plus the views.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Partition {
+    pub kernels: Vec<Kernel>,
+    /// `view -> the node whose buffer it aliases` (resolved through chains
+    /// of views to a kernel output, input or constant).
+    pub views: Vec<(NodeId, NodeId)>,
+    /// The graph's live nodes in topological order.
+    pub order: Vec<NodeId>,
+}
+
+/// Whether `op` is a pure view of its first operand given the types.
+pub fn is_view(g: &Graph, id: NodeId) -> bool {
+    match g.op(id) {
+        Op::Reshape(_) | Op::StopGradient => true,
+        Op::Cast(d) => {
+            let src = g.operands(id)[0];
+            g.ty(src).dtype == *d
+        }
+        _ => false,
+    }
+}
+
+/// Whether `id` can be fused into an elementwise loop.
+pub fn is_fusable(g: &Graph, id: NodeId) -> bool {
+    let op = g.op(id);
+    (op.is_elementwise() || matches!(op, Op::BroadcastTo(_))) && !is_view(g, id)
+}
+
+fn is_contraction(op: &Op) -> bool {
+    matches!(op, Op::MatMul { .. } | Op::FusedDense { .. } | Op::Conv2d(_) | Op::FusedConv2d { .. })
+}
+
+/// Partitions the live part of `g` into kernels.
+pub fn partition(g: &Graph) -> Result<Partition, PassError> {
+    let err = |e| PassError::Ir { pass: "partition".into(), source: e };
+    let live = g.live_nodes();
+    let order: Vec<NodeId> = g.topo_order().map_err(err)?.into_iter().filter(|n| live.contains(n)).collect();
+    let pos: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    let stored_roots: HashSet<NodeId> = g.outputs().iter().chain(g.updates().iter()).map(|(_, n)| *n).collect();
+    let live_users = |n: NodeId| -> Vec<NodeId> { g.users(n).into_iter().filter(|u| live.contains(u)).collect() };
+
+    // Build kernels walking backwards so consumers exist before producers.
+    let mut kernel_of: HashMap<NodeId, usize> = HashMap::new();
+    let mut kernels: Vec<Kernel> = Vec::new();
+    let mut views: Vec<(NodeId, NodeId)> = Vec::new();
+    for &n in order.iter().rev() {
+        let op = g.op(n);
+        if op.is_source() {
+            continue;
+        }
+        if is_view(g, n) {
+            continue;
+        }
+        if is_fusable(g, n) {
+            let users = live_users(n);
+            let ks: HashSet<Option<usize>> = users.iter().map(|u| kernel_of.get(u).copied()).collect();
+            if ks.len() == 1 {
+                if let Some(Some(k)) = ks.into_iter().next() {
+                    let kk = &mut kernels[k];
+                    let joinable = matches!(kk.kind, KernelKind::Elementwise | KernelKind::Reduce)
+                        && kk.shape == g.ty(n).shape;
+                    if joinable {
+                        kk.fused.push(n);
+                        if stored_roots.contains(&n) {
+                            kk.outputs.push(n);
+                        }
+                        kernel_of.insert(n, k);
+                        continue;
+                    }
+                }
+            }
+            let k = kernels.len();
+            kernels.push(Kernel {
+                id: k,
+                kind: KernelKind::Elementwise,
+                anchor: None,
+                fused: vec![n],
+                outputs: vec![n],
+                inputs: vec![],
+                shape: g.ty(n).shape.clone(),
+            });
+            kernel_of.insert(n, k);
+            continue;
+        }
+        let (kind, shape) = match op {
+            Op::Reduce { .. } => (KernelKind::Reduce, g.ty(g.operands(n)[0]).shape.clone()),
+            o if is_contraction(o) => (KernelKind::Contraction, g.ty(n).shape.clone()),
+            _ => (KernelKind::Single, g.ty(n).shape.clone()),
+        };
+        let k = kernels.len();
+        kernels.push(Kernel { id: k, kind, anchor: Some(n), fused: vec![], outputs: vec![n], inputs: vec![], shape });
+        kernel_of.insert(n, k);
+    }
+
+    // Contractions take a same-shape elementwise consumer as their epilogue.
+    let mut merged_into: HashMap<usize, usize> = HashMap::new();
+    for k in 0..kernels.len() {
+        if kernels[k].kind != KernelKind::Contraction {
+            continue;
+        }
+        let m = kernels[k].anchor.expect("contractions have an anchor");
+        if stored_roots.contains(&m) {
+            continue;
+        }
+        let users = live_users(m);
+        if users.len() != 1 {
+            continue;
+        }
+        let Some(&e) = kernel_of.get(&users[0]) else { continue };
+        let ek = &kernels[e];
+        if ek.kind != KernelKind::Elementwise || ek.shape != g.ty(m).shape || merged_into.contains_key(&e) {
+            continue;
+        }
+        merged_into.insert(e, k);
+    }
+    for (&e, &k) in &merged_into {
+        let ek = std::mem::replace(&mut kernels[e].fused, vec![]);
+        let eo = std::mem::take(&mut kernels[e].outputs);
+        for &n in &ek {
+            kernel_of.insert(n, k);
+        }
+        kernels[k].fused = ek;
+        // The GEMM result is still written (the epilogue reads it back while hot).
+        kernels[k].outputs.extend(eo);
+    }
+    let mut kernels: Vec<Kernel> =
+        kernels.into_iter().enumerate().filter(|(i, _)| !merged_into.contains_key(i)).map(|(_, k)| k).collect();
+
+    // Views alias the buffer of their (resolved) source.
+    for &n in &order {
+        if is_view(g, n) {
+            let src = g.operands(n)[0];
+            let root = views.iter().find(|(v, _)| *v == src).map(|(_, r)| *r).unwrap_or(src);
+            views.push((n, root));
+        }
+    }
+    let view_root: HashMap<NodeId, NodeId> = views.iter().copied().collect();
+
+    // Inputs, ordering and ids.
+    for k in &mut kernels {
+        k.fused.sort_by_key(|n| pos[n]);
+        k.outputs.sort();
+        k.outputs.dedup();
+        let inside: HashSet<NodeId> = k.nodes().into_iter().collect();
+        let mut ins: Vec<NodeId> = Vec::new();
+        for n in k.nodes() {
+            for o in g.operands(n) {
+                if !inside.contains(&o) {
+                    ins.push(o);
+                }
+            }
+        }
+        ins.sort();
+        ins.dedup();
+        k.inputs = ins;
+    }
+    let key = |k: &Kernel| k.nodes().iter().map(|n| pos[n]).max().unwrap_or(0);
+    kernels.sort_by_key(key);
+    for (i, k) in kernels.iter_mut().enumerate() {
+        k.id = i;
+    }
+    // A kernel's inputs must be produced by earlier kernels.
+    let mut done: HashSet<NodeId> = HashSet::new();
+    for k in &kernels {
+        for i in &k.inputs {
+            let r = view_root.get(i).copied().unwrap_or(*i);
+            if !(g.op(r).is_source() || done.contains(&r)) {
+                return Err(PassError::Failed {
+                    pass: "partition".into(),
+                    message: format!("kernel {} reads {i} before it is computed", k.id),
+                });
+            }
+        }
+        done.extend(k.outputs.iter().copied());
+    }
+    Ok(Partition { kernels, views, order })
+}
+
+impl Partition {
+    /// The resolved buffer owner of a value (itself unless it is a view).
+    pub fn root(&self, n: NodeId) -> NodeId {
+        self.views.iter().find(|(v, _)| *v == n).map(|(_, r)| *r).unwrap_or(n)
+    }
+
+    /// The dump form: one block per kernel.
+    pub fn to_text(&self, g: &Graph) -> String {
+        let mut s = String::new();
+        let list = |v: &[NodeId]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
+        let _ = writeln!(s, "# kernel partition: {} kernels, {} views", self.kernels.len(), self.views.len());
+        for k in &self.kernels {
+            let _ = write!(s, "kernel k{} {} loop {}", k.id, k.kind.name(), k.shape);
+            if let Some(a) = k.anchor {
+                let _ = write!(s, " anchor {a} ({})", g.op(a).name());
+            }
+            let _ = writeln!(s);
+            if !k.fused.is_empty() {
+                let names: Vec<String> = k.fused.iter().map(|n| format!("{n}:{}", g.op(*n).name())).collect();
+                let _ = writeln!(s, "  fused   {}", names.join(" "));
+            }
+            let _ = writeln!(s, "  inputs  {}", list(&k.inputs));
+            let _ = writeln!(s, "  outputs {}", list(&k.outputs));
+        }
+        for (v, r) in &self.views {
+            let _ = writeln!(s, "view {v} ({}) aliases {r}", g.op(*v).name());
+        }
+        s
+    }
+}
+
+/// The partition as a pass: leaves the graph alone and adds the kernel list
+/// to the dump reports.
+pub struct PartitionReport;
+
+impl Pass for PartitionReport {
+    fn name(&self) -> &str {
+        "partition"
+    }
+    fn run(&self, g: &mut Graph, cx: &mut PassCx) -> Result<Changed, PassError> {
+        let p = partition(g)?;
+        cx.reports.push(("partition.txt".into(), p.to_text(g)));
+        Ok(Changed::No)
+    }
+}
