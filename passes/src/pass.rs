@@ -34,7 +34,42 @@ pub struct PassCx {
     /// Used by constant folding; folding is skipped when absent.
     pub evaluator: Option<Box<dyn ConstEvaluator>>,
     /// Extra named text reports a pass wants dumped (file name, contents).
+    /// The manager writes the ones a pass added under that pass's number and
+    /// leaves them here, so API users can read them with dumping off.
     pub reports: Vec<(String, String)>,
+    /// The number prefix the next dump group gets (`00-input.kir` is 0). 0
+    /// means this compilation has dumped nothing yet, so the manager starts a
+    /// fresh dump folder; later pipelines on the same `PassCx` continue the
+    /// numbering.
+    pub dump_seq: usize,
+}
+
+impl PassCx {
+    pub fn new() -> PassCx {
+        PassCx::default()
+    }
+
+    /// Dumping into `dir` (see [`crate::dump`]).
+    pub fn with_dump_dir(mut self, dir: impl Into<PathBuf>) -> PassCx {
+        self.dump_dir = Some(dir.into());
+        self
+    }
+
+    /// Dumping as `KILN_DUMP` says (off when unset or empty).
+    pub fn with_dump_from_env(mut self) -> PassCx {
+        self.dump_dir = crate::dump::dump_dir_from_env();
+        self
+    }
+
+    pub fn with_evaluator(mut self, e: impl ConstEvaluator + 'static) -> PassCx {
+        self.evaluator = Some(Box::new(e));
+        self
+    }
+
+    /// Adds a named report for the dump folder (e.g. `egraph.txt`).
+    pub fn add_report(&mut self, file_name: impl Into<String>, contents: impl Into<String>) {
+        self.reports.push((file_name.into(), contents.into()));
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +78,9 @@ pub enum PassError {
     Ir { pass: String, source: IrError },
     #[error("pass `{pass}` left an invalid graph: {source}")]
     Verify { pass: String, source: IrError },
+    /// The graph handed to the pipeline did not verify; no pass ran.
+    #[error("the input graph is invalid (before any pass): {0}")]
+    InvalidInput(IrError),
     #[error("autodiff: {0}")]
     Autodiff(String),
     #[error("unknown pass `{0}` (known: {1})")]

@@ -1,0 +1,11 @@
+//! Shared helpers for kiln-passes integration tests: the golden-file
+//! harness and a constant evaluator backed by the reference interpreter.
+//!
+//! Use from a test target with `mod common;`.
+#![allow(dead_code)]
+
+pub mod golden;
+pub mod interp_eval;
+
+pub use golden::{run_dir, run_file, GoldenCase};
+pub use interp_eval::InterpEvaluator;
