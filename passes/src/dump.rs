@@ -26,7 +26,13 @@ pub const DUMP_ENV: &str = "KILN_DUMP";
 
 /// The dump folder `KILN_DUMP` names; `None` when unset or empty (off).
 pub fn dump_dir_from_env() -> Option<PathBuf> {
-    match std::env::var_os(DUMP_ENV) {
+    dump_dir_from_value(std::env::var_os(DUMP_ENV))
+}
+
+/// `KILN_DUMP`'s rule on a given value (tests cannot safely set the
+/// environment of a multi-threaded test binary).
+pub fn dump_dir_from_value(v: Option<std::ffi::OsString>) -> Option<PathBuf> {
+    match v {
         Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
         _ => None,
     }
@@ -232,6 +238,13 @@ pub fn to_dot(g: &Graph) -> String {
 mod tests {
     use super::*;
     use kiln_ir::f32_shape;
+
+    #[test]
+    fn env_value_rule() {
+        assert_eq!(dump_dir_from_value(None), None);
+        assert_eq!(dump_dir_from_value(Some("".into())), None);
+        assert_eq!(dump_dir_from_value(Some("d/x".into())), Some(PathBuf::from("d/x")));
+    }
 
     #[test]
     fn numbering_and_sanitizing() {

@@ -55,11 +55,11 @@ fn fmt_ms(d: Duration) -> String {
 
 impl fmt::Display for PipelineReport {
     /// ```text
-    /// pass        time        nodes      changed
-    /// (input)                 12
-    /// cse         0.021 ms    12 -> 10   yes
-    /// dce         0.004 ms    10 -> 10   no
-    /// total       0.025 ms    12 -> 10
+    /// pass        time  nodes     changed
+    /// (input)           12
+    /// cse     0.021 ms  12 -> 10  yes
+    /// dce     0.004 ms  10 -> 10  no
+    /// total   0.025 ms  12 -> 10
     /// ```
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut lines: Vec<[String; 4]> = Vec::new();
@@ -236,5 +236,212 @@ fn print_guarded(g: &Graph) -> String {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| kiln_ir::text::print(g))) {
         Ok(s) => s,
         Err(_) => format!("# the printer could not print this graph ({} nodes)\n", g.node_count()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::path::{Path, PathBuf};
+
+    use kiln_ir::{f32_shape, Op, TensorType, UnaryOp};
+
+    use super::*;
+    use crate::{Changed, Cse, Dce};
+
+    /// A fresh, empty folder under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            let p = std::env::temp_dir().join(format!("kiln-passes-{tag}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&p);
+            TempDir(p)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> =
+            fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    }
+
+    /// x -> exp, exp (duplicate) -> add, plus a dead neg: 6 nodes.
+    fn sample() -> Graph {
+        let mut g = Graph::new();
+        let x = g.input("x", f32_shape([4])).unwrap();
+        let a = g.exp(x).unwrap();
+        let b = g.exp(x).unwrap();
+        let _dead = g.neg(a).unwrap();
+        let y = g.add(a, b).unwrap();
+        let z = g.tanh(y).unwrap();
+        g.set_output("z", z).unwrap();
+        g
+    }
+
+    /// Gives the first unary node a wrong type: the verifier must catch it.
+    struct Breaker;
+    impl Pass for Breaker {
+        fn name(&self) -> &str {
+            "breaker"
+        }
+        fn run(&self, g: &mut Graph, _cx: &mut PassCx) -> Result<Changed, PassError> {
+            let id = g.node_ids().into_iter().find(|&id| matches!(g.op(id), Op::Unary(_))).unwrap();
+            let ops = g.operands(id);
+            g.rewrite(id, Op::Unary(UnaryOp::Exp), TensorType::f32([5]), &ops);
+            Ok(Changed::Yes)
+        }
+    }
+
+    /// Changes nothing, leaves a report.
+    struct Reporter;
+    impl Pass for Reporter {
+        fn name(&self) -> &str {
+            "reporter"
+        }
+        fn run(&self, _g: &mut Graph, cx: &mut PassCx) -> Result<Changed, PassError> {
+            cx.add_report("reporter.txt", "rules fired: 0\n");
+            Ok(Changed::No)
+        }
+    }
+
+    #[test]
+    fn runs_passes_in_order_and_records_counts() {
+        let mut g = sample();
+        let pm = PassManager::new().with(Cse).with(Dce).with(Dce);
+        assert_eq!(pm.pass_names(), ["cse", "dce", "dce"]);
+        let r = pm.run(&mut g, &mut PassCx::new()).unwrap();
+        let counts: Vec<(usize, usize, bool)> = r.rows.iter().map(|r| (r.nodes_before, r.nodes_after, r.changed)).collect();
+        assert_eq!(counts, [(6, 5, true), (5, 4, true), (4, 4, false)]);
+        assert_eq!((r.nodes_in, r.nodes_out(), r.changed()), (6, 4, true));
+        assert_eq!(r.row("cse").map(|r| r.nodes_after), Some(5));
+    }
+
+    #[test]
+    fn a_pass_that_breaks_the_graph_is_named() {
+        let mut g = sample();
+        let err = PassManager::new().with(Dce).with(Breaker).run(&mut g, &mut PassCx::new()).unwrap_err();
+        match &err {
+            PassError::Verify { pass, .. } => assert_eq!(pass, "breaker"),
+            other => panic!("expected a verify error, got {other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(msg.contains("pass `breaker` left an invalid graph") && msg.contains("%1"), "{msg}");
+    }
+
+    #[test]
+    fn an_invalid_input_is_reported_before_any_pass() {
+        let mut g = Graph::new();
+        let x = g.input("x", f32_shape([2])).unwrap();
+        let bad = g.add_typed(Op::Unary(UnaryOp::Exp), TensorType::f32([3]), &[x]);
+        g.set_output("y", bad).unwrap();
+        let err = PassManager::new().with(Dce).run(&mut g, &mut PassCx::new()).unwrap_err();
+        assert!(matches!(err, PassError::InvalidInput(_)), "{err:?}");
+        assert!(err.to_string().contains("%1"), "{err}");
+    }
+
+    #[test]
+    fn dump_writes_numbered_files_for_changing_passes_and_reports() {
+        let tmp = TempDir::new("dump-on");
+        let mut g = sample();
+        let mut cx = PassCx::new().with_dump_dir(&tmp.0);
+        let pm = PassManager::new().with(Cse).with(Reporter).with(Dce).with(Dce);
+        pm.run(&mut g, &mut cx).unwrap();
+        assert_eq!(
+            files(&tmp.0),
+            [
+                "00-input.dot",
+                "00-input.kir",
+                "01-cse.dot",
+                "01-cse.kir",
+                "02-reporter.txt",
+                "03-dce.dot",
+                "03-dce.kir",
+                "summary.txt"
+            ]
+        );
+        assert_eq!(fs::read_to_string(tmp.0.join("03-dce.kir")).unwrap(), kiln_ir::text::print(&g));
+        assert!(fs::read_to_string(tmp.0.join("00-input.kir")).unwrap().contains("%2 = exp %0"));
+        assert!(!fs::read_to_string(tmp.0.join("01-cse.kir")).unwrap().contains("%2 = exp"));
+        assert!(fs::read_to_string(tmp.0.join("01-cse.dot")).unwrap().contains("%1 exp : f32[4]"));
+        assert_eq!(fs::read_to_string(tmp.0.join("02-reporter.txt")).unwrap(), "rules fired: 0\n");
+        assert_eq!(cx.reports.len(), 1, "reports stay readable through the API");
+        let summary = fs::read_to_string(tmp.0.join("summary.txt")).unwrap();
+        assert!(summary.contains("6 -> 5") && summary.contains("5 -> 4"), "{summary}");
+        assert_eq!(summary.lines().count(), 7, "{summary}");
+
+        // Later stages number after the pipeline's files.
+        let p = crate::write_dump_file(&tmp.0, "memory_plan.txt", "peak 64 B\n").unwrap();
+        assert!(p.ends_with("04-memory_plan.txt"), "{}", p.display());
+        let ps = crate::write_dump_group(&tmp.0, &[("k0.clif", "a"), ("k1.clif", "b")]).unwrap();
+        assert!(ps[0].ends_with("05-k0.clif") && ps[1].ends_with("05-k1.clif"));
+
+        // A second compilation into the same folder starts again at 00.
+        let mut g2 = sample();
+        PassManager::new().with(Dce).run(&mut g2, &mut PassCx::new().with_dump_dir(&tmp.0)).unwrap();
+        assert_eq!(files(&tmp.0), ["00-input.dot", "00-input.kir", "01-dce.dot", "01-dce.kir", "summary.txt"]);
+    }
+
+    #[test]
+    fn a_second_pipeline_on_the_same_cx_continues_the_numbering() {
+        let tmp = TempDir::new("dump-continue");
+        let mut g = sample();
+        let mut cx = PassCx::new().with_dump_dir(&tmp.0);
+        PassManager::new().with(Cse).run(&mut g, &mut cx).unwrap();
+        PassManager::new().with(Dce).run(&mut g, &mut cx).unwrap();
+        assert_eq!(
+            files(&tmp.0),
+            ["00-input.dot", "00-input.kir", "01-cse.dot", "01-cse.kir", "02-input.dot", "02-input.kir", "03-dce.dot", "03-dce.kir", "summary.txt"]
+        );
+        let summary = fs::read_to_string(tmp.0.join("summary.txt")).unwrap();
+        assert!(summary.contains("\ncse ") && summary.contains("\ndce "), "{summary}");
+    }
+
+    #[test]
+    fn nothing_is_written_when_dumping_is_off() {
+        let tmp = TempDir::new("dump-off");
+        let mut g = sample();
+        let mut cx = PassCx::new();
+        PassManager::new().with(Cse).with(Reporter).with(Dce).run(&mut g, &mut cx).unwrap();
+        assert!(!tmp.0.exists());
+        assert_eq!(cx.dump_seq, 0);
+    }
+
+    #[test]
+    fn a_failing_pass_leaves_its_graph_and_a_partial_summary_in_the_dump() {
+        let tmp = TempDir::new("dump-fail");
+        let mut g = sample();
+        let mut cx = PassCx::new().with_dump_dir(&tmp.0);
+        PassManager::new().with(Dce).with(Breaker).run(&mut g, &mut cx).unwrap_err();
+        assert_eq!(
+            files(&tmp.0),
+            ["00-input.dot", "00-input.kir", "01-dce.dot", "01-dce.kir", "02-breaker.invalid.kir", "summary.txt"]
+        );
+        let summary = fs::read_to_string(tmp.0.join("summary.txt")).unwrap();
+        assert!(summary.contains("failed in `breaker`"), "{summary}");
+    }
+
+    #[test]
+    fn summary_table_format() {
+        let r = PipelineReport {
+            nodes_in: 12,
+            rows: vec![
+                PassRow { pass: "cse".into(), duration: Duration::from_micros(1500), nodes_before: 12, nodes_after: 9, changed: true },
+                PassRow { pass: "const_fold".into(), duration: Duration::from_micros(20), nodes_before: 9, nodes_after: 9, changed: false },
+            ],
+        };
+        let expected = "\
+pass            time  nodes    changed
+(input)               12
+cse         1.500 ms  12 -> 9  yes
+const_fold  0.020 ms  9 -> 9   no
+total       1.520 ms  12 -> 9
+";
+        assert_eq!(r.to_string(), expected);
     }
 }

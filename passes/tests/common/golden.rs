@@ -65,8 +65,10 @@ impl GoldenCase {
         let mut expected: Option<String> = None;
         for line in text.lines() {
             if let Some(exp) = expected.as_mut() {
-                let body = line
-                    .strip_prefix("# ")
+                // Blank lines are allowed (editors add them at the end).
+                let body = if line.trim().is_empty() { Some("") } else { None };
+                let body = body
+                    .or_else(|| line.strip_prefix("# "))
                     .or_else(|| line.strip_prefix('#'))
                     .ok_or_else(|| format!("expected-section line is not a `# ` comment: {line:?}"))?;
                 exp.push_str(body);

@@ -2,7 +2,7 @@
 //! harness and a constant evaluator backed by the reference interpreter.
 //!
 //! Use from a test target with `mod common;`.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod golden;
 pub mod interp_eval;
