@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use crate::infer::infer_type;
 use crate::{GradRequest, Graph, InputRole, IrError, Node, NodeId, Op, TensorType};
 
-use super::lexer::lex_line;
+use super::lexer::{lex_line, Tok, Token};
 use super::print::print_type_list;
 use super::syntax::{parse_stmt, Cur, NodeStmt, Stmt};
 
@@ -32,6 +32,8 @@ struct Checker<'a> {
     errs: &'a mut Errors,
     first_def: HashMap<u32, usize>,
     done: HashMap<u32, Def>,
+    /// Ids of `%N = ...` lines that failed to parse: already reported.
+    failed: HashMap<u32, usize>,
 }
 
 impl Checker<'_> {
@@ -40,6 +42,7 @@ impl Checker<'_> {
     fn resolve(&mut self, id: u32, line: usize, col: usize) -> Option<TensorType> {
         match self.done.get(&id) {
             Some(d) => d.ty.clone(),
+            None if self.failed.contains_key(&id) => None,
             None => {
                 let msg = match self.first_def.get(&id) {
                     Some(l) => format!("%{id} is used before its definition on line {l}"),
@@ -65,13 +68,19 @@ impl Checker<'_> {
 pub fn parse(src: &str, file: &str) -> Result<Graph, Vec<IrError>> {
     let mut errs = Errors { file: file.to_string(), list: Vec::new() };
     let mut stmts: Vec<(usize, Stmt)> = Vec::new();
+    let mut failed = HashMap::new();
     for (i, text) in src.lines().enumerate() {
         let line = i + 1;
         match lex_line(text) {
             Err((col, msg)) => errs.at(line, col, msg),
             Ok((toks, end)) if !toks.is_empty() => match parse_stmt(&mut Cur::new(&toks, end)) {
                 Ok(s) => stmts.push((line, s)),
-                Err((col, msg)) => errs.at(line, col, msg),
+                Err((col, msg)) => {
+                    if let Some(Token { tok: Tok::Value(id), .. }) = toks.first() {
+                        failed.entry(*id).or_insert(line);
+                    }
+                    errs.at(line, col, msg)
+                }
             },
             Ok(_) => {}
         }
@@ -83,7 +92,7 @@ pub fn parse(src: &str, file: &str) -> Result<Graph, Vec<IrError>> {
             first_def.entry(n.id).or_insert(*line);
         }
     }
-    let mut ck = Checker { errs: &mut errs, first_def, done: HashMap::new() };
+    let mut ck = Checker { errs: &mut errs, first_def, done: HashMap::new(), failed };
     let mut nodes: Vec<(NodeStmt, TensorType)> = Vec::new();
     let mut input_names: HashMap<String, (u32, InputRole, usize)> = HashMap::new();
     let mut rest = Vec::new();

@@ -95,26 +95,14 @@ fn element_texts(t: &HostTensor) -> Vec<String> {
     }
 }
 
-/// Bitwise equality of all elements (so `-0.0` and `0.0` differ, and NaNs
-/// with different payloads are not merged into one splat).
-fn is_splat(t: &HostTensor) -> bool {
-    fn all_eq<T: PartialEq>(v: &[T]) -> bool {
-        v.windows(2).all(|w| w[0] == w[1])
-    }
-    match t.data() {
-        TensorData::F32(v) => all_eq(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
-        TensorData::F64(v) => all_eq(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
-        TensorData::I64(v) => all_eq(v),
-        TensorData::I32(v) => all_eq(v),
-        TensorData::Bool(v) => all_eq(v),
-    }
-}
-
 /// A scalar (and a tensor whose elements are all equal, a "splat") prints as
 /// one bare value; anything else as a flat row-major list `[a, b, ...]`.
 fn const_literal(t: &HostTensor) -> String {
     let elems = element_texts(t);
-    if t.shape().rank() == 0 || (elems.len() > 1 && is_splat(t)) {
+    // Comparing the printed forms (not values) keeps -0.0 apart from 0.0 and
+    // treats every NaN alike, exactly as the parser will read them back.
+    let splat = elems.len() > 1 && elems.windows(2).all(|w| w[0] == w[1]);
+    if t.shape().rank() == 0 || splat {
         return elems.into_iter().next().unwrap_or_default();
     }
     format!("[{}]", elems.join(", "))
