@@ -6,7 +6,7 @@ mod support;
 
 use kiln_ir::{BinaryOp, CompareOp, DType, Graph, ReduceOp, UnaryOp};
 use proptest::prelude::*;
-use support::{check, input, Inputs, Rng};
+use support::{stress, check, input, Inputs, Rng};
 
 fn cfg(cases: u32) -> ProptestConfig {
     ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
@@ -34,7 +34,7 @@ fn unary_domain(u: UnaryOp, rng: &mut Rng, n: usize) -> Vec<f64> {
 }
 
 proptest! {
-    #![proptest_config(cfg(8))]
+    #![proptest_config(cfg(8 * stress()))]
 
     #[test]
     fn unary_ops(seed in any::<u64>()) {

@@ -6,7 +6,7 @@ mod support;
 
 use kiln_ir::{Graph, TensorType};
 use proptest::prelude::*;
-use support::{check, input, Inputs, Rng};
+use support::{stress, check, input, Inputs, Rng};
 
 fn cfg(cases: u32) -> ProptestConfig {
     ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
@@ -22,7 +22,7 @@ fn fail(what: String) -> impl FnOnce(String) -> TestCaseError {
 }
 
 proptest! {
-    #![proptest_config(cfg(8))]
+    #![proptest_config(cfg(8 * stress()))]
 
     #[test]
     fn reshape_permute_broadcast(seed in any::<u64>()) {

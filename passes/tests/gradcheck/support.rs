@@ -154,3 +154,9 @@ pub fn check(mut g: Graph, out: NodeId, vals: &Inputs, wrt: &[&str], seed: u64) 
 pub fn f32t(shape: &[usize]) -> TensorType {
     TensorType::new(DType::F32, shape.to_vec())
 }
+
+/// Case-count multiplier from `KILN_GRADCHECK_STRESS` (default 1): CI runs
+/// a few cases per op; set it to e.g. 50 for a deep local run.
+pub fn stress() -> u32 {
+    std::env::var("KILN_GRADCHECK_STRESS").ok().and_then(|v| v.parse().ok()).unwrap_or(1)
+}
