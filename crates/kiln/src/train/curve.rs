@@ -59,7 +59,7 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, tit
     text(area, 4, 36, &fmt_num(hi), &BLACK).map_err(e)?;
     text(area, 4, 392, &fmt_num(lo), &BLACK).map_err(e)?;
     text(area, 380, 404, &format!("epoch {epochs}"), &BLACK).map_err(e)?;
-    let plot = area.margined(50, 30, 60, 20);
+    let plot = area.margin(50, 30, 60, 20);
     let mut chart = ChartBuilder::on(&plot).build_cartesian_2d(1.0..xmax, lo..hi).map_err(e)?;
     for i in 0..=4 {
         let y = lo + (hi - lo) * i as f64 / 4.0;
