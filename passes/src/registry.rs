@@ -70,4 +70,107 @@ mod tests {
             passes_from_list(" cse ,dce,").unwrap().iter().map(|p| p.name().to_string()).collect();
         assert_eq!(names, ["cse", "dce"]);
     }
+
+    /// The default pipeline must not change what a program computes:
+    /// random graphs full of duplicates, constant subgraphs and dead nodes
+    /// give bit-identical outputs and updates (NaNs compared as NaN) before
+    /// and after, run by the reference interpreter.
+    mod equivalence {
+        use std::collections::BTreeMap;
+
+        use kiln_ir::{f32_shape, BinaryOp, Graph, HostTensor, NodeId, Op, TensorType, UnaryOp};
+        use proptest::prelude::*;
+
+        use crate::{ConstEvaluator, PassCx, PassManager};
+
+        struct Interp;
+        impl ConstEvaluator for Interp {
+            fn eval(&self, op: &Op, ty: &TensorType, xs: &[&HostTensor]) -> Result<HostTensor, String> {
+                kiln_interp::eval_op(op, ty, xs, kiln_interp::Precision::F32)
+            }
+        }
+
+        const UNARY: [UnaryOp; 5] = [UnaryOp::Neg, UnaryOp::Exp, UnaryOp::Tanh, UnaryOp::Relu, UnaryOp::Sin];
+        const BINARY: [BinaryOp; 4] = [BinaryOp::Add, BinaryOp::Mul, BinaryOp::Sub, BinaryOp::Max];
+        const CONSTS: [f32; 4] = [0.5, -1.0, 2.0, 0.0];
+
+        /// Builds a graph from a list of steps; each step picks an op and
+        /// operands among the nodes so far (indices taken modulo the count).
+        fn build(steps: &[(u8, u8, u8, u8)], outs: &[u8]) -> Graph {
+            let mut g = Graph::new();
+            let mut nodes: Vec<NodeId> = vec![
+                g.input("x", f32_shape([3])).unwrap(),
+                g.input("y", f32_shape([3])).unwrap(),
+                g.param("w", f32_shape([3])).unwrap(),
+            ];
+            for &(kind, a, b, sub) in steps {
+                let pick = |i: u8| nodes[i as usize % nodes.len()];
+                let id = match kind % 5 {
+                    0 => g.unary(UNARY[sub as usize % UNARY.len()], pick(a)).unwrap(),
+                    1 => g.binary(BINARY[sub as usize % BINARY.len()], pick(a), pick(b)).unwrap(),
+                    2 if sub % 2 == 0 => g.scalar_f32(CONSTS[a as usize % CONSTS.len()]).unwrap(),
+                    2 => g.constant(HostTensor::from_f32([3], vec![CONSTS[a as usize % 4], 1.0, -3.0]).unwrap()).unwrap(),
+                    // A copy of an existing node: something for cse to find.
+                    3 => {
+                        let src = pick(a);
+                        let (op, ty) = (g.op(src).clone(), g.ty(src).clone());
+                        if op.is_input() {
+                            continue;
+                        }
+                        let operands = g.operands(src);
+                        g.add_typed(op, ty, &operands)
+                    }
+                    _ => g.sum(pick(a), &[], false).unwrap_or_else(|_| pick(a)),
+                };
+                nodes.push(id);
+            }
+            for (i, &o) in outs.iter().enumerate() {
+                let id = nodes[o as usize % nodes.len()];
+                g.set_output(&format!("o{i}"), id).unwrap();
+            }
+            if let Some(&u) = nodes.iter().rev().find(|&&n| g.ty(n) == &f32_shape([3]) && !g.op(n).is_input()) {
+                g.set_update("w", u).unwrap();
+            }
+            g
+        }
+
+        fn same(a: &HostTensor, b: &HostTensor) -> bool {
+            a.ty() == b.ty()
+                && a.to_f64_vec().iter().zip(b.to_f64_vec()).all(|(p, q)| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan()))
+        }
+
+        fn run(g: &Graph, vals: &BTreeMap<String, HostTensor>) -> kiln_interp::GraphRun {
+            kiln_interp::run_graph_full(g, vals, kiln_interp::Precision::F32).unwrap()
+        }
+
+        proptest! {
+            #[test]
+            fn default_pipeline_preserves_results(
+                steps in proptest::collection::vec((0u8..5, any::<u8>(), any::<u8>(), any::<u8>()), 1..24),
+                outs in proptest::collection::vec(any::<u8>(), 1..4),
+                data in proptest::collection::vec(-2.0f32..2.0, 9),
+            ) {
+                let g0 = build(&steps, &outs);
+                let mut g = g0.clone();
+                let mut cx = PassCx::new().with_evaluator(Interp);
+                let report = PassManager::default_pipeline().run(&mut g, &mut cx).unwrap();
+                prop_assert!(report.nodes_out() <= report.nodes_in);
+                let vals: BTreeMap<String, HostTensor> = ["x", "y", "w"]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (n.to_string(), HostTensor::from_f32([3], data[3 * i..3 * i + 3].to_vec()).unwrap()))
+                    .collect();
+                let (before, after) = (run(&g0, &vals), run(&g, &vals));
+                prop_assert_eq!(before.outputs.keys().collect::<Vec<_>>(), after.outputs.keys().collect::<Vec<_>>());
+                prop_assert_eq!(before.updates.keys().collect::<Vec<_>>(), after.updates.keys().collect::<Vec<_>>());
+                for (k, v) in before.outputs.iter().chain(before.updates.iter()) {
+                    let w = after.outputs.get(k).or_else(|| after.updates.get(k)).unwrap();
+                    prop_assert!(same(v, w), "`{}` differs: {:?} vs {:?}\n{}", k, v, w, kiln_ir::text::print(&g));
+                }
+                // Only live nodes and inputs remain.
+                let live = g.live_nodes();
+                prop_assert!(g.node_ids().iter().all(|id| live.contains(id) || g.op(*id).is_input()));
+            }
+        }
+    }
 }
