@@ -1,0 +1,137 @@
+//! From a compiled [`Program`] to a [`ProgramFile`] and back.
+//!
+//! Loading parses the stored optimized graph and gives it straight to the
+//! backend (`Backend::compile` / `CpuBackend::compile_cpu`, which only
+//! partition, plan memory and generate code: deterministic functions of the
+//! graph). No pass of the optimization pipeline runs. For the CPU backend
+//! the regenerated plan (kernel list, buffer plan, Cranelift IR of every
+//! kernel) is compared with the stored one, so a file from a different
+//! backend build is refused instead of silently running different code.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use kiln_ir::{Backend, Executable, Graph};
+use kiln_passes::PipelineReport;
+
+use super::file::{PlanEntry, ProgramFile};
+use super::FormatError;
+use crate::{BackendKind, Program};
+
+/// The name a backend is stored under.
+pub fn backend_name(b: BackendKind) -> &'static str {
+    match b {
+        BackendKind::Interp => "interp",
+        BackendKind::InterpF64 => "interp-f64",
+        BackendKind::Cpu => "cpu",
+    }
+}
+
+/// The inverse of [`backend_name`].
+pub fn parse_backend(name: &str) -> Result<BackendKind, FormatError> {
+    Ok(match name {
+        "interp" => BackendKind::Interp,
+        "interp-f64" => BackendKind::InterpF64,
+        "cpu" => BackendKind::Cpu,
+        other => return Err(FormatError::UnknownBackend(other.to_string())),
+    })
+}
+
+fn cpu_plan(exe: &kiln_cpu::CpuExecutable) -> Vec<PlanEntry> {
+    let mut v = vec![
+        PlanEntry::text("partition", "text", exe.partition_text()),
+        PlanEntry::text("memory", "text", exe.memory_plan_text()),
+    ];
+    for k in exe.kernel_code() {
+        v.push(PlanEntry::text(&format!("k{} {}", k.kernel, k.name), "clif", &k.clif));
+    }
+    v
+}
+
+/// Compiles `graph` for `kind` without any optimization pass; returns the
+/// executable, its plan and peak bytes.
+fn lower(kind: BackendKind, graph: &Graph) -> Result<(Box<dyn Executable>, Vec<PlanEntry>, Option<u64>), FormatError> {
+    Ok(match kind {
+        BackendKind::Cpu => {
+            let exe = kiln_cpu::CpuBackend::new().compile_cpu(graph).map_err(kiln_ir::RunError::from)?;
+            let plan = cpu_plan(&exe);
+            let peak = exe.peak_bytes() as u64;
+            (Box::new(exe), plan, Some(peak))
+        }
+        BackendKind::Interp | BackendKind::InterpF64 => {
+            let p = if kind == BackendKind::Interp { kiln_interp::Precision::F32 } else { kiln_interp::Precision::F64 };
+            (kiln_interp::Interpreter::new(p).compile(graph)?, Vec::new(), None)
+        }
+    })
+}
+
+/// The file content of `p`: its optimized graph, plan, report and current
+/// params/state. (The CPU plan is regenerated from the graph: the program
+/// holds its executable as `dyn Executable`.)
+pub fn to_file(p: &Program) -> Result<ProgramFile, FormatError> {
+    let (plan, peak_bytes) = match p.backend() {
+        BackendKind::Cpu => {
+            let exe = kiln_cpu::CpuBackend::new().compile_cpu(p.graph()).map_err(kiln_ir::RunError::from)?;
+            (cpu_plan(&exe), Some(exe.peak_bytes() as u64))
+        }
+        _ => (Vec::new(), None),
+    };
+    let mut extra = BTreeMap::new();
+    let kind = if p.signature().inputs.iter().any(|i| i.role == kiln_ir::InputRole::Param) && !p.graph().updates().is_empty() {
+        "train-step"
+    } else {
+        "inference"
+    };
+    extra.insert("kind".to_string(), kind.to_string());
+    Ok(ProgramFile {
+        backend: backend_name(p.backend()).to_string(),
+        options: BTreeMap::new(),
+        extra,
+        writer: format!("kiln {}", env!("CARGO_PKG_VERSION")),
+        signature: p.signature().clone(),
+        graph: p.graph().clone(),
+        report: p.report().clone(),
+        plan,
+        state: p.state_dict(),
+        peak_bytes,
+    })
+}
+
+/// Writes `p` (graph, plan, weights and optimizer state) to `path`.
+pub fn save(p: &Program, path: impl AsRef<Path>) -> Result<(), FormatError> {
+    to_file(p)?.write(path)
+}
+
+/// Loads a program for whatever backend it was compiled for.
+pub fn load(path: impl AsRef<Path>) -> Result<Program, FormatError> {
+    ProgramFile::read(path)?.instantiate()
+}
+
+/// Loads a program, refusing one compiled for another backend.
+pub fn load_expecting(path: impl AsRef<Path>, backend: BackendKind) -> Result<Program, FormatError> {
+    let f = ProgramFile::read(path)?;
+    if f.backend != backend_name(backend) {
+        return Err(FormatError::WrongBackend { found: f.backend, expected: backend_name(backend).to_string() });
+    }
+    f.instantiate()
+}
+
+impl ProgramFile {
+    /// Compiles the stored graph for the stored backend (no optimization
+    /// pass), checks the plan, and sets the stored params/state.
+    pub fn instantiate(&self) -> Result<Program, FormatError> {
+        let kind = parse_backend(&self.backend)?;
+        let (mut exe, plan, _) = lower(kind, &self.graph)?;
+        if kind == BackendKind::Cpu && plan != self.plan {
+            return Err(FormatError::PlanMismatch { backend: self.backend.clone() });
+        }
+        if exe.signature() != &self.signature {
+            return Err(FormatError::Corrupt { section: "SIGN".into(), reason: "the backend's signature differs from the stored one".into() });
+        }
+        for (k, v) in &self.state {
+            exe.set_state(k, v.clone())?;
+        }
+        let report: PipelineReport = self.report.clone();
+        Ok(Program::new(exe, self.graph.clone(), report, kind))
+    }
+}

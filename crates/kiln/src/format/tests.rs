@@ -1,0 +1,192 @@
+//! Round trips, resume, and corruption of real saved programs.
+
+use std::collections::BTreeMap;
+
+use super::container::{self, boundaries};
+use super::*;
+use crate::data::SplitMix64;
+use crate::nn::Module;
+use crate::{f32_shape, i64_shape, loss, nn, optim, Builder, CompileOptions, HostTensor, ParamStore, Program};
+
+fn batch(step: u64) -> (HostTensor, HostTensor) {
+    let mut r = SplitMix64::derive(11, step, 0);
+    let x = (0..8 * 4).map(|_| r.unit() as f32 * 2.0 - 1.0).collect();
+    let y = (0..8).map(|_| r.below(3) as i64).collect();
+    (HostTensor::from_f32([8, 4], x).unwrap(), HostTensor::from_i64([8], y).unwrap())
+}
+
+fn train_program(opts: CompileOptions) -> Program {
+    let mut store = ParamStore::new(3);
+    let mlp = nn::Sequential::new()
+        .add(nn::Linear::new(&mut store, "fc1", 4, 8).unwrap())
+        .add(nn::ReLU)
+        .add(nn::Linear::new(&mut store, "fc2", 8, 3).unwrap());
+    let mut b = Builder::train();
+    let x = b.input("x", f32_shape([8, 4])).unwrap();
+    let y = b.input("y", i64_shape([8])).unwrap();
+    let logits = mlp.forward(&mut b, x).unwrap();
+    b.output("logits", logits).unwrap();
+    let l = loss::cross_entropy_mean(&mut b, logits, y).unwrap();
+    let step = crate::train_step(&b, l, &store, optim::Adam::new(0.01)).unwrap();
+    crate::compile(&step, opts).unwrap()
+}
+
+fn step(p: &mut Program, s: u64) -> BTreeMap<String, HostTensor> {
+    let (x, y) = batch(s);
+    p.run(&[("x", &x), ("y", &y)]).unwrap()
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("kiln-format-{name}-{}.kiln", std::process::id()))
+}
+
+fn saved_bytes() -> Vec<u8> {
+    let mut p = train_program(CompileOptions::interp());
+    step(&mut p, 0);
+    to_file(&p).unwrap().to_bytes().unwrap()
+}
+
+fn check_roundtrip_and_resume(opts: CompileOptions, name: &str) {
+    // Uninterrupted: 6 steps.
+    let mut a = train_program(opts.clone());
+    let full: Vec<BTreeMap<String, HostTensor>> = (0..6).map(|s| step(&mut a, s)).collect();
+    // Interrupted: 3 steps, save, load, 3 more.
+    let mut b = train_program(opts);
+    for s in 0..3 {
+        assert_eq!(step(&mut b, s), full[s as usize]);
+    }
+    let path = tmp(name);
+    save(&b, &path).unwrap();
+    let mut c = load(&path).unwrap();
+    assert_eq!(c.backend(), b.backend());
+    assert_eq!(c.signature(), b.signature());
+    assert_eq!(c.state_dict(), b.state_dict(), "weights and optimizer state restored bit for bit");
+    for s in 3..6 {
+        let out_c = step(&mut c, s);
+        let out_b = step(&mut b, s);
+        assert_eq!(out_c, out_b, "loaded vs in-memory at step {s}");
+        assert_eq!(out_c, full[s as usize], "resumed vs uninterrupted at step {s}");
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn interp_roundtrip_is_bit_identical_and_resumes() {
+    check_roundtrip_and_resume(CompileOptions::interp(), "interp");
+}
+
+#[test]
+fn file_decodes_to_what_was_saved() {
+    let mut p = train_program(CompileOptions::interp());
+    step(&mut p, 0);
+    let f = to_file(&p).unwrap();
+    let back = ProgramFile::from_bytes(&f.to_bytes().unwrap()).unwrap();
+    assert_eq!(back.backend, "interp");
+    assert_eq!(back.signature, f.signature);
+    assert_eq!(kiln_ir::text::print(&back.graph), kiln_ir::text::print(p.graph()));
+    assert_eq!(back.state, p.state_dict());
+    assert_eq!(back.report, *p.report());
+    assert_eq!(back.extra["kind"], "train-step");
+    let s = back.summary();
+    assert!(s.contains("fc1.weight") && s.contains("backend: interp"), "{s}");
+}
+
+#[test]
+fn truncation_anywhere_is_a_typed_error() {
+    let bytes = saved_bytes();
+    let mut cuts = boundaries(&bytes);
+    // Cut one byte either side of every boundary too.
+    cuts.extend(boundaries(&bytes).iter().flat_map(|&b| [b.saturating_sub(1), b + 1]));
+    let mut r = SplitMix64::new(1);
+    cuts.extend((0..300).map(|_| r.below(bytes.len())));
+    for cut in cuts.into_iter().filter(|&c| c < bytes.len()) {
+        match ProgramFile::from_bytes(&bytes[..cut]) {
+            Err(FormatError::Truncated { .. }) => {}
+            Err(FormatError::NotKiln) if cut == 0 => {}
+            other => panic!("cut at {cut} of {}: {:?}", bytes.len(), other.map(|_| "loaded")),
+        }
+    }
+}
+
+#[test]
+fn bit_flips_are_typed_errors() {
+    let bytes = saved_bytes();
+    let mut r = SplitMix64::new(2);
+    // Every bit of the header and of each section header, plus random bits.
+    let mut bits: Vec<usize> = boundaries(&bytes).iter().flat_map(|&b| (b * 8..(b + 16) * 8).filter(|&i| i < bytes.len() * 8)).collect();
+    bits.extend((0..1500).map(|_| r.below(bytes.len() * 8)));
+    for bit in bits {
+        let mut g = bytes.clone();
+        g[bit / 8] ^= 1 << (bit % 8);
+        match ProgramFile::from_bytes(&g) {
+            Err(FormatError::Checksum { .. } | FormatError::Truncated { .. } | FormatError::NotKiln | FormatError::Corrupt { .. }) => {}
+            other => panic!("flip of bit {bit} (byte {}): {:?}", bit / 8, other.map(|_| "loaded")),
+        }
+    }
+    // Several flips at once.
+    for _ in 0..300 {
+        let mut g = bytes.clone();
+        for _ in 0..1 + r.below(8) {
+            let bit = r.below(bytes.len() * 8);
+            g[bit / 8] ^= 1 << (bit % 8);
+        }
+        if g != bytes {
+            assert!(ProgramFile::from_bytes(&g).is_err());
+        }
+    }
+}
+
+#[test]
+fn non_kiln_wrong_version_and_wrong_backend() {
+    assert_eq!(ProgramFile::from_bytes(b"").unwrap_err(), FormatError::NotKiln);
+    let st = kiln_ir::safetensors_to_bytes(&BTreeMap::from([("a".to_string(), HostTensor::scalar_f32(1.0))])).unwrap();
+    assert_eq!(ProgramFile::from_bytes(&st).unwrap_err(), FormatError::NotKiln);
+    assert_eq!(ProgramFile::from_bytes(b"%0 = input \"x\" : f32[2]\n").unwrap_err(), FormatError::NotKiln);
+
+    // A well-formed file of another version.
+    let bytes = saved_bytes();
+    let secs = container::read(&bytes).unwrap();
+    let mut v2 = container::write(&secs.iter().map(|s| (s.tag, s.payload.to_vec())).collect::<Vec<_>>());
+    v2[8..12].copy_from_slice(&7u32.to_le_bytes());
+    let v2 = rechecksum(&v2);
+    assert_eq!(ProgramFile::from_bytes(&v2).unwrap_err(), FormatError::Version { found: 7, supported: VERSION });
+
+    let path = tmp("backend");
+    std::fs::write(&path, &bytes).unwrap();
+    let e = load_expecting(&path, crate::BackendKind::Cpu).unwrap_err();
+    assert_eq!(e, FormatError::WrongBackend { found: "interp".into(), expected: "cpu".into() });
+    assert!(load_expecting(&path, crate::BackendKind::Interp).is_ok());
+    let _ = std::fs::remove_file(&path);
+    assert!(matches!(load(tmp("does-not-exist")), Err(FormatError::Io { .. })));
+}
+
+/// Recomputes the whole-file CRC of a file whose header was edited.
+fn rechecksum(f: &[u8]) -> Vec<u8> {
+    let body = f.len() - 20;
+    let mut out = f[..body].to_vec();
+    let whole = crc32fast::hash(&out).to_le_bytes();
+    out.extend_from_slice(b"END!");
+    out.extend_from_slice(&4u64.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&whole).to_le_bytes());
+    out.extend_from_slice(&whole);
+    out
+}
+
+#[test]
+fn unknown_sections_required_or_optional() {
+    let bytes = saved_bytes();
+    let secs = container::read(&bytes).unwrap();
+    let mut list: Vec<([u8; 4], Vec<u8>)> = secs.iter().map(|s| (s.tag, s.payload.to_vec())).collect();
+    list.push((*b"wgpu", b"optional data a newer kiln wrote".to_vec()));
+    assert!(ProgramFile::from_bytes(&container::write(&list)).is_ok(), "lowercase tags are skippable");
+    list.push((*b"XTRA", vec![1, 2, 3]));
+    assert_eq!(ProgramFile::from_bytes(&container::write(&list)).unwrap_err(), FormatError::UnknownSection("XTRA".into()));
+    let without_graph: Vec<_> = secs.iter().filter(|s| &s.tag != b"GRPH").map(|s| (s.tag, s.payload.to_vec())).collect();
+    assert_eq!(ProgramFile::from_bytes(&container::write(&without_graph)).unwrap_err(), FormatError::MissingSection("GRPH".into()));
+    // Consistent checksums but a graph that disagrees with the signature.
+    let swapped: Vec<_> = secs
+        .iter()
+        .map(|s| if &s.tag == b"GRPH" { (s.tag, b"%0 = input \"z\" : f32[1]\noutput \"o\" = %0\n".to_vec()) } else { (s.tag, s.payload.to_vec()) })
+        .collect();
+    assert!(matches!(ProgramFile::from_bytes(&container::write(&swapped)), Err(FormatError::Corrupt { .. })));
+}
