@@ -1,0 +1,257 @@
+//! DAG-aware extraction: pick one e-node per needed class so that the total
+//! cost of the resulting DAG (each class counted once, however many users)
+//! is low.
+//!
+//! Two phases: a greedy bottom-up pass where a class's cost is the cost of
+//! the *set* of classes its choice reaches (bitsets, so shared sub-DAGs are
+//! counted once within a class), then a local search over the whole graph:
+//! switch one class's choice at a time and keep the switch when the cost of
+//! everything the roots reach goes down. The second phase is what sees
+//! sharing across roots, e.g. that a fused conv+ReLU does not pay while the
+//! un-activated conv output is still needed by the backward pass.
+
+use std::collections::HashMap;
+
+use egg::Id;
+use kiln_ir::{Op, TensorType};
+
+use super::lang::{ENode, EG};
+
+/// Estimated cost of one e-node: FLOPs plus bytes read and written. Every
+/// node costs at least 1, so a tree of nodes always costs more than any
+/// sub-tree and the tree fallback extraction is acyclic.
+pub fn node_cost(op: &Op, out: &TensorType, ins: &[&TensorType]) -> f64 {
+    let bytes = ins.iter().map(|t| t.size_bytes()).sum::<usize>() as f64 + out.size_bytes() as f64;
+    let n = out.numel() as f64;
+    let matmul_flops = |a: &TensorType, ta: bool| {
+        let ra = a.shape.rank();
+        let k = if ta { a.shape.0.get(ra.wrapping_sub(2)) } else { a.shape.0.last() };
+        2.0 * n * k.copied().unwrap_or(1) as f64
+    };
+    let conv_flops = |w: &TensorType| {
+        // Each output element is a dot product over C/g * kh * kw.
+        let per: usize = w.shape.0.iter().skip(1).product();
+        2.0 * n * per as f64
+    };
+    let c = match op {
+        Op::Input { .. } | Op::Constant(_) => 0.0,
+        // Views: a backend reindexes instead of copying.
+        Op::Reshape(_) | Op::StopGradient => 0.0,
+        Op::MatMul { trans_a, .. } if ins.len() == 2 => matmul_flops(ins[0], *trans_a) + bytes,
+        Op::FusedDense { bias, act, .. } if ins.len() >= 2 => {
+            let epi = n * (*bias as u8 as f64 + (*act != kiln_ir::Activation::None) as u8 as f64);
+            // A fused op that fuses nothing is not better than the plain op.
+            let nothing = if !*bias && *act == kiln_ir::Activation::None { 1.0 } else { 0.0 };
+            matmul_flops(ins[0], false) + epi + bytes + nothing
+        }
+        Op::Conv2d(_) if ins.len() == 2 => conv_flops(ins[1]) + bytes,
+        Op::FusedConv2d { bias, act, .. } if ins.len() >= 2 => {
+            let epi = n * (*bias as u8 as f64 + (*act != kiln_ir::Activation::None) as u8 as f64);
+            let nothing = if !*bias && *act == kiln_ir::Activation::None { 1.0 } else { 0.0 };
+            conv_flops(ins[1]) + epi + bytes + nothing
+        }
+        Op::Conv2dGradInput { .. } if ins.len() == 2 => {
+            2.0 * ins[0].numel() as f64 * ins[1].shape.0.iter().skip(1).product::<usize>() as f64 + bytes
+        }
+        Op::Conv2dGradWeight { .. } => 2.0 * ins.get(1).map_or(0, |t| t.numel()) as f64 * out.shape.0.iter().skip(1).product::<usize>() as f64 + bytes,
+        Op::SoftmaxCrossEntropy => 4.0 * ins.first().map_or(0, |t| t.numel()) as f64 + bytes,
+        Op::Reduce { .. } => ins.first().map_or(0, |t| t.numel()) as f64 + bytes,
+        Op::Unary(u) => {
+            let w = match u {
+                kiln_ir::UnaryOp::Neg | kiln_ir::UnaryOp::Abs | kiln_ir::UnaryOp::Relu | kiln_ir::UnaryOp::Sign => 1.0,
+                _ => 4.0,
+            };
+            w * n + bytes
+        }
+        _ => n + bytes,
+    };
+    c.max(1.0)
+}
+
+/// The chosen e-node per class (by canonical class id).
+pub type Choice = HashMap<Id, ENode>;
+
+struct Ix {
+    classes: Vec<Id>,
+    pos: HashMap<Id, usize>,
+    /// Per class: (node, its own cost, children positions).
+    nodes: Vec<Vec<(ENode, f64, Vec<usize>)>>,
+}
+
+fn index(eg: &EG) -> Ix {
+    let mut classes: Vec<Id> = eg.classes().map(|c| c.id).collect();
+    classes.sort();
+    let pos: HashMap<Id, usize> = classes.iter().enumerate().map(|(i, &c)| (c, i)).collect();
+    let mut nodes = Vec::with_capacity(classes.len());
+    for &c in &classes {
+        let class = &eg[c];
+        let mut v = Vec::new();
+        if let Some(out) = class.data.ty.as_ref() {
+            for n in &class.nodes {
+                let kids: Option<Vec<&TensorType>> = n.children.iter().map(|&k| eg[k].data.ty.as_ref()).collect();
+                let Some(kids) = kids else { continue };
+                let cost = node_cost(eg.analysis.ops.op(n.op), out, &kids);
+                let ch = n.children.iter().map(|&k| pos[&eg.find(k)]).collect();
+                v.push((n.clone(), cost, ch));
+            }
+        }
+        nodes.push(v);
+    }
+    Ix { classes, pos, nodes }
+}
+
+/// Extracts the roots' DAG; `None` only if some root has no acyclic choice.
+pub fn extract(eg: &EG, roots: &[Id]) -> Option<(Choice, f64)> {
+    let ix = index(eg);
+    let n = ix.classes.len();
+    let words = n.div_ceil(64);
+    let root_pos: Vec<usize> = roots.iter().map(|r| ix.pos.get(&eg.find(*r)).copied()).collect::<Option<_>>()?;
+
+    // Phase 1: greedy on class sets.
+    let mut best: Vec<Option<(usize, f64, Vec<u64>)>> = vec![None; n];
+    let mut self_cost = vec![0.0f64; n];
+    let mut changed = true;
+    let mut rounds = 0;
+    while changed && rounds < 64 {
+        changed = false;
+        rounds += 1;
+        for c in 0..n {
+            for (ni, (_, cost, ch)) in ix.nodes[c].iter().enumerate() {
+                if ch.iter().any(|&k| best[k].is_none()) {
+                    continue;
+                }
+                let mut set = vec![0u64; words];
+                for &k in ch {
+                    if let Some((_, _, s)) = &best[k] {
+                        for (w, x) in set.iter_mut().zip(s) {
+                            *w |= *x;
+                        }
+                    }
+                }
+                if set[c / 64] >> (c % 64) & 1 == 1 {
+                    continue; // would be a cycle
+                }
+                let mut total = *cost;
+                for (wi, &w) in set.iter().enumerate() {
+                    let mut bits = w;
+                    while bits != 0 {
+                        let b = bits.trailing_zeros() as usize;
+                        total += self_cost[wi * 64 + b];
+                        bits &= bits - 1;
+                    }
+                }
+                let better = match &best[c] {
+                    None => true,
+                    Some((_, t, _)) => total < *t - 1e-9 * t.abs().max(1.0),
+                };
+                if better {
+                    set[c / 64] |= 1 << (c % 64);
+                    best[c] = Some((ni, total, set));
+                    self_cost[c] = *cost;
+                    changed = true;
+                }
+            }
+        }
+    }
+    let mut choice: Vec<Option<usize>> = best.iter().map(|b| b.as_ref().map(|b| b.0)).collect();
+    if root_pos.iter().any(|&r| choice[r].is_none()) {
+        return None;
+    }
+    let mut cost = dag_cost(&ix, &choice, &root_pos)?;
+
+    // Phase 2: local search on the true DAG cost.
+    for _sweep in 0..3 {
+        let mut improved = false;
+        let reached = reached(&ix, &choice, &root_pos);
+        for c in reached {
+            for ni in 0..ix.nodes[c].len() {
+                if Some(ni) == choice[c] || ix.nodes[c][ni].2.iter().any(|&k| choice[k].is_none()) {
+                    continue;
+                }
+                let old = choice[c];
+                choice[c] = Some(ni);
+                match dag_cost(&ix, &choice, &root_pos) {
+                    Some(t) if t < cost - 1e-9 * cost.abs().max(1.0) => {
+                        cost = t;
+                        improved = true;
+                    }
+                    _ => choice[c] = old,
+                }
+            }
+        }
+        if !improved {
+            break;
+        }
+    }
+    let mut out = Choice::new();
+    for c in reached(&ix, &choice, &root_pos) {
+        let ni = choice[c]?;
+        out.insert(ix.classes[c], ix.nodes[c][ni].0.clone());
+    }
+    Some((out, cost))
+}
+
+/// Classes reachable from the roots under `choice`, roots first.
+fn reached(ix: &Ix, choice: &[Option<usize>], roots: &[usize]) -> Vec<usize> {
+    let mut seen = vec![false; ix.classes.len()];
+    let mut order = Vec::new();
+    let mut stack: Vec<usize> = roots.to_vec();
+    while let Some(c) = stack.pop() {
+        if std::mem::replace(&mut seen[c], true) {
+            continue;
+        }
+        order.push(c);
+        if let Some(ni) = choice[c] {
+            stack.extend(ix.nodes[c][ni].2.iter().copied());
+        }
+    }
+    order
+}
+
+/// Sum of node costs over the classes the roots reach; `None` on a cycle or
+/// a missing choice.
+fn dag_cost(ix: &Ix, choice: &[Option<usize>], roots: &[usize]) -> Option<f64> {
+    // 0 = unvisited, 1 = on the stack, 2 = done.
+    let mut state = vec![0u8; ix.classes.len()];
+    let mut total = 0.0;
+    let mut stack: Vec<(usize, bool)> = roots.iter().map(|&r| (r, false)).collect();
+    while let Some((c, exiting)) = stack.pop() {
+        if exiting {
+            state[c] = 2;
+            continue;
+        }
+        match state[c] {
+            2 => continue,
+            1 => return None,
+            _ => {}
+        }
+        let ni = choice[c]?;
+        state[c] = 1;
+        total += ix.nodes[c][ni].1;
+        stack.push((c, true));
+        for &k in &ix.nodes[c][ni].2 {
+            match state[k] {
+                1 => return None,
+                2 => {}
+                _ => stack.push((k, false)),
+            }
+        }
+    }
+    Some(total)
+}
+
+/// The DAG cost of the e-graph as built from the graph, before any rewrite:
+/// each class's first e-node is the original one.
+pub fn original_cost(eg: &EG, original: &HashMap<Id, ENode>, roots: &[Id]) -> Option<f64> {
+    let ix = index(eg);
+    let mut choice = vec![None; ix.classes.len()];
+    for (c, node) in original {
+        let p = *ix.pos.get(&eg.find(*c))?;
+        let canon = ENode { op: node.op, children: node.children.iter().map(|&k| eg.find(k)).collect() };
+        choice[p] = ix.nodes[p].iter().position(|(n, _, _)| {
+            ENode { op: n.op, children: n.children.iter().map(|&k| eg.find(k)).collect() } == canon
+        });
+    }
+    let roots: Vec<usize> = roots.iter().map(|r| ix.pos.get(&eg.find(*r)).copied()).collect::<Option<_>>()?;
+    dag_cost(&ix, &choice, &roots)
+}

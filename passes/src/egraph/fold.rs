@@ -1,0 +1,146 @@
+//! Constant folding of small subgraphs inside the e-graph.
+//!
+//! An e-node whose operands all have a constant in their class, and whose
+//! result has at most `fold_limit` elements, is evaluated and its class gets
+//! a constant. The pipeline's `ConstEvaluator` (the interpreter) is used when
+//! present; otherwise a native evaluator covers elementwise ops and views,
+//! computing in f64 and rounding once (correctly rounded for + - * / sqrt).
+
+use kiln_ir::{BinaryOp, HostTensor, Op, Shape, TensorType, UnaryOp};
+
+use crate::ConstEvaluator;
+
+/// Evaluates `op` on constant operands; `None` when it cannot.
+pub fn eval(op: &Op, ty: &TensorType, args: &[&HostTensor], ev: Option<&dyn ConstEvaluator>) -> Option<HostTensor> {
+    if let Some(ev) = ev {
+        if let Ok(t) = ev.eval(op, ty, args) {
+            return (t.ty() == *ty).then_some(t);
+        }
+    }
+    native(op, ty, args)
+}
+
+fn broadcast_index(out: &Shape, inp: &Shape, mut flat: usize) -> usize {
+    let (ro, ri) = (out.rank(), inp.rank());
+    let mut idx = 0;
+    let mut stride = 1;
+    for ax in (0..ro).rev() {
+        let d = out.0[ax];
+        let i = flat % d.max(1);
+        flat /= d.max(1);
+        if ax + ri >= ro {
+            let ia = ax + ri - ro;
+            let di = inp.0[ia];
+            if di != 1 {
+                idx += i * stride;
+            }
+            stride *= di;
+        }
+    }
+    idx
+}
+
+fn unary(u: UnaryOp, x: f64) -> f64 {
+    match u {
+        UnaryOp::Neg => -x,
+        UnaryOp::Exp => x.exp(),
+        UnaryOp::Log => x.ln(),
+        UnaryOp::Sqrt => x.sqrt(),
+        UnaryOp::Rsqrt => 1.0 / x.sqrt(),
+        UnaryOp::Abs => x.abs(),
+        UnaryOp::Sign => {
+            if x > 0.0 {
+                1.0
+            } else if x < 0.0 {
+                -1.0
+            } else {
+                x
+            }
+        }
+        UnaryOp::Recip => 1.0 / x,
+        UnaryOp::Relu => {
+            if x > 0.0 {
+                x
+            } else {
+                0.0
+            }
+        }
+        UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        UnaryOp::Tanh => x.tanh(),
+        UnaryOp::Erf => f64::NAN,
+        UnaryOp::Sin => x.sin(),
+        UnaryOp::Cos => x.cos(),
+    }
+}
+
+fn binary(b: BinaryOp, x: f64, y: f64) -> f64 {
+    match b {
+        BinaryOp::Add => x + y,
+        BinaryOp::Sub => x - y,
+        BinaryOp::Mul => x * y,
+        BinaryOp::Div => x / y,
+        BinaryOp::Pow => x.powf(y),
+        BinaryOp::Max => {
+            if x.is_nan() || y.is_nan() {
+                f64::NAN
+            } else {
+                x.max(y)
+            }
+        }
+        BinaryOp::Min => {
+            if x.is_nan() || y.is_nan() {
+                f64::NAN
+            } else {
+                x.min(y)
+            }
+        }
+    }
+}
+
+fn native(op: &Op, ty: &TensorType, args: &[&HostTensor]) -> Option<HostTensor> {
+    let n = ty.numel();
+    let vals: Vec<f64> = match op {
+        // Only float math natively: integer division and overflow rules are
+        // the interpreter's business, and erf needs a real implementation.
+        Op::Unary(u) if ty.dtype.is_float() && *u != UnaryOp::Erf => {
+            let x = args.first()?.to_f64_vec();
+            x.iter().map(|&v| unary(*u, v)).collect()
+        }
+        Op::Binary(b) if ty.dtype.is_float() => {
+            let (a, c) = (args.first()?, args.get(1)?);
+            let (av, cv) = (a.to_f64_vec(), c.to_f64_vec());
+            (0..n)
+                .map(|i| binary(*b, av[broadcast_index(&ty.shape, a.shape(), i)], cv[broadcast_index(&ty.shape, c.shape(), i)]))
+                .collect()
+        }
+        Op::Reshape(_) | Op::StopGradient => args.first()?.to_f64_vec(),
+        Op::BroadcastTo(s) => {
+            let a = args.first()?;
+            let av = a.to_f64_vec();
+            (0..n).map(|i| av[broadcast_index(s, a.shape(), i)]).collect()
+        }
+        Op::Cast(d) if d.is_float() => args.first()?.to_f64_vec(),
+        _ => return None,
+    };
+    (vals.len() == n).then(|| HostTensor::from_f64_values(ty, &vals))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_ir::f32_shape;
+
+    #[test]
+    fn broadcast_binary_matches_numpy() {
+        let a = HostTensor::from_f32([2, 1], vec![1.0, 2.0]).unwrap();
+        let b = HostTensor::from_f32([3], vec![10.0, 20.0, 30.0]).unwrap();
+        let t = eval(&Op::Binary(BinaryOp::Add), &f32_shape([2, 3]), &[&a, &b], None).unwrap();
+        assert_eq!(t.as_f32().unwrap(), &[11.0, 21.0, 31.0, 12.0, 22.0, 32.0]);
+    }
+
+    #[test]
+    fn unsupported_ops_are_not_folded() {
+        let a = HostTensor::from_f32([2, 2], vec![1.0; 4]).unwrap();
+        assert!(eval(&Op::MatMul { trans_a: false, trans_b: false }, &f32_shape([2, 2]), &[&a, &a], None).is_none());
+    }
+}

@@ -1,0 +1,189 @@
+//! The equality-saturation loop: search every rule, apply every match
+//! (checked), fold constants, rebuild; stop on saturation or a limit.
+//!
+//! kiln drives egg's `EGraph` with its own loop rather than egg's `Runner`
+//! so that rules can capture attribute-carrying e-nodes, the type check sits
+//! between apply and union, and provenance is recorded per created node.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use egg::Id;
+use kiln_ir::{HostTensor, Op};
+
+use super::fold;
+use super::lang::{ENode, EG};
+use super::rule::{Bind, Ctx, Provenance, Rule};
+use super::EGraphConfig;
+use crate::ConstEvaluator;
+
+/// Why saturation stopped. Hitting a limit is normal: the best graph found
+/// so far is extracted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// No rule changed the e-graph: every rewrite has been explored.
+    Saturated,
+    IterationLimit(usize),
+    NodeLimit(usize),
+    TimeLimit(Duration),
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopReason::Saturated => write!(f, "saturated"),
+            StopReason::IterationLimit(n) => write!(f, "iteration limit ({n})"),
+            StopReason::NodeLimit(n) => write!(f, "node limit ({n} e-nodes)"),
+            StopReason::TimeLimit(d) => write!(f, "time limit ({} ms)", d.as_millis()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SatStats {
+    pub iterations: usize,
+    pub stop: StopReason,
+    /// Unions made per rule name (`const-fold` for folding).
+    pub fired: BTreeMap<&'static str, usize>,
+    pub enodes: usize,
+    pub eclasses: usize,
+    pub time: Duration,
+}
+
+pub const CONST_FOLD: &str = "const-fold";
+
+pub fn saturate(
+    eg: &mut EG,
+    rules: &[Rule],
+    cfg: &EGraphConfig,
+    ev: Option<&dyn ConstEvaluator>,
+    prov: &mut Provenance,
+) -> SatStats {
+    let start = Instant::now();
+    let mut fired: BTreeMap<&'static str, usize> = rules.iter().map(|r| (r.name, 0)).collect();
+    if cfg.fold_limit > 0 {
+        fired.insert(CONST_FOLD, 0);
+    }
+    let mut stop = None;
+    let mut iterations = 0;
+    eg.rebuild();
+    while stop.is_none() {
+        if iterations >= cfg.iter_limit {
+            stop = Some(StopReason::IterationLimit(cfg.iter_limit));
+            break;
+        }
+        if start.elapsed() > cfg.time_limit {
+            stop = Some(StopReason::TimeLimit(cfg.time_limit));
+            break;
+        }
+        iterations += 1;
+        let by_head = classes_by_head(eg);
+        let mut matches = Vec::new();
+        for (ri, rule) in rules.iter().enumerate() {
+            let Some(classes) = by_head.get(rule.pattern.root_head()) else { continue };
+            let mut found = Vec::new();
+            for &c in classes {
+                rule.pattern.search_class(eg, c, cfg.match_limit, &mut found);
+                if found.len() >= cfg.match_limit {
+                    break;
+                }
+            }
+            matches.extend(found.into_iter().map(|m| (ri, m)));
+        }
+        let mut changed = false;
+        for (ri, m) in &matches {
+            let rule = &rules[*ri];
+            let bind = Bind { pat: &rule.pattern, m };
+            let mut cx = Ctx { eg: &mut *eg, prov: &mut *prov, rule: rule.name, matched: &m.nodes };
+            let Some(new) = (rule.apply)(&mut cx, &bind) else { continue };
+            let (a, b) = (eg.find(m.root), eg.find(new));
+            if a != b && eg[a].data.ty.is_some() && eg[a].data.ty == eg[b].data.ty && eg.union(a, b) {
+                *fired.entry(rule.name).or_default() += 1;
+                changed = true;
+            }
+            if eg.total_number_of_nodes() > cfg.node_limit {
+                stop = Some(StopReason::NodeLimit(cfg.node_limit));
+                break;
+            }
+        }
+        if cfg.fold_limit > 0 && stop.is_none() {
+            let n = fold_constants(eg, cfg.fold_limit, ev);
+            *fired.entry(CONST_FOLD).or_default() += n;
+            changed |= n > 0;
+        }
+        eg.rebuild();
+        if stop.is_none() && !changed {
+            stop = Some(StopReason::Saturated);
+        }
+    }
+    SatStats {
+        iterations,
+        stop: stop.unwrap_or(StopReason::Saturated),
+        fired,
+        enodes: eg.total_number_of_nodes(),
+        eclasses: eg.number_of_classes(),
+        time: start.elapsed(),
+    }
+}
+
+/// Classes holding at least one e-node of each op keyword, in id order.
+fn classes_by_head(eg: &EG) -> HashMap<&'static str, Vec<Id>> {
+    let mut by: HashMap<&'static str, Vec<Id>> = HashMap::new();
+    let mut ids: Vec<Id> = eg.classes().map(|c| c.id).collect();
+    ids.sort();
+    for id in ids {
+        let mut seen: Vec<&'static str> = Vec::new();
+        for n in &eg[id].nodes {
+            let h = eg.analysis.ops.name(n.op);
+            if !seen.contains(&h) {
+                seen.push(h);
+                by.entry(h).or_default().push(id);
+            }
+        }
+    }
+    by
+}
+
+/// Folds every small class whose operands are all constant; returns how
+/// many classes got a constant.
+fn fold_constants(eg: &mut EG, limit: usize, ev: Option<&dyn ConstEvaluator>) -> usize {
+    let mut ids: Vec<Id> = eg.classes().map(|c| c.id).collect();
+    ids.sort();
+    let mut todo: Vec<(Id, HostTensor)> = Vec::new();
+    for id in ids {
+        let class = &eg[id];
+        let Some(ty) = class.data.ty.as_ref() else { continue };
+        if class.data.konst.is_some() || ty.numel() > limit {
+            continue;
+        }
+        for n in &class.nodes {
+            let op = eg.analysis.ops.op(n.op);
+            if op.is_source() || matches!(op, Op::RandomUniform { .. }) {
+                continue;
+            }
+            let args: Option<Vec<&HostTensor>> = n
+                .children
+                .iter()
+                .map(|&c| match eg.analysis.ops.op(eg[c].data.konst?) {
+                    Op::Constant(t) => Some(t),
+                    _ => None,
+                })
+                .collect();
+            let Some(args) = args else { continue };
+            if let Some(t) = fold::eval(op, ty, &args, ev) {
+                todo.push((id, t));
+                break;
+            }
+        }
+    }
+    let mut n = 0;
+    for (id, t) in todo {
+        let op = eg.analysis.ops.intern(Op::Constant(t), None);
+        let c = eg.add(ENode { op, children: vec![] });
+        if eg[c].data.ty == eg[id].data.ty && eg.union(id, c) {
+            n += 1;
+        }
+    }
+    n
+}
