@@ -1,8 +1,67 @@
 //! kiln: define a model in Rust, compile a whole training step or inference
 //! pass to one program, run it on the interpreter or the CPU JIT.
 //!
-//! Module ownership while the first version is built (see docs/TEAM.md):
-//! nn/loss/optim/init/compile/program/error: models-in-code;
-//! data/metrics/train/format: training utilities and the on-disk format.
+//! - Layers register their parameters in a seeded [`ParamStore`] under
+//!   PyTorch's names and layouts (`fc1.weight` is [out, in]) with PyTorch's
+//!   default initialization.
+//! - A [`Builder`] is a graph under construction in a [`Mode`] (train or
+//!   eval); `layer.forward(&mut b, x)` adds the layer's ops and its
+//!   parameters as named graph inputs. Shape errors surface there, naming
+//!   the op and the `%N`s.
+//! - [`train_step`] turns forward + loss into one training graph (autodiff
+//!   and the optimizer's updates appended); [`compile`] runs the pass
+//!   pipeline and a backend and returns a [`Program`] that keeps params and
+//!   optimizer state between runs.
+//!
+//! ```
+//! use kiln::{nn, optim, loss, Builder, CompileOptions, HostTensor, ParamStore, f32_shape, i64_shape};
+//! use kiln::nn::Module;
+//!
+//! # fn main() -> kiln::Result<()> {
+//! let mut store = ParamStore::new(0);
+//! let mlp = nn::Sequential::new()
+//!     .add(nn::Linear::new(&mut store, "fc1", 4, 16)?)
+//!     .add(nn::ReLU)
+//!     .add(nn::Linear::new(&mut store, "fc2", 16, 3)?);
+//!
+//! let mut b = Builder::train();
+//! let x = b.input("x", f32_shape([8, 4]))?;
+//! let y = b.input("y", i64_shape([8]))?;
+//! let logits = mlp.forward(&mut b, x)?;
+//! let l = loss::cross_entropy_mean(&mut b, logits, y)?;
+//! let step = kiln::train_step(&b, l, &store, optim::Sgd::new(0.1).momentum(0.9))?;
+//! let mut exe = kiln::compile(&step, CompileOptions::interp())?;
+//!
+//! let xs = HostTensor::from_f32([8, 4], (0..32).map(|i| (i % 7) as f32 / 7.0 - 0.4).collect())?;
+//! let ys = HostTensor::from_i64([8], vec![0, 1, 2, 0, 1, 2, 0, 1])?;
+//! let first = exe.run(&[("x", &xs), ("y", &ys)])?["loss"].scalar()?;
+//! let second = exe.run(&[("x", &xs), ("y", &ys)])?["loss"].scalar()?;
+//! assert!(second < first, "loss {first} -> {second}");
+//!
+//! // Inference: the same layers in an eval-mode graph, trained weights copied in.
+//! let mut e = Builder::eval();
+//! let x = e.input("x", f32_shape([8, 4]))?;
+//! let out = mlp.forward(&mut e, x)?;
+//! e.output("logits", out)?;
+//! let mut infer = kiln::compile(&kiln::inference(&e, &store)?, CompileOptions::interp())?;
+//! infer.load_from(&exe)?;
+//! assert_eq!(infer.run(&[("x", &xs)])?["logits"].shape().dims(), &[8, 3]);
+//! # Ok(()) }
+//! ```
+
+mod compile;
+mod error;
+pub mod init;
+pub mod loss;
+mod model;
+pub mod nn;
+pub mod optim;
+mod program;
+
+pub use compile::{compile, grad, inference, train_step, train_step_params, BackendKind, CompileOptions, EgraphLimits};
+pub use error::{Error, Result};
+pub use model::{Builder, Mode, ParamStore, Spec};
+pub use program::{is_model_state, Program};
 
 pub use kiln_ir as ir;
+pub use kiln_ir::{f32_shape, i64_shape, DType, Graph, HostTensor, InputRole, NodeId, Shape, TensorType};

@@ -1,0 +1,180 @@
+//! From a model to a program: `train_step` (forward + loss + autodiff +
+//! optimizer updates as one graph), and `compile` (the pass pipeline with
+//! verification and optional dumps, then a backend).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kiln_ir::{Backend, Graph, HostTensor, InputRole, NodeId, Op, TensorType};
+use kiln_passes::{ConstEvaluator, PassCx, PassManager};
+
+use crate::optim::{Optimizer, ParamGrad};
+use crate::{Builder, Error, ParamStore, Program, Result, Spec};
+
+/// Which backend runs the compiled program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// The reference interpreter, f32 (rounded after every op).
+    Interp,
+    /// The interpreter keeping every float in f64 (gradient checks).
+    InterpF64,
+    /// The Cranelift CPU backend.
+    Cpu,
+}
+
+/// Limits for equality saturation (the e-graph pass); hitting one is a
+/// reported stop reason, not an error.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EgraphLimits {
+    pub nodes: usize,
+    pub iterations: usize,
+    pub time: Duration,
+}
+
+impl Default for EgraphLimits {
+    fn default() -> Self {
+        EgraphLimits { nodes: 100_000, iterations: 30, time: Duration::from_secs(2) }
+    }
+}
+
+/// How to compile: backend, dump folder, optimization on/off, e-graph limits.
+#[derive(Debug, Clone)]
+pub struct CompileOptions {
+    pub backend: BackendKind,
+    /// Write every pass's graph here (`KILN_DUMP` is used when unset).
+    pub dump: Option<PathBuf>,
+    /// Run the optimization pipeline (autodiff requests are resolved either way).
+    pub optimize: bool,
+    pub egraph: EgraphLimits,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions { backend: BackendKind::Interp, dump: None, optimize: true, egraph: EgraphLimits::default() }
+    }
+}
+
+impl CompileOptions {
+    pub fn interp() -> CompileOptions {
+        CompileOptions::default()
+    }
+    pub fn interp_f64() -> CompileOptions {
+        CompileOptions { backend: BackendKind::InterpF64, ..Default::default() }
+    }
+    pub fn cpu() -> CompileOptions {
+        CompileOptions { backend: BackendKind::Cpu, ..Default::default() }
+    }
+    pub fn backend(mut self, b: BackendKind) -> Self {
+        self.backend = b;
+        self
+    }
+    pub fn dump(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dump = Some(dir.into());
+        self
+    }
+    pub fn optimize(mut self, on: bool) -> Self {
+        self.optimize = on;
+        self
+    }
+    pub fn egraph_limits(mut self, l: EgraphLimits) -> Self {
+        self.egraph = l;
+        self
+    }
+}
+
+/// Constant folding through the interpreter's op rules.
+struct InterpEval;
+
+impl ConstEvaluator for InterpEval {
+    fn eval(&self, op: &Op, ty: &TensorType, operands: &[&HostTensor]) -> std::result::Result<HostTensor, String> {
+        kiln_interp::eval_op(op, ty, operands, kiln_interp::Precision::F32)
+    }
+}
+
+fn backend_for(kind: BackendKind) -> Result<Box<dyn Backend>> {
+    Ok(match kind {
+        BackendKind::Interp => Box::new(kiln_interp::Interpreter::new(kiln_interp::Precision::F32)),
+        BackendKind::InterpF64 => Box::new(kiln_interp::Interpreter::new(kiln_interp::Precision::F64)),
+        BackendKind::Cpu => return Err(Error::BackendUnavailable("cpu".into())),
+    })
+}
+
+/// Runs the pipeline on a copy of `spec.graph`, compiles it for the chosen
+/// backend and loads the initial param/state values.
+pub fn compile(spec: &Spec, opts: CompileOptions) -> Result<Program> {
+    let mut g = spec.graph.clone();
+    let mut cx = PassCx::new().with_evaluator(InterpEval);
+    cx.dump_dir = opts.dump.clone().or_else(kiln_passes::dump_dir_from_env);
+    let mut pm = PassManager::new();
+    if !g.grad_requests().is_empty() {
+        pm = PassManager::from_names(&["autodiff"])?;
+    }
+    if opts.optimize {
+        for p in kiln_passes::default_pipeline() {
+            pm.push(p);
+        }
+    }
+    let report = pm.run(&mut g, &mut cx)?;
+    let backend = backend_for(opts.backend)?;
+    let exe = backend.compile(&g)?;
+    let mut prog = Program::new(exe, g, report, opts.backend);
+    for (name, v) in &spec.init {
+        if prog.has_state(name) {
+            prog.set_state(name, v.clone())?;
+        }
+    }
+    Ok(prog)
+}
+
+/// Appends the gradient of scalar `loss` with respect to each of `wrt`
+/// (reverse mode) to `g`; see `kiln_passes::autodiff::grad`.
+pub fn grad(g: &mut Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>> {
+    Ok(kiln_passes::autodiff::grad(g, loss, wrt)?)
+}
+
+/// One training step as one graph: the forward graph built in `b`, the
+/// gradient of `loss` with respect to every parameter, and the optimizer's
+/// updates. Outputs `loss` plus every output already named on `b`.
+pub fn train_step(b: &Builder, loss: NodeId, store: &ParamStore, opt: impl Optimizer) -> Result<Spec> {
+    let names: Vec<String> =
+        b.graph().inputs().into_iter().filter(|(_, _, r)| *r == InputRole::Param).map(|(_, n, _)| n.to_string()).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    train_step_params(b, loss, store, opt, &refs)
+}
+
+/// [`train_step`] updating only the named parameters (the others stay fixed).
+pub fn train_step_params(b: &Builder, loss: NodeId, store: &ParamStore, opt: impl Optimizer, params: &[&str]) -> Result<Spec> {
+    let mut g = b.graph().clone();
+    let lt = g.node(loss)?.ty.clone();
+    if !lt.dtype.is_float() || lt.shape.rank() != 0 {
+        return Err(Error::Config(format!("train_step: the loss {loss} must be a float scalar, got {lt}")));
+    }
+    let mut ids = Vec::with_capacity(params.len());
+    for &name in params {
+        let id = g.find_input(name).ok_or_else(|| Error::UnknownParam(name.to_string()))?;
+        if !matches!(g.op(id), Op::Input { role: InputRole::Param, .. }) {
+            return Err(Error::Config(format!("train_step: `{name}` ({id}) is not a param input")));
+        }
+        ids.push(id);
+    }
+    let grads = grad(&mut g, loss, &ids)?;
+    let pg: Vec<ParamGrad> = params
+        .iter()
+        .zip(ids.iter().zip(&grads))
+        .map(|(n, (&param, &grad))| ParamGrad { name: n.to_string(), param, grad })
+        .collect();
+    let mut extra = opt.apply(&mut g, &pg)?;
+    if g.output("loss").is_none() {
+        g.set_output("loss", loss)?;
+    }
+    for (k, v) in b.init_values() {
+        extra.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    Spec::from_parts(g, store, &extra)
+}
+
+/// The graph built in `b` (an eval-mode builder for inference) with its
+/// outputs and the store's values.
+pub fn inference(b: &Builder, store: &ParamStore) -> Result<Spec> {
+    b.spec(store)
+}

@@ -1,0 +1,186 @@
+//! Convolutions: Conv2d (NCHW input, OIHW weight) and Conv1d (NCL, OIL),
+//! with stride, padding, dilation, groups and optional bias.
+
+use kiln_ir::{Conv1dAttrs, Conv2dAttrs, InputRole, NodeId};
+
+use super::{expect_rank, pname, Module};
+use crate::init::Init;
+use crate::{Builder, Error, ParamStore, Result};
+
+#[derive(Debug, Clone)]
+pub struct Conv2dConfig {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel: [usize; 2],
+    pub attrs: Conv2dAttrs,
+    pub bias: bool,
+}
+
+impl Conv2dConfig {
+    pub fn stride(mut self, s: usize) -> Self {
+        self.attrs.stride = [s, s];
+        self
+    }
+    pub fn stride2(mut self, s: [usize; 2]) -> Self {
+        self.attrs.stride = s;
+        self
+    }
+    pub fn padding(mut self, p: usize) -> Self {
+        self.attrs.padding = [p, p];
+        self
+    }
+    pub fn padding2(mut self, p: [usize; 2]) -> Self {
+        self.attrs.padding = p;
+        self
+    }
+    pub fn dilation(mut self, d: usize) -> Self {
+        self.attrs.dilation = [d, d];
+        self
+    }
+    pub fn dilation2(mut self, d: [usize; 2]) -> Self {
+        self.attrs.dilation = d;
+        self
+    }
+    pub fn groups(mut self, g: usize) -> Self {
+        self.attrs.groups = g;
+        self
+    }
+    pub fn bias(mut self, on: bool) -> Self {
+        self.bias = on;
+        self
+    }
+    /// Registers `<name>.weight` [out, in/groups, kh, kw] and `<name>.bias`
+    /// [out] with PyTorch's default init (fan_in = in/groups * kh * kw).
+    pub fn build(self, store: &mut ParamStore, name: &str) -> Result<Conv2d> {
+        let g = self.attrs.groups;
+        if g == 0 || self.in_channels % g != 0 || self.out_channels % g != 0 {
+            return Err(Error::Config(format!(
+                "conv2d `{name}`: groups {g} must divide in {} and out {} channels",
+                self.in_channels, self.out_channels
+            )));
+        }
+        let shape = [self.out_channels, self.in_channels / g, self.kernel[0], self.kernel[1]];
+        let init = Init::torch_default(shape[1] * shape[2] * shape[3]);
+        store.register(&pname(name, "weight"), InputRole::Param, shape, init)?;
+        if self.bias {
+            store.register(&pname(name, "bias"), InputRole::Param, [self.out_channels], init)?;
+        }
+        Ok(Conv2d { name: name.to_string(), cfg: self })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    pub name: String,
+    pub cfg: Conv2dConfig,
+}
+
+impl Conv2d {
+    /// Square kernel `k`, stride 1, no padding, bias on; chain options
+    /// (`.stride(2).padding(1)...`) and finish with `.build(store, name)`.
+    pub fn config(in_channels: usize, out_channels: usize, k: usize) -> Conv2dConfig {
+        Self::config2(in_channels, out_channels, [k, k])
+    }
+    pub fn config2(in_channels: usize, out_channels: usize, kernel: [usize; 2]) -> Conv2dConfig {
+        Conv2dConfig { in_channels, out_channels, kernel, attrs: Conv2dAttrs::default(), bias: true }
+    }
+    pub fn new(store: &mut ParamStore, name: &str, in_channels: usize, out_channels: usize, k: usize) -> Result<Conv2d> {
+        Self::config(in_channels, out_channels, k).build(store, name)
+    }
+    fn weight_shape(&self) -> [usize; 4] {
+        let c = &self.cfg;
+        [c.out_channels, c.in_channels / c.attrs.groups, c.kernel[0], c.kernel[1]]
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, cx: &mut Builder, x: NodeId) -> Result<NodeId> {
+        expect_rank(cx, &format!("conv2d `{}`", self.name), x, &[4], Some((1, self.cfg.in_channels)))?;
+        let w = cx.param(&pname(&self.name, "weight"), self.weight_shape())?;
+        let y = cx.conv2d(x, w, self.cfg.attrs)?;
+        if !self.cfg.bias {
+            return Ok(y);
+        }
+        let b = cx.param(&pname(&self.name, "bias"), [self.cfg.out_channels])?;
+        let b = cx.reshape(b, [self.cfg.out_channels, 1, 1])?;
+        Ok(cx.add(y, b)?)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Conv1dConfig {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel: usize,
+    pub attrs: Conv1dAttrs,
+    pub bias: bool,
+}
+
+impl Conv1dConfig {
+    pub fn stride(mut self, s: usize) -> Self {
+        self.attrs.stride = s;
+        self
+    }
+    pub fn padding(mut self, p: usize) -> Self {
+        self.attrs.padding = p;
+        self
+    }
+    pub fn dilation(mut self, d: usize) -> Self {
+        self.attrs.dilation = d;
+        self
+    }
+    pub fn groups(mut self, g: usize) -> Self {
+        self.attrs.groups = g;
+        self
+    }
+    pub fn bias(mut self, on: bool) -> Self {
+        self.bias = on;
+        self
+    }
+    pub fn build(self, store: &mut ParamStore, name: &str) -> Result<Conv1d> {
+        let g = self.attrs.groups;
+        if g == 0 || self.in_channels % g != 0 || self.out_channels % g != 0 {
+            return Err(Error::Config(format!(
+                "conv1d `{name}`: groups {g} must divide in {} and out {} channels",
+                self.in_channels, self.out_channels
+            )));
+        }
+        let shape = [self.out_channels, self.in_channels / g, self.kernel];
+        let init = Init::torch_default(shape[1] * shape[2]);
+        store.register(&pname(name, "weight"), InputRole::Param, shape, init)?;
+        if self.bias {
+            store.register(&pname(name, "bias"), InputRole::Param, [self.out_channels], init)?;
+        }
+        Ok(Conv1d { name: name.to_string(), cfg: self })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Conv1d {
+    pub name: String,
+    pub cfg: Conv1dConfig,
+}
+
+impl Conv1d {
+    pub fn config(in_channels: usize, out_channels: usize, k: usize) -> Conv1dConfig {
+        Conv1dConfig { in_channels, out_channels, kernel: k, attrs: Conv1dAttrs::default(), bias: true }
+    }
+    pub fn new(store: &mut ParamStore, name: &str, in_channels: usize, out_channels: usize, k: usize) -> Result<Conv1d> {
+        Self::config(in_channels, out_channels, k).build(store, name)
+    }
+}
+
+impl Module for Conv1d {
+    fn forward(&self, cx: &mut Builder, x: NodeId) -> Result<NodeId> {
+        let c = &self.cfg;
+        expect_rank(cx, &format!("conv1d `{}`", self.name), x, &[3], Some((1, c.in_channels)))?;
+        let w = cx.param(&pname(&self.name, "weight"), [c.out_channels, c.in_channels / c.attrs.groups, c.kernel])?;
+        let y = cx.conv1d(x, w, c.attrs)?;
+        if !c.bias {
+            return Ok(y);
+        }
+        let b = cx.param(&pname(&self.name, "bias"), [c.out_channels])?;
+        let b = cx.reshape(b, [c.out_channels, 1])?;
+        Ok(cx.add(y, b)?)
+    }
+}

@@ -1,0 +1,264 @@
+//! Optimizers as graph nodes. After autodiff has appended the gradients,
+//! an optimizer appends the update of every parameter and of its own state
+//! (moments, momentum buffers, the step counter) as `update`s of param and
+//! state inputs, so one training step is one pure graph.
+//!
+//! The learning rate is the scalar state input [`LR`] (`optim.lr`): a
+//! schedule changes it between runs (`Program::set_lr`) without
+//! recompiling. Parameter groups with another base lr scale it by their
+//! ratio to the default group's lr, as PyTorch schedulers scale every group.
+//! The step counter is [`STEP`] (`optim.step`, f32 like PyTorch's `step`);
+//! per-parameter state is `optim.<param>.<name>` with PyTorch's state names
+//! (`momentum_buffer`, `exp_avg`, `exp_avg_sq`, ...).
+
+mod adagrad;
+mod adam;
+mod rmsprop;
+pub mod schedule;
+mod sgd;
+
+use std::collections::BTreeMap;
+
+use kiln_ir::{CompareOp, Graph, HostTensor, InputRole, NodeId, Shape, TensorType};
+
+pub use adagrad::{Adadelta, Adagrad};
+pub use adam::{Adam, NAdam};
+pub use rmsprop::RmsProp;
+pub use sgd::Sgd;
+
+use crate::{Error, Result};
+
+/// The learning-rate state input.
+pub const LR: &str = "optim.lr";
+/// The step-counter state input (number of steps taken, f32).
+pub const STEP: &str = "optim.step";
+
+/// A parameter and its gradient node in the graph being extended.
+#[derive(Debug, Clone)]
+pub struct ParamGrad {
+    pub name: String,
+    pub param: NodeId,
+    pub grad: NodeId,
+}
+
+/// Something that appends parameter updates to a graph.
+pub trait Optimizer {
+    /// Appends the updates; returns the initial values of the state inputs
+    /// it created.
+    fn apply(&self, g: &mut Graph, params: &[ParamGrad]) -> Result<BTreeMap<String, HostTensor>>;
+    /// The base learning rate (initial value of [`LR`]).
+    fn base_lr(&self) -> f64;
+}
+
+/// One optimizer's per-parameter update rule (SGD, Adam, ...).
+pub trait Rule: Clone {
+    fn lr(&self) -> f64;
+    /// Appends the update of one parameter given its (clipped) gradient,
+    /// the group's learning-rate node and the 1-based step number node `t`.
+    fn step(&self, cx: &mut OptCx<'_>, p: &ParamGrad, grad: NodeId, lr: NodeId, t: NodeId) -> Result<()>;
+
+    /// Settings for a named subset of parameters (PyTorch param groups).
+    fn group(self, names: &[&str], settings: Self) -> Optim<Self> {
+        Optim::new(self).group(names, settings)
+    }
+    /// Clips the global L2 norm of all gradients to `max_norm` first.
+    fn clip_grad_norm(self, max_norm: f64) -> Optim<Self> {
+        Optim::new(self).clip_grad_norm(max_norm)
+    }
+    /// Clamps every gradient element to [-v, v] first.
+    fn clip_grad_value(self, v: f64) -> Optim<Self> {
+        Optim::new(self).clip_grad_value(v)
+    }
+}
+
+/// A rule with parameter groups and gradient clipping.
+#[derive(Debug, Clone)]
+pub struct Optim<R> {
+    pub default: R,
+    pub groups: Vec<(Vec<String>, R)>,
+    pub clip_norm: Option<f64>,
+    pub clip_value: Option<f64>,
+}
+
+impl<R: Rule> Optim<R> {
+    pub fn new(default: R) -> Optim<R> {
+        Optim { default, groups: Vec::new(), clip_norm: None, clip_value: None }
+    }
+    pub fn group(mut self, names: &[&str], settings: R) -> Optim<R> {
+        self.groups.push((names.iter().map(|s| s.to_string()).collect(), settings));
+        self
+    }
+    pub fn clip_grad_norm(mut self, max_norm: f64) -> Optim<R> {
+        self.clip_norm = Some(max_norm);
+        self
+    }
+    pub fn clip_grad_value(mut self, v: f64) -> Optim<R> {
+        self.clip_value = Some(v);
+        self
+    }
+}
+
+impl<R: Rule> Optimizer for R {
+    fn apply(&self, g: &mut Graph, params: &[ParamGrad]) -> Result<BTreeMap<String, HostTensor>> {
+        Optim::new(self.clone()).apply(g, params)
+    }
+    fn base_lr(&self) -> f64 {
+        self.lr()
+    }
+}
+
+impl<R: Rule> Optimizer for Optim<R> {
+    fn base_lr(&self) -> f64 {
+        self.default.lr()
+    }
+
+    fn apply(&self, g: &mut Graph, params: &[ParamGrad]) -> Result<BTreeMap<String, HostTensor>> {
+        for (names, _) in &self.groups {
+            if let Some(n) = names.iter().find(|n| !params.iter().any(|p| &p.name == *n)) {
+                return Err(Error::UnknownParam(format!("{n} (in an optimizer parameter group)")));
+            }
+        }
+        let mut cx = OptCx { g, init: BTreeMap::new() };
+        let lr = cx.scalar_state(LR, self.default.lr())?;
+        let step = cx.scalar_state(STEP, 0.0)?;
+        let t = cx.g.add_scalar(step, 1.0)?;
+        cx.g.set_update(STEP, t)?;
+        let grads = clip(cx.g, params, self.clip_norm, self.clip_value)?;
+        for (p, grad) in params.iter().zip(grads) {
+            let rule = self.groups.iter().find(|(n, _)| n.contains(&p.name)).map(|(_, r)| r).unwrap_or(&self.default);
+            let base = self.default.lr();
+            let lr_p = if rule.lr() == base {
+                lr
+            } else if base != 0.0 {
+                cx.g.mul_scalar(lr, rule.lr() / base)?
+            } else {
+                cx.g.scalar_f32(rule.lr() as f32)?
+            };
+            rule.step(&mut cx, p, grad, lr_p, t)?;
+        }
+        Ok(cx.init)
+    }
+}
+
+fn clip(g: &mut Graph, params: &[ParamGrad], norm: Option<f64>, value: Option<f64>) -> Result<Vec<NodeId>> {
+    let mut grads: Vec<NodeId> = params.iter().map(|p| p.grad).collect();
+    if let Some(v) = value {
+        for gr in &mut grads {
+            let hi = g.scalar_like(v, *gr)?;
+            let lo = g.scalar_like(-v, *gr)?;
+            let a = g.minimum(*gr, hi)?;
+            *gr = g.maximum(a, lo)?;
+        }
+    }
+    if let Some(max_norm) = norm {
+        if grads.is_empty() {
+            return Ok(grads);
+        }
+        // PyTorch: coef = max_norm / (total_norm + 1e-6), clamped to 1.
+        let mut total: Option<NodeId> = None;
+        for &gr in &grads {
+            let sq = g.mul(gr, gr)?;
+            let s = g.sum_all(sq)?;
+            total = Some(match total {
+                Some(t) => g.add(t, s)?,
+                None => s,
+            });
+        }
+        let n = g.sqrt(total.expect("non-empty"))?;
+        let n = g.add_scalar(n, 1e-6)?;
+        let mx = g.scalar_like(max_norm, n)?;
+        let coef = g.div(mx, n)?;
+        let one = g.scalar_like(1.0, coef)?;
+        let coef = g.minimum(coef, one)?;
+        for gr in &mut grads {
+            *gr = g.mul(*gr, coef)?;
+        }
+    }
+    Ok(grads)
+}
+
+/// The graph being extended plus the initial values of new state.
+pub struct OptCx<'g> {
+    pub g: &'g mut Graph,
+    pub init: BTreeMap<String, HostTensor>,
+}
+
+impl OptCx<'_> {
+    /// A scalar f32 state input (shared by all parameters).
+    pub fn scalar_state(&mut self, name: &str, init: f64) -> Result<NodeId> {
+        self.state_input(name, TensorType::new(kiln_ir::DType::F32, Shape::scalar()), init)
+    }
+
+    /// Per-parameter state `optim.<param>.<leaf>` with the param's type,
+    /// filled with `init`.
+    pub fn param_state(&mut self, p: &ParamGrad, leaf: &str, init: f64) -> Result<NodeId> {
+        let ty = self.g.ty(p.param).clone();
+        self.state_input(&state_name(&p.name, leaf), ty, init)
+    }
+
+    /// Per-parameter scalar state `optim.<param>.<leaf>`.
+    pub fn param_scalar_state(&mut self, p: &ParamGrad, leaf: &str, init: f64) -> Result<NodeId> {
+        self.scalar_state(&state_name(&p.name, leaf), init)
+    }
+
+    fn state_input(&mut self, name: &str, ty: TensorType, init: f64) -> Result<NodeId> {
+        if let Some(id) = self.g.find_input(name) {
+            return Ok(id);
+        }
+        let id = self.g.add_input(name, InputRole::State, ty.clone())?;
+        self.init.insert(name.to_string(), HostTensor::from_f64_values(&ty, &vec![init; ty.numel()]));
+        Ok(id)
+    }
+
+    pub fn set_state(&mut self, p: &ParamGrad, leaf: &str, value: NodeId) -> Result<()> {
+        Ok(self.g.set_update(&state_name(&p.name, leaf), value)?)
+    }
+
+    pub fn set_param(&mut self, p: &ParamGrad, value: NodeId) -> Result<()> {
+        Ok(self.g.set_update(&p.name, value)?)
+    }
+
+    /// `a * x + b * y` for scalar constants a, b.
+    pub fn axpby(&mut self, a: f64, x: NodeId, b: f64, y: NodeId) -> Result<NodeId> {
+        let ax = self.g.mul_scalar(x, a)?;
+        let by = self.g.mul_scalar(y, b)?;
+        Ok(self.g.add(ax, by)?)
+    }
+
+    /// `base^t` for a constant base and the step node (as exp(t ln base)).
+    pub fn pow_t(&mut self, base: f64, t: NodeId) -> Result<NodeId> {
+        let e = self.g.mul_scalar(t, base.ln())?;
+        Ok(self.g.exp(e)?)
+    }
+
+    /// `grad + wd * param` (coupled weight decay), and `-grad` if maximizing.
+    pub fn decayed_grad(&mut self, p: &ParamGrad, grad: NodeId, wd: f64, maximize: bool) -> Result<NodeId> {
+        let mut g = if maximize { self.g.neg(grad)? } else { grad };
+        if wd != 0.0 {
+            let d = self.g.mul_scalar(p.param, wd)?;
+            g = self.g.add(g, d)?;
+        }
+        Ok(g)
+    }
+
+    /// `param - lr * delta`.
+    pub fn descend(&mut self, param: NodeId, lr: NodeId, delta: NodeId) -> Result<NodeId> {
+        let s = self.g.mul(delta, lr)?;
+        Ok(self.g.sub(param, s)?)
+    }
+
+    /// A 0/1 scalar mask: `t == 1`.
+    pub fn is_first_step(&mut self, t: NodeId) -> Result<NodeId> {
+        let one = self.g.scalar_like(1.0, t)?;
+        Ok(self.g.compare(CompareOp::Eq, t, one)?)
+    }
+}
+
+/// `optim.<param>.<leaf>`.
+pub fn state_name(param: &str, leaf: &str) -> String {
+    format!("optim.{param}.{leaf}")
+}
+
+pub(crate) fn check_lr(lr: f64) {
+    debug_assert!(lr.is_finite() && lr >= 0.0, "learning rate {lr}");
+}

@@ -1,0 +1,161 @@
+//! A compiled program: the backend's executable plus the optimized graph and
+//! the pipeline report. Params and state persist between runs and are
+//! updated in place by the graph's updates.
+
+use std::borrow::Borrow;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use kiln_ir::{DType, Executable, Graph, HostTensor, Signature};
+use kiln_passes::PipelineReport;
+
+use crate::compile::BackendKind;
+use crate::optim::LR;
+use crate::{Error, ParamStore, Result};
+
+pub struct Program {
+    exe: Box<dyn Executable>,
+    graph: Graph,
+    report: PipelineReport,
+    backend: BackendKind,
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Program").field("backend", &self.backend).field("signature", self.exe.signature()).finish()
+    }
+}
+
+/// Whether a persistent name belongs to the model (params and buffers such
+/// as BatchNorm running stats) rather than to the optimizer or the random
+/// step counter.
+pub fn is_model_state(name: &str) -> bool {
+    !(name.starts_with("optim.") || name == crate::nn::RNG_STEP)
+}
+
+impl Program {
+    pub(crate) fn new(exe: Box<dyn Executable>, graph: Graph, report: PipelineReport, backend: BackendKind) -> Program {
+        Program { exe, graph, report, backend }
+    }
+
+    /// Runs once. `inputs` are the per-call data inputs by name; returns
+    /// every named output.
+    pub fn run<T: Borrow<HostTensor>>(&mut self, inputs: &[(&str, T)]) -> Result<BTreeMap<String, HostTensor>> {
+        let m: BTreeMap<String, HostTensor> = inputs.iter().map(|(k, v)| (k.to_string(), v.borrow().clone())).collect();
+        self.run_map(&m)
+    }
+
+    pub fn run_map(&mut self, inputs: &BTreeMap<String, HostTensor>) -> Result<BTreeMap<String, HostTensor>> {
+        Ok(self.exe.run(inputs)?)
+    }
+
+    pub fn signature(&self) -> &Signature {
+        self.exe.signature()
+    }
+
+    /// The graph after the pass pipeline (what the backend compiled).
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// What each pass did (names, times, node counts).
+    pub fn report(&self) -> &PipelineReport {
+        &self.report
+    }
+
+    pub fn backend(&self) -> BackendKind {
+        self.backend
+    }
+
+    pub fn executable(&self) -> &dyn Executable {
+        self.exe.as_ref()
+    }
+
+    pub fn executable_mut(&mut self) -> &mut dyn Executable {
+        self.exe.as_mut()
+    }
+
+    pub fn has_state(&self, name: &str) -> bool {
+        self.exe.signature().input(name).is_some_and(|i| i.role.is_persistent())
+    }
+
+    pub fn state(&self, name: &str) -> Option<HostTensor> {
+        self.exe.state(name)
+    }
+
+    pub fn set_state(&mut self, name: &str, value: HostTensor) -> Result<()> {
+        Ok(self.exe.set_state(name, value)?)
+    }
+
+    /// Sets the learning rate for the next steps (no recompilation).
+    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
+        if !self.has_state(LR) {
+            return Err(Error::UnknownParam(format!("{LR} (this program has no optimizer)")));
+        }
+        self.set_state(LR, HostTensor::scalar_f32(lr as f32))
+    }
+
+    pub fn lr(&self) -> Option<f64> {
+        self.state(LR).and_then(|t| t.scalar().ok())
+    }
+
+    /// Every param and state value (model and optimizer), by name.
+    pub fn state_dict(&self) -> BTreeMap<String, HostTensor> {
+        self.exe.state_dict()
+    }
+
+    /// Params and buffers only, PyTorch names and layouts.
+    pub fn model_state_dict(&self) -> BTreeMap<String, HostTensor> {
+        self.state_dict().into_iter().filter(|(k, _)| is_model_state(k)).collect()
+    }
+
+    /// Sets every entry; each must be a param/state of this program with its
+    /// type. Entries the program does not have are an error.
+    pub fn load_state_dict(&mut self, dict: &BTreeMap<String, HostTensor>) -> Result<()> {
+        if let Some(k) = dict.keys().find(|k| !self.has_state(k)) {
+            return Err(Error::UnknownParam(k.clone()));
+        }
+        for (k, v) in dict {
+            self.set_state(k, v.clone())?;
+        }
+        Ok(())
+    }
+
+    /// Copies every param/state this program shares by name with `other`
+    /// (e.g. trained weights into an inference program).
+    pub fn load_from(&mut self, other: &Program) -> Result<()> {
+        for (k, v) in other.state_dict() {
+            if self.has_state(&k) {
+                self.set_state(&k, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the model's params/buffers back into a store.
+    pub fn sync_to(&self, store: &mut ParamStore) -> Result<()> {
+        for (k, v) in self.model_state_dict() {
+            if store.contains(&k) {
+                let v = if v.dtype() == DType::F64 { v.cast(DType::F32) } else { v };
+                store.set(&k, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves [`Self::state_dict`] (optimizer state included) as safetensors.
+    pub fn save_state(&self, path: impl AsRef<Path>) -> Result<()> {
+        Ok(kiln_ir::write_safetensors(path.as_ref(), &self.state_dict())?)
+    }
+
+    /// Saves [`Self::model_state_dict`] as safetensors (PyTorch-compatible names).
+    pub fn save_weights(&self, path: impl AsRef<Path>) -> Result<()> {
+        Ok(kiln_ir::write_safetensors(path.as_ref(), &self.model_state_dict())?)
+    }
+
+    /// Loads a safetensors file written by `save_state`/`save_weights` (or PyTorch).
+    pub fn load_state(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let d = kiln_ir::read_safetensors(path.as_ref())?;
+        self.load_state_dict(&d)
+    }
+}
