@@ -125,6 +125,12 @@ impl PassManager {
         Ok(PassManager { passes })
     }
 
+    /// A comma-separated list of pass names (`"cse, dce"`), as `kiln opt
+    /// --passes` takes it.
+    pub fn from_list(list: &str) -> Result<PassManager, PassError> {
+        Ok(PassManager { passes: crate::registry::passes_from_list(list)? })
+    }
+
     /// [`crate::registry::default_pipeline`] as a manager.
     pub fn default_pipeline() -> PassManager {
         PassManager { passes: crate::registry::default_pipeline() }
@@ -152,7 +158,7 @@ impl PassManager {
     ///
     /// With `cx.dump_dir` set it writes the dump folder (see [`crate::dump`]).
     /// On error the graph is left as the failing pass left it; when dumping,
-    /// that graph is written as `NN-<pass>.invalid.kir` and `summary.txt`
+    /// that graph is written as `NN-<pass>.failed.kir` and `summary.txt`
     /// covers the passes that ran, so the folder explains the failure.
     pub fn run(&self, g: &mut Graph, cx: &mut PassCx) -> Result<PipelineReport, PassError> {
         verify(g).map_err(PassError::InvalidInput)?;
@@ -224,7 +230,7 @@ impl PassManager {
         let seq = cx.dump_seq;
         cx.dump_seq += 1;
         let kir = print_guarded(g);
-        dump::write_numbered(dir, seq, &format!("{pass}.invalid.kir"), &kir)?;
+        dump::write_numbered(dir, seq, &format!("{pass}.failed.kir"), &kir)?;
         let table = format!("{report}failed in `{pass}`: {err}\n");
         dump::write_summary(dir, &table, continuing)
     }
@@ -315,6 +321,8 @@ mod tests {
         let mut g = sample();
         let pm = PassManager::new().with(Cse).with(Dce).with(Dce);
         assert_eq!(pm.pass_names(), ["cse", "dce", "dce"]);
+        assert_eq!(PassManager::from_list("cse,dce, dce").unwrap().pass_names(), pm.pass_names());
+        assert!(PassManager::from_list("cse,bogus").is_err());
         let r = pm.run(&mut g, &mut PassCx::new()).unwrap();
         let counts: Vec<(usize, usize, bool)> = r.rows.iter().map(|r| (r.nodes_before, r.nodes_after, r.changed)).collect();
         assert_eq!(counts, [(6, 5, true), (5, 4, true), (4, 4, false)]);
@@ -420,7 +428,7 @@ mod tests {
         PassManager::new().with(Dce).with(Breaker).run(&mut g, &mut cx).unwrap_err();
         assert_eq!(
             files(&tmp.0),
-            ["00-input.dot", "00-input.kir", "01-dce.dot", "01-dce.kir", "02-breaker.invalid.kir", "summary.txt"]
+            ["00-input.dot", "00-input.kir", "01-dce.dot", "01-dce.kir", "02-breaker.failed.kir", "summary.txt"]
         );
         let summary = fs::read_to_string(tmp.0.join("summary.txt")).unwrap();
         assert!(summary.contains("failed in `breaker`"), "{summary}");

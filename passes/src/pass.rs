@@ -44,6 +44,17 @@ pub struct PassCx {
     pub dump_seq: usize,
 }
 
+impl std::fmt::Debug for PassCx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PassCx")
+            .field("dump_dir", &self.dump_dir)
+            .field("evaluator", &self.evaluator.as_ref().map(|_| "<evaluator>"))
+            .field("reports", &self.reports.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .field("dump_seq", &self.dump_seq)
+            .finish()
+    }
+}
+
 impl PassCx {
     pub fn new() -> PassCx {
         PassCx::default()
