@@ -54,14 +54,37 @@ impl Geom {
         }
     }
 
-    /// Input row/column hit by output position `o` and kernel tap `k` along
-    /// `axis`, or `None` when it falls into the zero padding.
-    #[inline]
-    fn src(&self, axis: usize, o: usize, k: usize) -> Option<usize> {
+    /// The output positions along `axis` whose input under kernel tap `k`
+    /// lies inside the image (not in the zero padding). For those,
+    /// `o * stride + k * dilation - padding` is a valid input index.
+    fn valid(&self, axis: usize, k: usize) -> std::ops::Range<usize> {
         let a = &self.attrs;
-        let i = (o * a.stride[axis] + k * a.dilation[axis]) as isize - a.padding[axis] as isize;
-        let bound = if axis == 0 { self.h } else { self.w };
-        (i >= 0 && (i as usize) < bound).then_some(i as usize)
+        let (s, off) = (a.stride[axis] as isize, (k * a.dilation[axis]) as isize - a.padding[axis] as isize);
+        let (bound, outs) = if axis == 0 { (self.h, self.ho) } else { (self.w, self.wo) };
+        // o * s + off >= 0  and  o * s + off < bound
+        let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
+        let hi = if bound as isize - off <= 0 { 0 } else { (bound as isize - off + s - 1) / s };
+        let hi = (hi as usize).min(outs);
+        (lo as usize).min(hi)..hi
+    }
+
+    #[inline]
+    fn src(&self, axis: usize, o: usize, k: usize) -> usize {
+        let a = &self.attrs;
+        o * a.stride[axis] + k * a.dilation[axis] - a.padding[axis]
+    }
+
+    /// For kernel tap (ky, kx): per output row that reads the image, the
+    /// range of valid output elements in the y plane at `yp` and the flat x
+    /// index of the first input they read (successive outputs read every
+    /// `stride[1]`-th input after it).
+    fn rows(&self, yp: usize, xp: usize, ky: usize, kx: usize) -> impl Iterator<Item = (std::ops::Range<usize>, usize)> + '_ {
+        let cols = self.valid(1, kx);
+        let rows = if cols.is_empty() { 0..0 } else { self.valid(0, ky) };
+        rows.map(move |oh| {
+            let y0 = yp + oh * self.wo;
+            (y0 + cols.start..y0 + cols.end, xp + self.src(0, oh, ky) * self.w + self.src(1, cols.start, kx))
+        })
     }
 
     fn tap(&self, wi: usize) -> (usize, usize) {
@@ -74,12 +97,10 @@ pub(crate) fn conv2d(x: &[f64], w: &[f64], g: &Geom) -> Vec<f64> {
     g.for_each_tap(|xp, yp, wi| {
         let wv = w[wi];
         let (ky, kx) = g.tap(wi);
-        for oh in 0..g.ho {
-            let Some(ih) = g.src(0, oh, ky) else { continue };
-            for ow in 0..g.wo {
-                if let Some(iw) = g.src(1, ow, kx) {
-                    y[yp + oh * g.wo + ow] += wv * x[xp + ih * g.w + iw];
-                }
+        for (ys, xs) in g.rows(yp, xp, ky, kx) {
+            let xrow = x[xs..].iter().step_by(g.attrs.stride[1]);
+            for (yv, &xv) in y[ys].iter_mut().zip(xrow) {
+                *yv += wv * xv;
             }
         }
     });
@@ -91,12 +112,10 @@ pub(crate) fn conv2d_grad_input(dy: &[f64], w: &[f64], g: &Geom) -> Vec<f64> {
     g.for_each_tap(|xp, yp, wi| {
         let wv = w[wi];
         let (ky, kx) = g.tap(wi);
-        for oh in 0..g.ho {
-            let Some(ih) = g.src(0, oh, ky) else { continue };
-            for ow in 0..g.wo {
-                if let Some(iw) = g.src(1, ow, kx) {
-                    dx[xp + ih * g.w + iw] += wv * dy[yp + oh * g.wo + ow];
-                }
+        for (ys, xs) in g.rows(yp, xp, ky, kx) {
+            let xrow = dx[xs..].iter_mut().step_by(g.attrs.stride[1]);
+            for (xv, &dyv) in xrow.zip(&dy[ys]) {
+                *xv += wv * dyv;
             }
         }
     });
@@ -108,12 +127,10 @@ pub(crate) fn conv2d_grad_weight(x: &[f64], dy: &[f64], g: &Geom) -> Vec<f64> {
     g.for_each_tap(|xp, yp, wi| {
         let (ky, kx) = g.tap(wi);
         let mut acc = 0.0;
-        for oh in 0..g.ho {
-            let Some(ih) = g.src(0, oh, ky) else { continue };
-            for ow in 0..g.wo {
-                if let Some(iw) = g.src(1, ow, kx) {
-                    acc += x[xp + ih * g.w + iw] * dy[yp + oh * g.wo + ow];
-                }
+        for (ys, xs) in g.rows(yp, xp, ky, kx) {
+            let xrow = x[xs..].iter().step_by(g.attrs.stride[1]);
+            for (&xv, &dyv) in xrow.zip(&dy[ys]) {
+                acc += xv * dyv;
             }
         }
         dw[wi] += acc;

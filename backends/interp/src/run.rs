@@ -31,10 +31,10 @@ fn relaxed<'a>(sig: &Signature, given: impl Fn(&str) -> Option<&'a HostTensor>, 
     let mut s = sig.clone();
     if precision == Precision::F64 {
         for i in &mut s.inputs {
-            if let Some(t) = given(&i.name) {
-                if type_ok(&i.ty, &t.ty(), precision) {
-                    i.ty = t.ty();
-                }
+            if let Some(t) = given(&i.name)
+                && type_ok(&i.ty, &t.ty(), precision)
+            {
+                i.ty = t.ty();
             }
         }
     }

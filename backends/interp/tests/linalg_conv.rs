@@ -203,3 +203,56 @@ fn fused_conv2d_adds_bias_per_channel_then_activates() {
     let r = ev(Op::FusedConv2d { attrs: Conv2dAttrs::default(), bias: false, act: Activation::None }, &[&x, &w]);
     exact(&r, &[6.0, 8.0, 12.0, 14.0, 5.0, 6.0, 8.0, 9.0]);
 }
+
+/// conv2d straight from its definition, one output element at a time.
+fn conv_by_definition(x: &[f64], xd: [usize; 4], w: &[f64], wd: [usize; 4], a: Conv2dAttrs, yd: &[usize]) -> Vec<f64> {
+    let [n, c, h, wi] = xd;
+    let [o, cg, kh, kw] = wd;
+    let og = o / a.groups;
+    let mut y = Vec::new();
+    for b in 0..n {
+        for oc in 0..o {
+            for oh in 0..yd[2] {
+                for ow in 0..yd[3] {
+                    let mut acc = 0.0;
+                    for ci in 0..cg {
+                        let ch = (oc / og) * cg + ci;
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let ih = (oh * a.stride[0] + ky * a.dilation[0]) as isize - a.padding[0] as isize;
+                                let iw = (ow * a.stride[1] + kx * a.dilation[1]) as isize - a.padding[1] as isize;
+                                if ih < 0 || iw < 0 || ih >= h as isize || iw >= wi as isize {
+                                    continue;
+                                }
+                                acc += x[((b * c + ch) * h + ih as usize) * wi + iw as usize] * w[((oc * cg + ci) * kh + ky) * kw + kx];
+                            }
+                        }
+                    }
+                    y.push(acc);
+                }
+            }
+        }
+    }
+    y
+}
+
+#[test]
+fn conv2d_matches_its_definition_across_attributes() {
+    let mut k = 0;
+    for stride in [[1, 1], [2, 1], [3, 2]] {
+        for padding in [[0, 0], [1, 2], [3, 0]] {
+            for dilation in [[1, 1], [2, 3]] {
+                for (groups, c, o) in [(1, 2, 3), (2, 4, 2), (3, 3, 6)] {
+                    let a = Conv2dAttrs { stride, padding, dilation, groups };
+                    let (xd, wd) = ([2, c, 7, 8], [o, c / groups, 3, 2]);
+                    let x = noise(xd.iter().product(), k);
+                    let w = noise(wd.iter().product(), 1000 + k);
+                    k += 1;
+                    let y = ev64(Op::Conv2d(a), &[&t64(&xd, &x), &t64(&wd, &w)]);
+                    let want = conv_by_definition(&x, xd, &w, wd, a, &dims(&y));
+                    close(&vals(&y), &want, 1e-12);
+                }
+            }
+        }
+    }
+}
