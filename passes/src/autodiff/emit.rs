@@ -2,7 +2,9 @@
 //! through `Graph::apply`, so a rule that builds an ill-typed node fails with
 //! a typed error naming the op and its operands instead of corrupting the graph.
 
-use kiln_ir::{BinaryOp, CompareOp, DType, Graph, IrError, NodeId, Op, Shape};
+use std::collections::HashMap;
+
+use kiln_ir::{BinaryOp, CompareOp, DType, Graph, HostTensor, IrError, NodeId, Op, Shape, TensorType};
 
 use crate::PassError;
 
@@ -13,13 +15,29 @@ pub(crate) fn ir(e: IrError) -> PassError {
 }
 
 /// A graph plus the helpers rules need. Borrowed mutably for one sweep.
+///
+/// Nodes built during the sweep are memoized by (op, operands), so rules
+/// that ask for the same thing twice (the zero of a mask, `g * x` for both
+/// slots of `x * x`) share one node instead of leaving that to CSE.
 pub(crate) struct Emit<'g> {
     pub g: &'g mut Graph,
+    memo: HashMap<(String, Vec<NodeId>), NodeId>,
 }
 
-impl Emit<'_> {
+impl<'g> Emit<'g> {
+    pub fn new(g: &'g mut Graph) -> Emit<'g> {
+        Emit { g, memo: HashMap::new() }
+    }
+
     pub fn apply(&mut self, op: Op, operands: &[NodeId]) -> R {
-        self.g.apply(op, operands).map_err(ir)
+        // Constants here are scalars, so the debug form is a cheap exact key.
+        let key = (format!("{op:?}"), operands.to_vec());
+        if let Some(&id) = self.memo.get(&key) {
+            return Ok(id);
+        }
+        let id = self.g.apply(op, operands).map_err(ir)?;
+        self.memo.insert(key, id);
+        Ok(id)
     }
 
     pub fn shape(&self, id: NodeId) -> Shape {
@@ -32,7 +50,8 @@ impl Emit<'_> {
 
     /// A scalar constant with `like`'s dtype (broadcasts in binary ops).
     pub fn scalar(&mut self, v: f64, like: NodeId) -> R {
-        self.g.scalar_like(v, like).map_err(ir)
+        let ty = TensorType::new(self.dtype(like), Shape::scalar());
+        self.apply(Op::Constant(HostTensor::from_f64_values(&ty, &[v])), &[])
     }
 
     /// Zeros with `like`'s type, as a broadcast scalar so the constant stays tiny.

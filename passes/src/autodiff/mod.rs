@@ -69,7 +69,7 @@ pub fn grad(g: &mut Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>, 
     let order = g.topo_order().map_err(ir)?;
     let active = active_nodes(g, &order, loss, wrt);
 
-    let mut e = Emit { g };
+    let mut e = Emit::new(g);
     let mut pending: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
     let mut total: HashMap<NodeId, NodeId> = HashMap::new();
     if active.contains(&loss) {
