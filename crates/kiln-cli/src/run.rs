@@ -1,0 +1,112 @@
+//! `kiln run FILE.kir --inputs IN.safetensors --out OUT.safetensors`
+
+use std::collections::BTreeMap;
+
+use kiln_interp::{Interpreter, Precision};
+use kiln_ir::{Backend, Graph, HostTensor, InputRole, TensorData};
+use kiln_passes::{PassCx, PassManager};
+
+use crate::cli::{BackendKind, PrecisionArg, RunArgs};
+use crate::error::CliError;
+use crate::load::load_kir;
+
+pub fn run(a: &RunArgs) -> Result<(), CliError> {
+    let mut g = load_kir(&a.file)?;
+    if !g.grad_requests().is_empty() {
+        PassManager::from_names(&["autodiff"])?.run(&mut g, &mut PassCx::new())?;
+    }
+    let precision = match a.precision {
+        PrecisionArg::F32 => Precision::F32,
+        PrecisionArg::F64 => Precision::F64,
+    };
+    let tensors = kiln_ir::read_safetensors(&a.inputs)?;
+    let problems = input_problems(&g, &tensors, precision == Precision::F64);
+    if !problems.is_empty() {
+        return Err(CliError::Inputs { path: a.inputs.clone(), problems });
+    }
+
+    let backend: Box<dyn Backend> = match a.backend {
+        BackendKind::Interp => Box::new(Interpreter::new(precision)),
+    };
+    let mut exe = backend.compile(&g)?;
+    let roles: BTreeMap<String, InputRole> = g.inputs().into_iter().map(|(_, n, r)| (n.to_string(), r)).collect();
+    let mut data = BTreeMap::new();
+    for (name, t) in tensors {
+        if roles[&name] == InputRole::Input {
+            data.insert(name, t);
+        } else {
+            exe.set_state(&name, t)?;
+        }
+    }
+    let outputs = exe.run(&data)?;
+
+    let mut out = outputs.clone();
+    for (name, _) in g.updates() {
+        if out.contains_key(name) {
+            eprintln!("warning: output `{name}` has the name of an updated param/state; {} holds the output", a.out.display());
+            continue;
+        }
+        if let Some(t) = exe.state(name) {
+            out.insert(name.clone(), t);
+        }
+    }
+    kiln_ir::write_safetensors(&a.out, &out)?;
+
+    if !a.quiet {
+        for (name, id) in g.outputs() {
+            if let Some(t) = outputs.get(name) {
+                println!("{name} ({id}): {} = {}", t.ty(), preview(t));
+            }
+        }
+        for (name, _) in g.updates() {
+            if let Some(t) = out.get(name).filter(|_| !outputs.contains_key(name)) {
+                println!("{name} (updated): {} = {}", t.ty(), preview(t));
+            }
+        }
+        println!("wrote {} tensors to {}", out.len(), a.out.display());
+    }
+    Ok(())
+}
+
+/// Every problem with the given tensors at once: missing, unexpected and
+/// wrongly typed ones. With `float_any` (f64 mode) a float input may be given
+/// as f32 or f64.
+fn input_problems(g: &Graph, given: &BTreeMap<String, HostTensor>, float_any: bool) -> Vec<String> {
+    let inputs = g.input_map();
+    let mut problems = Vec::new();
+    for (name, (id, role, ty)) in &inputs {
+        match given.get(name) {
+            None => problems.push(format!("missing {} `{name}` ({id}: {ty})", role.name())),
+            Some(t) => {
+                let got = t.ty();
+                let ok = got == *ty || (float_any && got.shape == ty.shape && got.dtype.is_float() && ty.dtype.is_float());
+                if !ok {
+                    problems.push(format!("{} `{name}` ({id}) must be {ty}, got {got}", role.name()));
+                }
+            }
+        }
+    }
+    let known: Vec<&str> = inputs.keys().map(String::as_str).collect();
+    for name in given.keys().filter(|n| !inputs.contains_key(*n)) {
+        problems.push(format!("unexpected tensor `{name}` (the graph's inputs are: {})", known.join(", ")));
+    }
+    problems
+}
+
+/// The first few values of a tensor, for the terminal.
+fn preview(t: &HostTensor) -> String {
+    const SHOW: usize = 8;
+    let vals: Vec<String> = match t.data() {
+        TensorData::F32(v) => v.iter().take(SHOW).map(|x| x.to_string()).collect(),
+        TensorData::F64(v) => v.iter().take(SHOW).map(|x| x.to_string()).collect(),
+        TensorData::I64(v) => v.iter().take(SHOW).map(|x| x.to_string()).collect(),
+        TensorData::I32(v) => v.iter().take(SHOW).map(|x| x.to_string()).collect(),
+        TensorData::Bool(v) => v.iter().take(SHOW).map(|&x| (x != 0).to_string()).collect(),
+    };
+    if t.shape().rank() == 0 {
+        return vals.into_iter().next().unwrap_or_default();
+    }
+    let more = if t.numel() > SHOW { ", ..." } else { "" };
+    format!("[{}{more}]", vals.join(", "))
+}
+
