@@ -186,7 +186,9 @@ impl PassManager {
                 Ok(changed)
             });
             let changed = match result {
-                Ok(c) => c.changed(),
+                // A pass that reports "no change" yet added or removed nodes
+                // still counts as changed, so the dump never skips a graph.
+                Ok(c) => c.changed() || g.node_count() != nodes_before,
                 Err(e) => {
                     if let Some(dir) = &dir {
                         // Best effort: the pass's own error is what the caller needs.
