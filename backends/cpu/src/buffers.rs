@@ -1,0 +1,121 @@
+//! Raw tensor storage: 64-byte aligned zeroed byte buffers, and typed
+//! element access by dtype for the portable kernels.
+
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+
+use kiln_ir::{DType, HostTensor, TensorData, TensorType};
+
+/// An owned, 64-byte aligned, zero-initialized byte buffer.
+pub struct AlignedBuf {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// The buffer is plain memory owned by one executable.
+unsafe impl Send for AlignedBuf {}
+
+impl AlignedBuf {
+    pub fn zeroed(len: usize) -> AlignedBuf {
+        let layout = Layout::from_size_align(len.max(64), 64).expect("buffer size fits a layout");
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { alloc_zeroed(layout) };
+        if ptr.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        AlignedBuf { ptr, len }
+    }
+    pub fn ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: ptr is valid for len bytes.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: ptr is valid for len bytes and uniquely borrowed.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        let layout = Layout::from_size_align(self.len.max(64), 64).expect("same layout as at allocation");
+        // SAFETY: allocated with this layout in `zeroed`.
+        unsafe { dealloc(self.ptr, layout) }
+    }
+}
+
+/// Reads element `i` of a buffer of dtype `d` widened to f64.
+///
+/// # Safety
+/// `p` must be valid for reading element `i` of dtype `d`.
+#[inline]
+pub unsafe fn load(d: DType, p: *const u8, i: usize) -> f64 {
+    unsafe {
+        match d {
+            DType::F32 => *(p as *const f32).add(i) as f64,
+            DType::F64 => *(p as *const f64).add(i),
+            DType::I64 => *(p as *const i64).add(i) as f64,
+            DType::I32 => *(p as *const i32).add(i) as f64,
+            DType::Bool => (*p.add(i) != 0) as u8 as f64,
+        }
+    }
+}
+
+/// Writes element `i` of dtype `d` (floats round, ints truncate, bools are
+/// `v != 0`).
+///
+/// # Safety
+/// `p` must be valid for writing element `i` of dtype `d`.
+#[inline]
+pub unsafe fn store(d: DType, p: *mut u8, i: usize, v: f64) {
+    unsafe {
+        match d {
+            DType::F32 => *(p as *mut f32).add(i) = v as f32,
+            DType::F64 => *(p as *mut f64).add(i) = v,
+            DType::I64 => *(p as *mut i64).add(i) = v as i64,
+            DType::I32 => *(p as *mut i32).add(i) = v as i32,
+            DType::Bool => *p.add(i) = (v != 0.0) as u8,
+        }
+    }
+}
+
+/// The raw little-endian bytes of a host tensor.
+pub fn host_bytes(t: &HostTensor) -> &[u8] {
+    fn b<T>(v: &[T]) -> &[u8] {
+        // SAFETY: plain-old-data elements viewed as bytes.
+        unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+    }
+    match t.data() {
+        TensorData::F32(v) => b(v),
+        TensorData::F64(v) => b(v),
+        TensorData::I64(v) => b(v),
+        TensorData::I32(v) => b(v),
+        TensorData::Bool(v) => b(v),
+    }
+}
+
+/// A host tensor of type `ty` copied from raw bytes.
+pub fn tensor_from_bytes(ty: &TensorType, bytes: &[u8]) -> HostTensor {
+    let n = ty.numel();
+    fn v<T: Copy + Default>(bytes: &[u8], n: usize) -> Vec<T> {
+        let mut out = vec![T::default(); n];
+        // SAFETY: `out` holds exactly n elements and `bytes` at least as many bytes.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr() as *mut u8, n * std::mem::size_of::<T>()) };
+        out
+    }
+    let data = match ty.dtype {
+        DType::F32 => TensorData::F32(v(bytes, n)),
+        DType::F64 => TensorData::F64(v(bytes, n)),
+        DType::I64 => TensorData::I64(v(bytes, n)),
+        DType::I32 => TensorData::I32(v(bytes, n)),
+        DType::Bool => TensorData::Bool(v(bytes, n)),
+    };
+    HostTensor::new(ty.shape.clone(), data).expect("byte count matches the type")
+}

@@ -1,0 +1,173 @@
+//! Graph -> `CpuExecutable`: partition, plan memory, lower each kernel.
+
+use std::collections::HashMap;
+
+use kiln_ir::{verify, DType, Graph, NodeId, Op, ReduceOp, Signature};
+use kiln_passes::memory_plan::{plan_memory, Storage};
+use kiln_passes::partition::{partition, Kernel, KernelKind};
+
+use crate::buffers::{host_bytes, AlignedBuf};
+use crate::exec::{CodeHolder, CpuExecutable, LoopStep, Persistent, SlotSrc, Step};
+use crate::jit::Jit;
+use crate::kernels::{scratch_elems, NativeOp};
+use crate::pool::Pool;
+use crate::program::{self, reduce_identity};
+use crate::{CpuBackend, CpuError};
+
+fn native_of(g: &Graph, n: NodeId, slot: &dyn Fn(NodeId) -> usize) -> NativeOp {
+    NativeOp {
+        node: n,
+        op: g.op(n).clone(),
+        ins: g.operands(n).into_iter().map(|o| (slot(o), g.ty(o).clone())).collect(),
+        out: (slot(n), g.ty(n).clone()),
+    }
+}
+
+fn scratch_bytes(g: &Graph, k: &Kernel) -> usize {
+    match k.anchor {
+        Some(a) if matches!(k.kind, KernelKind::Contraction | KernelKind::Single) => {
+            let ins: Vec<_> = g.operands(a).into_iter().map(|o| g.ty(o).clone()).collect();
+            let out = g.ty(a);
+            scratch_elems(g.op(a), &ins, out) * out.dtype.size_bytes()
+        }
+        _ => 0,
+    }
+}
+
+pub fn compile(be: &CpuBackend, g: &Graph) -> Result<CpuExecutable, CpuError> {
+    verify(g).map_err(|e| CpuError::Plan(e.to_string()))?;
+    if !g.grad_requests().is_empty() {
+        return Err(CpuError::Plan("the graph still has grad requests; run the autodiff pass first".into()));
+    }
+    let part = partition(g).map_err(|e| CpuError::Plan(e.to_string()))?;
+    let plan = plan_memory(g, &part, &|k| scratch_bytes(g, k)).map_err(|e| CpuError::Plan(e.to_string()))?;
+
+    // Slots: one per buffer root.
+    let sig = Signature::of(g);
+    let mut slots: Vec<SlotSrc> = Vec::new();
+    let mut slot_of: HashMap<NodeId, usize> = HashMap::new();
+    let mut persistent: Vec<Persistent> = Vec::new();
+    let mut pers_index: HashMap<String, usize> = HashMap::new();
+    for i in sig.inputs.iter().filter(|i| i.role.is_persistent()) {
+        pers_index.insert(i.name.clone(), persistent.len());
+        persistent.push(Persistent { name: i.name.clone(), ty: i.ty.clone(), buf: AlignedBuf::zeroed(i.ty.size_bytes()), set: false });
+    }
+    let mut constants: Vec<AlignedBuf> = Vec::new();
+    let mut scalar_consts: HashMap<NodeId, f64> = HashMap::new();
+    for (&n, st) in &plan.values {
+        let src = match st {
+            Storage::View(_) => continue,
+            Storage::Input(name) => SlotSrc::Input(name.clone()),
+            Storage::Persistent(name) => SlotSrc::Persistent(pers_index[name]),
+            Storage::Arena { offset, .. } => SlotSrc::Arena(*offset),
+            Storage::Constant => {
+                let Op::Constant(t) = g.op(n) else { return Err(CpuError::Internal(format!("{n} planned as a constant"))) };
+                let mut b = AlignedBuf::zeroed(t.ty().size_bytes());
+                b.bytes_mut()[..t.ty().size_bytes()].copy_from_slice(host_bytes(t));
+                if t.numel() == 1 && t.dtype().is_float() {
+                    scalar_consts.insert(n, t.to_f64_vec()[0]);
+                }
+                constants.push(b);
+                SlotSrc::Constant(constants.len() - 1)
+            }
+        };
+        // Persistent sources share one slot per buffer.
+        let existing = slots.iter().position(|s| *s == src && matches!(s, SlotSrc::Persistent(_)));
+        let idx = existing.unwrap_or_else(|| {
+            slots.push(src);
+            slots.len() - 1
+        });
+        slot_of.insert(n, idx);
+    }
+    for (v, r) in &part.views {
+        let s = *slot_of.get(r).ok_or_else(|| CpuError::Internal(format!("view {v} of unplanned {r}")))?;
+        slot_of.insert(*v, s);
+    }
+    let slot = |n: NodeId| -> usize { slot_of[&n] };
+    let sconst = |n: NodeId| scalar_consts.get(&n).copied();
+
+    let mut jit = if be.jit { Some(Jit::new()?) } else { None };
+    let mut steps: Vec<Step> = Vec::new();
+    let mut pending: Vec<(usize, usize)> = Vec::new(); // (step index, jit kernel index)
+    for k in &part.kernels {
+        if let Some(a) = k.anchor.filter(|_| k.kind != KernelKind::Reduce) {
+            let scratch = plan.scratch.get(&k.id).map(|&(off, _)| off);
+            steps.push(Step::Native { op: native_of(g, a, &slot), scratch });
+        }
+        if k.fused.is_empty() && k.kind != KernelKind::Reduce {
+            continue;
+        }
+        let prog = program::build(g, k, &slot, &sconst)?;
+        let (cd, _, _) = prog.collapsed();
+        let mut reduce_outs = Vec::new();
+        if k.kind == KernelKind::Reduce {
+            let r = k.anchor.expect("reduce anchor");
+            let Op::Reduce { op, axes, .. } = g.op(r) else { unreachable!("reduce kernels are anchored on reductions") };
+            let count: usize = axes.iter().map(|&a| k.shape.0[a]).product();
+            let mean = (*op == ReduceOp::Mean).then_some(count as f64);
+            reduce_outs.push((slot(r), g.ty(r).dtype, g.ty(r).numel(), reduce_identity(*op), mean));
+        }
+        let parallel = prog.outer_parallel();
+        let work = prog.dims.iter().product::<usize>() * prog.instrs.len().max(1);
+        if let Some(j) = jit.as_mut() {
+            if let Some(idx) = j.declare(k.id, &prog, g)? {
+                pending.push((steps.len(), idx));
+            }
+        }
+        let args: Vec<usize> = prog.leaves.iter().map(|l| l.slot).chain(prog.stores.iter().map(|s| s.slot)).collect();
+        let argv = vec![std::ptr::null_mut(); args.len()];
+        steps.push(Step::Loop(LoopStep { kernel: k.id, prog, jit: None, args, argv, outer: cd[0], parallel, work, reduce_outs }));
+    }
+    let (module, code) = match jit {
+        Some(j) => {
+            let (m, fns, code) = j.finish()?;
+            for (si, fi) in pending {
+                if let Step::Loop(l) = &mut steps[si] {
+                    l.jit = Some(fns[fi]);
+                }
+            }
+            (Some(m), code)
+        }
+        None => (None, Vec::new()),
+    };
+
+    let outputs = g.outputs().iter().map(|(name, n)| (name.clone(), slot(*n), g.ty(*n).clone())).collect();
+    let copied_updates = plan
+        .copied
+        .iter()
+        .map(|(name, n)| (pers_index[name], slot(*n), g.ty(*n).size_bytes()))
+        .collect();
+    let partition_text = part.to_text(g);
+    let memory_text = plan.to_text(g);
+    if let Some(dir) = &be.dump_dir {
+        let e = |e: kiln_passes::PassError| CpuError::Dump(e.to_string());
+        std::fs::create_dir_all(dir).map_err(|x| CpuError::Dump(format!("{}: {x}", dir.display())))?;
+        kiln_passes::write_dump_file(dir, "partition.txt", &partition_text).map_err(e)?;
+        kiln_passes::write_dump_file(dir, "memory-plan.txt", &memory_text).map_err(e)?;
+        let names: Vec<String> = code.iter().map(|c| format!("k{}-{}.clif", c.kernel, c.name)).collect();
+        let files: Vec<(&str, &str)> = names.iter().zip(&code).map(|(n, c)| (n.as_str(), c.clif.as_str())).collect();
+        if !files.is_empty() {
+            kiln_passes::write_dump_group(dir, &files).map_err(e)?;
+        }
+    }
+    let n_slots = slots.len();
+    let _ = DType::F32;
+    Ok(CpuExecutable {
+        sig,
+        steps,
+        slots,
+        arena: AlignedBuf::zeroed(plan.arena_bytes),
+        persistent,
+        constants,
+        outputs,
+        copied_updates,
+        ptrs: vec![std::ptr::null_mut(); n_slots],
+        pool: Pool::new(be.threads),
+        _code: CodeHolder(module),
+        partition_text,
+        memory_text,
+        code,
+        peak: plan.peak_bytes(),
+        arena_bytes: plan.arena_bytes,
+    })
+}

@@ -1,0 +1,243 @@
+//! The compiled program and its run loop.
+
+use std::collections::BTreeMap;
+
+use kiln_ir::{DType, Executable, HostTensor, RunError, Signature, TensorType};
+
+use crate::buffers::{host_bytes, store, tensor_from_bytes, AlignedBuf};
+use crate::jit::{JitFn, KernelCode};
+use crate::kernels::{self, NativeOp};
+use crate::pool::Pool;
+use crate::program::{self, Program};
+
+/// Where a buffer slot points.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SlotSrc {
+    Arena(usize),
+    Persistent(usize),
+    Constant(usize),
+    /// Index into the signature's data inputs, filled per run.
+    Input(String),
+}
+
+/// One step of the program.
+pub(crate) enum Step {
+    Loop(LoopStep),
+    Native { op: NativeOp, scratch: Option<usize> },
+}
+
+pub(crate) struct LoopStep {
+    pub kernel: usize,
+    pub prog: Program,
+    pub jit: Option<JitFn>,
+    /// Slots of the leaves then the stores: the JIT function's arguments.
+    pub args: Vec<usize>,
+    pub argv: Vec<*mut u8>,
+    /// Extent of collapsed dimension 0 and whether it may be split.
+    pub outer: usize,
+    pub parallel: bool,
+    pub work: usize,
+    /// Reduction outputs: (slot, dtype, numel, identity, mean divisor).
+    pub reduce_outs: Vec<(usize, DType, usize, f64, Option<f64>)>,
+}
+
+pub(crate) struct Persistent {
+    pub name: String,
+    pub ty: TensorType,
+    pub buf: AlignedBuf,
+    pub set: bool,
+}
+
+/// Keeps the JIT's code memory alive as long as the executable.
+pub(crate) struct CodeHolder(#[allow(dead_code)] pub Option<cranelift_jit::JITModule>);
+// The module is only kept to own the code pages; it is never used again.
+unsafe impl Send for CodeHolder {}
+
+/// A program compiled for the CPU.
+pub struct CpuExecutable {
+    pub(crate) sig: Signature,
+    pub(crate) steps: Vec<Step>,
+    pub(crate) slots: Vec<SlotSrc>,
+    pub(crate) arena: AlignedBuf,
+    pub(crate) persistent: Vec<Persistent>,
+    pub(crate) constants: Vec<AlignedBuf>,
+    pub(crate) outputs: Vec<(String, usize, TensorType)>,
+    /// (persistent index, source slot, bytes).
+    pub(crate) copied_updates: Vec<(usize, usize, usize)>,
+    pub(crate) ptrs: Vec<*mut u8>,
+    pub(crate) pool: Pool,
+    pub(crate) _code: CodeHolder,
+    pub(crate) partition_text: String,
+    pub(crate) memory_text: String,
+    pub(crate) code: Vec<KernelCode>,
+    pub(crate) peak: usize,
+    pub(crate) arena_bytes: usize,
+}
+
+// Raw pointers in `ptrs` point into buffers this value owns (or, during a
+// run only, into the caller's input tensors).
+unsafe impl Send for CpuExecutable {}
+
+struct SendPtrs(*const *mut u8);
+unsafe impl Sync for SendPtrs {}
+unsafe impl Send for SendPtrs {}
+
+/// Below this many loop points a kernel runs on one thread.
+const PARALLEL_GRAIN: usize = 32 * 1024;
+
+impl CpuExecutable {
+    /// Peak bytes of tensor storage (arena + params/state + constants).
+    pub fn peak_bytes(&self) -> usize {
+        self.peak
+    }
+
+    /// Bytes of the shared intermediate arena.
+    pub fn arena_bytes(&self) -> usize {
+        self.arena_bytes
+    }
+
+    /// The kernel list as text (the dump's partition file).
+    pub fn partition_text(&self) -> &str {
+        &self.partition_text
+    }
+
+    /// The buffer plan as text (the dump's memory plan file).
+    pub fn memory_plan_text(&self) -> &str {
+        &self.memory_text
+    }
+
+    /// The Cranelift IR of every JIT-compiled kernel.
+    pub fn kernel_code(&self) -> &[KernelCode] {
+        &self.code
+    }
+
+    /// Partition, memory plan and code in one text (for `kiln inspect` and
+    /// the on-disk format's plan section).
+    pub fn plan_text(&self) -> String {
+        let mut s = String::new();
+        s.push_str(&self.partition_text);
+        s.push_str(&self.memory_text);
+        for k in &self.code {
+            s.push_str(&format!("# k{} ({})\n{}\n", k.kernel, k.name, k.clif));
+        }
+        s
+    }
+
+    fn run_inner(&mut self, inputs: &BTreeMap<String, HostTensor>) -> Result<BTreeMap<String, HostTensor>, RunError> {
+        self.sig.check_inputs(inputs)?;
+        if let Some(p) = self.persistent.iter().find(|p| !p.set) {
+            return Err(RunError::UnsetState(p.name.clone()));
+        }
+        for (i, s) in self.slots.iter().enumerate() {
+            self.ptrs[i] = match s {
+                SlotSrc::Arena(off) => unsafe { self.arena.ptr().add(*off) },
+                SlotSrc::Persistent(p) => self.persistent[*p].buf.ptr(),
+                SlotSrc::Constant(c) => self.constants[*c].ptr(),
+                SlotSrc::Input(name) => host_bytes(&inputs[name]).as_ptr() as *mut u8,
+            };
+        }
+        let arena = self.arena.ptr();
+        let (steps, ptrs, pool) = (&mut self.steps, &self.ptrs, &self.pool);
+        for step in steps.iter_mut() {
+            match step {
+                Step::Native { op, scratch } => {
+                    let sp = scratch.map(|o| unsafe { arena.add(o) }).unwrap_or(std::ptr::null_mut());
+                    unsafe { kernels::run(op, ptrs, sp)? };
+                }
+                Step::Loop(l) => {
+                    for (a, &s) in l.argv.iter_mut().zip(&l.args) {
+                        *a = ptrs[s];
+                    }
+                    unsafe { run_loop(l, ptrs, pool)? }
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        for (name, slot, ty) in &self.outputs {
+            let bytes = unsafe { std::slice::from_raw_parts(self.ptrs[*slot], ty.size_bytes()) };
+            out.insert(name.clone(), tensor_from_bytes(ty, bytes));
+        }
+        for &(p, slot, bytes) in &self.copied_updates {
+            let src = self.ptrs[slot];
+            let dst = self.persistent[p].buf.ptr();
+            if src == dst {
+                continue;
+            }
+            let from_persistent = matches!(self.slots[slot], SlotSrc::Persistent(_));
+            if from_persistent {
+                // Another param's buffer may itself be overwritten by a later copy.
+                let tmp = unsafe { std::slice::from_raw_parts(src, bytes) }.to_vec();
+                unsafe { std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst, bytes) };
+            } else {
+                unsafe { std::ptr::copy_nonoverlapping(src, dst, bytes) };
+            }
+        }
+        Ok(out)
+    }
+}
+
+unsafe fn run_loop(l: &LoopStep, ptrs: &[*mut u8], pool: &Pool) -> Result<(), RunError> {
+    for &(slot, dt, n, ident, _) in &l.reduce_outs {
+        for i in 0..n {
+            unsafe { store(dt, ptrs[slot], i, ident) };
+        }
+    }
+    match l.jit {
+        Some(f) => {
+            let outer = l.outer;
+            let t = pool.threads();
+            if l.parallel && t > 1 && l.work >= PARALLEL_GRAIN && outer >= t {
+                let p = SendPtrs(l.argv.as_ptr());
+                let job = move |part: usize| {
+                    let p = &p;
+                    let lo = outer * part / t;
+                    let hi = outer * (part + 1) / t;
+                    if lo < hi {
+                        unsafe { f(p.0, lo as i64, hi as i64) };
+                    }
+                };
+                pool.run(&job);
+            } else {
+                unsafe { f(l.argv.as_ptr(), 0, outer as i64) };
+            }
+        }
+        None => {
+            let d0 = l.prog.dims.first().copied().unwrap_or(1);
+            unsafe { program::eval(&l.prog, ptrs, 0, d0).map_err(RunError::from)? };
+        }
+    }
+    for &(slot, dt, n, _, mean) in &l.reduce_outs {
+        if let Some(div) = mean {
+            for i in 0..n {
+                unsafe {
+                    let v = crate::buffers::load(dt, ptrs[slot], i);
+                    store(dt, ptrs[slot], i, v / div);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Executable for CpuExecutable {
+    fn signature(&self) -> &Signature {
+        &self.sig
+    }
+
+    fn set_state(&mut self, name: &str, value: HostTensor) -> Result<(), RunError> {
+        self.sig.check_state(name, &value)?;
+        let p = self.persistent.iter_mut().find(|p| p.name == name).ok_or_else(|| RunError::UnknownState(name.to_string()))?;
+        p.buf.bytes_mut()[..p.ty.size_bytes()].copy_from_slice(host_bytes(&value));
+        p.set = true;
+        Ok(())
+    }
+
+    fn state(&self, name: &str) -> Option<HostTensor> {
+        let p = self.persistent.iter().find(|p| p.name == name && p.set)?;
+        Some(tensor_from_bytes(&p.ty, &p.buf.bytes()[..p.ty.size_bytes()]))
+    }
+
+    fn run(&mut self, inputs: &BTreeMap<String, HostTensor>) -> Result<BTreeMap<String, HostTensor>, RunError> {
+        self.run_inner(inputs)
+    }
+}

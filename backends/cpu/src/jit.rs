@@ -1,0 +1,585 @@
+//! Lowering loop programs to Cranelift: one function per kernel,
+//! `fn(args: *const *mut u8, lo: i64, hi: i64)` running dimension 0 of the
+//! collapsed loop nest over `[lo, hi)` (so the runtime can split it across
+//! threads). `args` holds one pointer per leaf then one per store.
+//!
+//! The innermost loop is vectorized by hand: f32x4 over 4 points at a time
+//! (Cranelift has no auto-vectorizer and no wider vectors), then a scalar
+//! tail. Broadcast leaves (stride 0) are loaded once per inner loop and
+//! splatted; one-element constants become immediates; reductions over the
+//! innermost dimension accumulate in a vector register and combine lanes at
+//! the end. ReLU lowers to one compare and one AND (`cmpps` + `andps`),
+//! letting NaN through like the interpreter; `fmax` would be a longer
+//! sequence with exact ±0 rules that ReLU does not need.
+//! Transcendentals (exp, log, tanh, sigmoid, erf, sin, cos, pow) call a
+//! scalar Rust function per lane (computed in f64, like the interpreter).
+//! Identical programs (up to buffer addresses) share one compiled function.
+
+use std::collections::HashMap;
+
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{types, AbiParam, Endianness, FuncRef, InstBuilder, MemFlagsData as MemFlags, Type, Value};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
+use kiln_ir::{BinaryOp, CompareOp, DType, Graph, ReduceOp, UnaryOp};
+
+use crate::program::{reduce_identity, unary_f64, Ins, Program};
+use crate::CpuError;
+
+pub type JitFn = unsafe extern "C" fn(*const *mut u8, i64, i64);
+
+/// The Cranelift IR of one compiled kernel (what the dump writes as `.clif`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelCode {
+    pub kernel: usize,
+    pub name: String,
+    pub clif: String,
+}
+
+extern "C" fn k_exp(x: f32) -> f32 {
+    (x as f64).exp() as f32
+}
+extern "C" fn k_log(x: f32) -> f32 {
+    (x as f64).ln() as f32
+}
+extern "C" fn k_tanh(x: f32) -> f32 {
+    (x as f64).tanh() as f32
+}
+extern "C" fn k_sigmoid(x: f32) -> f32 {
+    unary_f64(UnaryOp::Sigmoid, x as f64) as f32
+}
+extern "C" fn k_erf(x: f32) -> f32 {
+    libm::erf(x as f64) as f32
+}
+extern "C" fn k_sin(x: f32) -> f32 {
+    (x as f64).sin() as f32
+}
+extern "C" fn k_cos(x: f32) -> f32 {
+    (x as f64).cos() as f32
+}
+extern "C" fn k_pow(x: f32, y: f32) -> f32 {
+    (x as f64).powf(y as f64) as f32
+}
+
+const UNARY_CALLS: [(&str, UnaryOp); 7] = [
+    ("kiln_exp", UnaryOp::Exp),
+    ("kiln_log", UnaryOp::Log),
+    ("kiln_tanh", UnaryOp::Tanh),
+    ("kiln_sigmoid", UnaryOp::Sigmoid),
+    ("kiln_erf", UnaryOp::Erf),
+    ("kiln_sin", UnaryOp::Sin),
+    ("kiln_cos", UnaryOp::Cos),
+];
+
+pub struct Jit {
+    module: JITModule,
+    fctx: FunctionBuilderContext,
+    funcs: Vec<FuncId>,
+    code: Vec<KernelCode>,
+    cache: HashMap<String, usize>,
+    unary_ids: HashMap<UnaryOp, FuncId>,
+    pow_id: FuncId,
+}
+
+fn cg<E: std::fmt::Display>(e: E) -> CpuError {
+    CpuError::Codegen(e.to_string())
+}
+
+/// Whether the JIT handles this program (f32 data, bool masks inside).
+fn supported(p: &Program) -> bool {
+    let f = |d: DType| d == DType::F32;
+    p.leaves.iter().all(|l| f(l.dtype))
+        && p.stores.iter().all(|s| f(s.dtype))
+        && p.instrs.iter().all(|i| match i.ins {
+            Ins::Leaf(_) | Ins::Unary(..) | Ins::Binary(..) | Ins::Copy(_) => f(i.dtype),
+            Ins::Compare(_, a, _) => f(p.instrs[a].dtype),
+            Ins::Select(m, _, _) => p.instrs[m].dtype == DType::Bool && f(i.dtype),
+            Ins::Cast(a) => {
+                let from = p.instrs[a].dtype;
+                matches!((from, i.dtype), (DType::F32, DType::F32) | (DType::Bool, DType::F32) | (DType::F32, DType::Bool))
+            }
+        })
+}
+
+/// The program with buffer slots erased: the cache key.
+fn shape_key(p: &Program) -> String {
+    let mut q = p.clone();
+    for l in &mut q.leaves {
+        l.slot = 0;
+        l.node = kiln_ir::NodeId(0);
+    }
+    for s in &mut q.stores {
+        s.slot = 0;
+        s.node = kiln_ir::NodeId(0);
+    }
+    for i in &mut q.instrs {
+        i.node = None;
+    }
+    format!("{:?}", (q.collapsed(), q.leaves.iter().map(|l| l.constant.map(f64::to_bits)).collect::<Vec<_>>(), q.instrs, q.stores.iter().map(|s| (s.instr, s.reduce)).collect::<Vec<_>>()))
+}
+
+impl Jit {
+    pub fn new() -> Result<Jit, CpuError> {
+        let mut fb = settings::builder();
+        fb.set("opt_level", "speed").map_err(cg)?;
+        fb.set("use_colocated_libcalls", "false").map_err(cg)?;
+        fb.set("is_pic", "false").map_err(cg)?;
+        let isa = cranelift_native::builder().map_err(cg)?.finish(settings::Flags::new(fb)).map_err(cg)?;
+        let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
+        let fns: [(&str, *const u8); 8] = [
+            ("kiln_exp", k_exp as *const u8),
+            ("kiln_log", k_log as *const u8),
+            ("kiln_tanh", k_tanh as *const u8),
+            ("kiln_sigmoid", k_sigmoid as *const u8),
+            ("kiln_erf", k_erf as *const u8),
+            ("kiln_sin", k_sin as *const u8),
+            ("kiln_cos", k_cos as *const u8),
+            ("kiln_pow", k_pow as *const u8),
+        ];
+        for (n, p) in fns {
+            jb.symbol(n, p);
+        }
+        let mut module = JITModule::new(jb);
+        let mut s1 = module.make_signature();
+        s1.params.push(AbiParam::new(types::F32));
+        s1.returns.push(AbiParam::new(types::F32));
+        let mut unary_ids = HashMap::new();
+        for (n, u) in UNARY_CALLS {
+            unary_ids.insert(u, module.declare_function(n, Linkage::Import, &s1).map_err(cg)?);
+        }
+        let mut s2 = module.make_signature();
+        s2.params.push(AbiParam::new(types::F32));
+        s2.params.push(AbiParam::new(types::F32));
+        s2.returns.push(AbiParam::new(types::F32));
+        let pow_id = module.declare_function("kiln_pow", Linkage::Import, &s2).map_err(cg)?;
+        Ok(Jit { module, fctx: FunctionBuilderContext::new(), funcs: Vec::new(), code: Vec::new(), cache: HashMap::new(), unary_ids, pow_id })
+    }
+
+    /// Compiles `p` for kernel `kernel`; `None` when the program needs the
+    /// portable evaluator (non-f32 data). Returns the function index.
+    pub fn declare(&mut self, kernel: usize, p: &Program, _g: &Graph) -> Result<Option<usize>, CpuError> {
+        if !supported(p) {
+            return Ok(None);
+        }
+        let key = shape_key(p);
+        if let Some(&i) = self.cache.get(&key) {
+            return Ok(Some(i));
+        }
+        let ptr = self.module.target_config().pointer_type();
+        let mut ctx = self.module.make_context();
+        ctx.func.signature.params.push(AbiParam::new(ptr));
+        ctx.func.signature.params.push(AbiParam::new(types::I64));
+        ctx.func.signature.params.push(AbiParam::new(types::I64));
+        let name = if p.reduces() { "reduce" } else { "loop" };
+        let fname = format!("k{kernel}_{name}");
+        let id = self.module.declare_function(&fname, Linkage::Local, &ctx.func.signature).map_err(cg)?;
+        {
+            let mut b = FunctionBuilder::new(&mut ctx.func, &mut self.fctx);
+            let mut calls: HashMap<UnaryOp, FuncRef> = HashMap::new();
+            for (&u, &fid) in &self.unary_ids {
+                calls.insert(u, self.module.declare_func_in_func(fid, b.func));
+            }
+            let pow = self.module.declare_func_in_func(self.pow_id, b.func);
+            let entry = b.create_block();
+            b.append_block_params_for_function_params(entry);
+            b.switch_to_block(entry);
+            b.seal_block(entry);
+            let args = b.block_params(entry)[0];
+            let lo = b.block_params(entry)[1];
+            let hi = b.block_params(entry)[2];
+            let mut e = Emitter::new(p, calls, pow);
+            e.bases = (0..p.leaves.len() + p.stores.len())
+                .map(|i| b.ins().load(ptr, MemFlags::trusted(), args, (i * 8) as i32))
+                .collect();
+            let zero = b.ins().iconst(types::I64, 0);
+            let offs = vec![zero; p.leaves.len() + p.stores.len()];
+            e.level(&mut b, 0, offs, lo, hi);
+            b.ins().return_(&[]);
+            b.finalize(self.module.target_config());
+        }
+        let clif = ctx.func.display().to_string();
+        self.module.define_function(id, &mut ctx).map_err(|e| CpuError::Codegen(format!("k{kernel}: {e:?}")))?;
+        self.module.clear_context(&mut ctx);
+        self.funcs.push(id);
+        self.code.push(KernelCode { kernel, name: name.to_string(), clif });
+        self.cache.insert(key, self.funcs.len() - 1);
+        Ok(Some(self.funcs.len() - 1))
+    }
+
+    pub fn finish(mut self) -> Result<(JITModule, Vec<JitFn>, Vec<KernelCode>), CpuError> {
+        self.module.finalize_definitions().map_err(cg)?;
+        let fns = self
+            .funcs
+            .iter()
+            .map(|&id| {
+                let p = self.module.get_finalized_function(id);
+                // SAFETY: compiled with exactly this signature above.
+                unsafe { std::mem::transmute::<*const u8, JitFn>(p) }
+            })
+            .collect();
+        Ok((self.module, fns, self.code))
+    }
+}
+
+/// A value in the vector (f32x4 / i32x4 mask) or scalar (f32 / i8) domain.
+struct Emitter<'a> {
+    p: &'a Program,
+    dims: Vec<usize>,
+    ls: Vec<Vec<isize>>,
+    ss: Vec<Vec<isize>>,
+    bases: Vec<Value>,
+    calls: HashMap<UnaryOp, FuncRef>,
+    pow: FuncRef,
+}
+
+const F32X4: Type = types::F32X4;
+
+fn flags() -> MemFlags {
+    MemFlags::new().with_notrap()
+}
+
+fn le() -> MemFlags {
+    MemFlags::new().with_endianness(Endianness::Little)
+}
+
+impl<'a> Emitter<'a> {
+    fn new(p: &'a Program, calls: HashMap<UnaryOp, FuncRef>, pow: FuncRef) -> Emitter<'a> {
+        let (dims, ls, ss) = p.collapsed();
+        Emitter { p, dims, ls, ss, bases: Vec::new(), calls, pow }
+    }
+
+    fn nl(&self) -> usize {
+        self.p.leaves.len()
+    }
+
+    fn stride(&self, i: usize, d: usize) -> isize {
+        if i < self.nl() { self.ls[i][d] } else { self.ss[i - self.nl()][d] }
+    }
+
+    /// `for i in lo..hi step` with `body(i)`; returns the final counter.
+    fn for_loop(b: &mut FunctionBuilder, lo: Value, hi: Value, step: i64, mut body: impl FnMut(&mut FunctionBuilder, Value)) -> Value {
+        let var: Variable = b.declare_var(types::I64);
+        b.def_var(var, lo);
+        let header = b.create_block();
+        let blk = b.create_block();
+        let exit = b.create_block();
+        b.ins().jump(header, &[]);
+        b.switch_to_block(header);
+        let i = b.use_var(var);
+        let c = b.ins().icmp(IntCC::SignedLessThan, i, hi);
+        b.ins().brif(c, blk, &[], exit, &[]);
+        b.switch_to_block(blk);
+        b.seal_block(blk);
+        body(b, i);
+        let n = b.ins().iadd_imm_s(i, step);
+        b.def_var(var, n);
+        b.ins().jump(header, &[]);
+        b.seal_block(header);
+        b.switch_to_block(exit);
+        b.seal_block(exit);
+        b.use_var(var)
+    }
+
+    fn level(&mut self, b: &mut FunctionBuilder, d: usize, offs: Vec<Value>, lo: Value, hi: Value) {
+        let r = self.dims.len();
+        let (lo, hi) = if d == 0 {
+            (lo, hi)
+        } else {
+            (b.ins().iconst(types::I64, 0), b.ins().iconst(types::I64, self.dims[d] as i64))
+        };
+        if d + 1 == r {
+            self.inner(b, d, offs, lo, hi);
+            return;
+        }
+        let strides: Vec<isize> = (0..offs.len()).map(|i| self.stride(i, d)).collect();
+        // The loop body needs `self` mutably; collect what it needs first.
+        let this: *mut Emitter = self;
+        Self::for_loop(b, lo, hi, 1, |b, i| {
+            let no: Vec<Value> = offs
+                .iter()
+                .zip(&strides)
+                .map(|(&o, &s)| if s == 0 { o } else {
+                    let m = b.ins().imul_imm_s(i, (s * 4) as i64);
+                    b.ins().iadd(o, m)
+                })
+                .collect();
+            // SAFETY: `this` is the unique emitter; the closure runs synchronously.
+            unsafe { (*this).level(b, d + 1, no, lo, hi) };
+        });
+    }
+
+    fn inner(&mut self, b: &mut FunctionBuilder, d: usize, offs: Vec<Value>, lo: Value, hi: Value) {
+        let n = offs.len();
+        let strides: Vec<isize> = (0..n).map(|i| self.stride(i, d)).collect();
+        let vectorizable = strides.iter().all(|&s| s == 0 || s == 1);
+        // Hoisted broadcast leaves and constants.
+        let mut hoisted: Vec<Option<(Value, Value)>> = vec![None; self.nl()];
+        for (li, leaf) in self.p.leaves.iter().enumerate() {
+            if let Some(c) = leaf.constant {
+                let s = b.ins().f32const(c as f32);
+                let v = b.ins().splat(F32X4, s);
+                hoisted[li] = Some((s, v));
+            } else if strides[li] == 0 {
+                let a = b.ins().iadd(self.bases[li], offs[li]);
+                let s = b.ins().load(types::F32, flags(), a, 0);
+                let v = b.ins().splat(F32X4, s);
+                hoisted[li] = Some((s, v));
+            }
+        }
+        // Register accumulators for reductions along this dimension.
+        let mut accs: Vec<Option<(ReduceOp, Variable, Variable)>> = vec![None; self.p.stores.len()];
+        for (si, st) in self.p.stores.iter().enumerate() {
+            if let Some(op) = st.reduce {
+                if strides[self.nl() + si] == 0 {
+                    let id = b.ins().f32const(reduce_identity(op) as f32);
+                    let idv = b.ins().splat(F32X4, id);
+                    let vv = b.declare_var(F32X4);
+                    b.def_var(vv, idv);
+                    let vs = b.declare_var(types::F32);
+                    b.def_var(vs, id);
+                    accs[si] = Some((op, vv, vs));
+                }
+            }
+        }
+        let addr = |b: &mut FunctionBuilder, base: Value, off: Value, i: Value, s: isize| -> Value {
+            let a = b.ins().iadd(base, off);
+            if s == 0 {
+                a
+            } else {
+                let m = b.ins().imul_imm_s(i, (s * 4) as i64);
+                b.ins().iadd(a, m)
+            }
+        };
+        let this: *mut Emitter = self;
+        let mut start = lo;
+        if vectorizable {
+            let len = b.ins().isub(hi, lo);
+            let full = b.ins().band_imm_s(len, !3i64);
+            let vend = b.ins().iadd(lo, full);
+            start = Self::for_loop(b, lo, vend, 4, |b, i| {
+                // SAFETY: as in `level`.
+                let me = unsafe { &mut *this };
+                let vals = me.eval(b, true, &hoisted, &|b, li| {
+                    let a = addr(b, me.bases[li], offs[li], i, strides[li]);
+                    b.ins().load(F32X4, flags(), a, 0)
+                });
+                for (si, st) in me.p.stores.iter().enumerate() {
+                    let v = vals[st.instr];
+                    let k = me.nl() + si;
+                    match (st.reduce, accs[si]) {
+                        (_, Some((op, vv, _))) => {
+                            let acc = b.use_var(vv);
+                            let nv = combine(b, op, acc, v);
+                            b.def_var(vv, nv);
+                        }
+                        (Some(op), None) => {
+                            let a = addr(b, me.bases[k], offs[k], i, strides[k]);
+                            let o = b.ins().load(F32X4, flags(), a, 0);
+                            let nv = combine(b, op, o, v);
+                            b.ins().store(flags(), nv, a, 0);
+                        }
+                        (None, None) => {
+                            let a = addr(b, me.bases[k], offs[k], i, strides[k]);
+                            b.ins().store(flags(), v, a, 0);
+                        }
+                    }
+                }
+            });
+        }
+        Self::for_loop(b, start, hi, 1, |b, i| {
+            // SAFETY: as in `level`.
+            let me = unsafe { &mut *this };
+            let vals = me.eval(b, false, &hoisted, &|b, li| {
+                let a = addr(b, me.bases[li], offs[li], i, strides[li]);
+                b.ins().load(types::F32, flags(), a, 0)
+            });
+            for (si, st) in me.p.stores.iter().enumerate() {
+                let v = vals[st.instr];
+                let k = me.nl() + si;
+                match (st.reduce, accs[si]) {
+                    (_, Some((op, _, vs))) => {
+                        let acc = b.use_var(vs);
+                        let nv = combine(b, op, acc, v);
+                        b.def_var(vs, nv);
+                    }
+                    (Some(op), None) => {
+                        let a = addr(b, me.bases[k], offs[k], i, strides[k]);
+                        let o = b.ins().load(types::F32, flags(), a, 0);
+                        let nv = combine(b, op, o, v);
+                        b.ins().store(flags(), nv, a, 0);
+                    }
+                    (None, None) => {
+                        let a = addr(b, me.bases[k], offs[k], i, strides[k]);
+                        b.ins().store(flags(), v, a, 0);
+                    }
+                }
+            }
+        });
+        // Fold register accumulators into the output element.
+        for (si, acc) in accs.iter().enumerate() {
+            if let Some((op, vv, vs)) = *acc {
+                let v = b.use_var(vv);
+                let mut t = b.use_var(vs);
+                for lane in 0..4u8 {
+                    let x = b.ins().extractlane(v, lane);
+                    t = combine(b, op, t, x);
+                }
+                let k = self.nl() + si;
+                let a = b.ins().iadd(self.bases[k], offs[k]);
+                let o = b.ins().load(types::F32, flags(), a, 0);
+                let nv = combine(b, op, o, t);
+                b.ins().store(flags(), nv, a, 0);
+            }
+        }
+    }
+
+    /// Evaluates every instruction at one point (4 lanes when `vec`).
+    fn eval(
+        &self,
+        b: &mut FunctionBuilder,
+        vec: bool,
+        hoisted: &[Option<(Value, Value)>],
+        load: &dyn Fn(&mut FunctionBuilder, usize) -> Value,
+    ) -> Vec<Value> {
+        let fty = if vec { F32X4 } else { types::F32 };
+        let fconst = |b: &mut FunctionBuilder, c: f32| -> Value {
+            let s = b.ins().f32const(c);
+            if vec { b.ins().splat(F32X4, s) } else { s }
+        };
+        // A mask as float bits (vector) for bitwise use.
+        let mask_bits = |b: &mut FunctionBuilder, m: Value| -> Value { b.ins().bitcast(F32X4, le(), m) };
+        let sel = |b: &mut FunctionBuilder, m: Value, x: Value, y: Value| -> Value {
+            if vec {
+                let mb = b.ins().bitcast(F32X4, le(), m);
+                b.ins().bitselect(mb, x, y)
+            } else {
+                b.ins().select(m, x, y)
+            }
+        };
+        let mut vals: Vec<Value> = Vec::with_capacity(self.p.instrs.len());
+        for ins in &self.p.instrs {
+            let v = match ins.ins {
+                Ins::Leaf(li) => match hoisted[li] {
+                    Some((s, v)) => {
+                        if vec {
+                            v
+                        } else {
+                            s
+                        }
+                    }
+                    None => load(b, li),
+                },
+                Ins::Copy(a) => vals[a],
+                Ins::Unary(u, a) => {
+                    let x = vals[a];
+                    match u {
+                        UnaryOp::Neg => b.ins().fneg(x),
+                        UnaryOp::Abs => b.ins().fabs(x),
+                        UnaryOp::Sqrt => b.ins().sqrt(x),
+                        UnaryOp::Rsqrt => {
+                            let s = b.ins().sqrt(x);
+                            let one = fconst(b, 1.0);
+                            b.ins().fdiv(one, s)
+                        }
+                        UnaryOp::Recip => {
+                            let one = fconst(b, 1.0);
+                            b.ins().fdiv(one, x)
+                        }
+                        UnaryOp::Relu => {
+                            let z = fconst(b, 0.0);
+                            // Unordered-or-greater keeps NaN, like torch.relu.
+                            let m = b.ins().fcmp(FloatCC::UnorderedOrGreaterThan, x, z);
+                            if vec {
+                                let mb = mask_bits(b, m);
+                                b.ins().band(x, mb)
+                            } else {
+                                b.ins().select(m, x, z)
+                            }
+                        }
+                        UnaryOp::Sign => {
+                            let z = fconst(b, 0.0);
+                            let one = fconst(b, 1.0);
+                            let mone = fconst(b, -1.0);
+                            let gt = b.ins().fcmp(FloatCC::GreaterThan, x, z);
+                            let lt = b.ins().fcmp(FloatCC::LessThan, x, z);
+                            let t = sel(b, lt, mone, x);
+                            sel(b, gt, one, t)
+                        }
+                        _ => {
+                            let f = self.calls[&u];
+                            self.per_lane(b, vec, &[x], f)
+                        }
+                    }
+                }
+                Ins::Binary(op, x, y) => {
+                    let (x, y) = (vals[x], vals[y]);
+                    match op {
+                        BinaryOp::Add => b.ins().fadd(x, y),
+                        BinaryOp::Sub => b.ins().fsub(x, y),
+                        BinaryOp::Mul => b.ins().fmul(x, y),
+                        BinaryOp::Div => b.ins().fdiv(x, y),
+                        BinaryOp::Max => b.ins().fmax(x, y),
+                        BinaryOp::Min => b.ins().fmin(x, y),
+                        BinaryOp::Pow => self.per_lane(b, vec, &[x, y], self.pow),
+                    }
+                }
+                Ins::Compare(c, x, y) => {
+                    let cc = match c {
+                        CompareOp::Lt => FloatCC::LessThan,
+                        CompareOp::Le => FloatCC::LessThanOrEqual,
+                        CompareOp::Gt => FloatCC::GreaterThan,
+                        CompareOp::Ge => FloatCC::GreaterThanOrEqual,
+                        CompareOp::Eq => FloatCC::Equal,
+                        CompareOp::Ne => FloatCC::NotEqual,
+                    };
+                    b.ins().fcmp(cc, vals[x], vals[y])
+                }
+                Ins::Select(m, x, y) => sel(b, vals[m], vals[x], vals[y]),
+                Ins::Cast(a) => {
+                    let from = self.p.instrs[a].dtype;
+                    match (from, ins.dtype) {
+                        (DType::Bool, _) => {
+                            let one = fconst(b, 1.0);
+                            let z = fconst(b, 0.0);
+                            sel(b, vals[a], one, z)
+                        }
+                        (_, DType::Bool) => {
+                            let z = fconst(b, 0.0);
+                            b.ins().fcmp(FloatCC::NotEqual, vals[a], z)
+                        }
+                        _ => vals[a],
+                    }
+                }
+            };
+            vals.push(v);
+        }
+        let _ = fty;
+        vals
+    }
+
+    /// Calls a scalar function on each lane (or once for scalars).
+    fn per_lane(&self, b: &mut FunctionBuilder, vec: bool, args: &[Value], f: FuncRef) -> Value {
+        if !vec {
+            let c = b.ins().call(f, args);
+            return b.inst_results(c)[0];
+        }
+        let mut out = args[0];
+        for lane in 0..4u8 {
+            let la: Vec<Value> = args.iter().map(|&a| b.ins().extractlane(a, lane)).collect();
+            let c = b.ins().call(f, &la);
+            let r = b.inst_results(c)[0];
+            out = b.ins().insertlane(out, r, lane);
+        }
+        out
+    }
+}
+
+fn combine(b: &mut FunctionBuilder, op: ReduceOp, acc: Value, v: Value) -> Value {
+    match op {
+        ReduceOp::Sum | ReduceOp::Mean => b.ins().fadd(acc, v),
+        ReduceOp::Max => b.ins().fmax(acc, v),
+        ReduceOp::Min => b.ins().fmin(acc, v),
+    }
+}

@@ -1,0 +1,664 @@
+//! Native Rust kernels for the ops that are not loops over elements: GEMM
+//! (through `matrixmultiply`), convolution as im2col + GEMM, pooling,
+//! indexing, data movement, softmax cross-entropy and random numbers.
+//! Elementwise and reduction work is not here: it is JIT-compiled (`jit.rs`).
+
+use kiln_ir::{Activation, Conv2dAttrs, DType, NodeId, Op, Pool2dAttrs, RunError, TensorType};
+
+use crate::buffers::{load, store};
+
+/// One non-loop op with its operand and result slots.
+#[derive(Debug, Clone)]
+pub struct NativeOp {
+    pub node: NodeId,
+    pub op: Op,
+    pub ins: Vec<(usize, TensorType)>,
+    pub out: (usize, TensorType),
+}
+
+/// The f32/f64 arithmetic the contraction kernels are written over.
+pub trait Float: Copy + Default + PartialOrd + std::ops::Add<Output = Self> + std::ops::AddAssign + std::ops::Mul<Output = Self> + 'static {
+    fn of(v: f64) -> Self;
+    fn f64(self) -> f64;
+    /// C = alpha * A B + beta * C with arbitrary strides (in elements).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm(m: usize, k: usize, n: usize, a: *const Self, rsa: isize, csa: isize, b: *const Self, rsb: isize, csb: isize, beta: Self, c: *mut Self, rsc: isize, csc: isize);
+}
+
+impl Float for f32 {
+    fn of(v: f64) -> f32 {
+        v as f32
+    }
+    fn f64(self) -> f64 {
+        self as f64
+    }
+    unsafe fn gemm(m: usize, k: usize, n: usize, a: *const f32, rsa: isize, csa: isize, b: *const f32, rsb: isize, csb: isize, beta: f32, c: *mut f32, rsc: isize, csc: isize) {
+        if m == 0 || n == 0 {
+            return;
+        }
+        // SAFETY: the caller passes valid matrices for these strides.
+        unsafe { matrixmultiply::sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+    }
+}
+
+impl Float for f64 {
+    fn of(v: f64) -> f64 {
+        v
+    }
+    fn f64(self) -> f64 {
+        self
+    }
+    unsafe fn gemm(m: usize, k: usize, n: usize, a: *const f64, rsa: isize, csa: isize, b: *const f64, rsb: isize, csb: isize, beta: f64, c: *mut f64, rsc: isize, csc: isize) {
+        if m == 0 || n == 0 {
+            return;
+        }
+        // SAFETY: as above.
+        unsafe { matrixmultiply::dgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+    }
+}
+
+fn oob(node: NodeId, index: i64, bound: usize) -> RunError {
+    RunError::IndexOutOfRange { node: node.to_string(), index, bound }
+}
+
+fn unsupported(n: &NativeOp) -> RunError {
+    RunError::Backend(format!("{}: {} on {} is not supported by the CPU backend", n.node, n.op.name(), n.ins[0].1.dtype))
+}
+
+/// Scratch elements (of the op's dtype) a native op needs.
+pub fn scratch_elems(op: &Op, ins: &[TensorType], out: &TensorType) -> usize {
+    match op {
+        Op::Conv2d(a) | Op::FusedConv2d { attrs: a, .. } => {
+            let (x, w) = (&ins[0].shape.0, &ins[1].shape.0);
+            let _ = a;
+            w[1] * w[2] * w[3] * out.shape.0[2] * out.shape.0[3] * usize::from(x[0] > 0)
+        }
+        Op::Conv1d(_) => {
+            let w = &ins[1].shape.0;
+            w[1] * w[2] * out.shape.0[2]
+        }
+        Op::Conv2dGradInput { .. } => {
+            let (dy, w) = (&ins[0].shape.0, &ins[1].shape.0);
+            w[1] * w[2] * w[3] * dy[2] * dy[3]
+        }
+        Op::Conv2dGradWeight { kernel_hw, .. } => {
+            let (x, dy) = (&ins[0].shape.0, &ins[1].shape.0);
+            let g = x[1] / out.shape.0[1].max(1);
+            let _ = g;
+            out.shape.0[1] * kernel_hw[0] * kernel_hw[1] * dy[2] * dy[3]
+        }
+        _ => 0,
+    }
+}
+
+/// Runs one native op.
+///
+/// # Safety
+/// Slots must point at buffers of the types in `n`; `scratch` must hold
+/// `scratch_elems` elements.
+pub unsafe fn run(n: &NativeOp, slots: &[*mut u8], scratch: *mut u8) -> Result<(), RunError> {
+    let p = |i: usize| slots[n.ins[i].0];
+    let t = |i: usize| &n.ins[i].1;
+    let out = slots[n.out.0];
+    let oty = &n.out.1;
+    let float = t(0).dtype;
+    macro_rules! by_float {
+        ($f:ident ( $($arg:expr),* )) => {
+            match float {
+                DType::F32 => unsafe { $f::<f32>($($arg),*) },
+                DType::F64 => unsafe { $f::<f64>($($arg),*) },
+                _ => return Err(unsupported(n)),
+            }
+        };
+    }
+    match &n.op {
+        Op::MatMul { trans_a, trans_b } => by_float!(matmul(p(0), t(0), p(1), t(1), *trans_a, *trans_b, out, oty)),
+        Op::FusedDense { trans_b, bias, act } => {
+            let x = t(0);
+            let k = *x.shape.0.last().expect("rank >= 2");
+            let m = x.numel() / k.max(1);
+            let nn = *oty.shape.0.last().expect("rank >= 2");
+            let bias_p = if *bias { Some(p(2)) } else { None };
+            by_float!(dense(p(0), p(1), m, k, nn, *trans_b, bias_p, *act, out))
+        }
+        Op::Conv2d(a) => by_float!(conv2d(p(0), t(0), p(1), t(1), a, out, oty, scratch)),
+        Op::FusedConv2d { attrs, bias, act } => {
+            by_float!(conv2d(p(0), t(0), p(1), t(1), attrs, out, oty, scratch));
+            let (nb, o) = (oty.shape.0[0], oty.shape.0[1]);
+            let hw = oty.shape.0[2] * oty.shape.0[3];
+            let bias_p = if *bias { Some(p(2)) } else { None };
+            by_float!(bias_act(out, nb, o, hw, bias_p, *act));
+        }
+        Op::Conv1d(a) => {
+            let x4 = TensorType::new(t(0).dtype, [t(0).shape.0[0], t(0).shape.0[1], 1, t(0).shape.0[2]]);
+            let w4 = TensorType::new(t(1).dtype, [t(1).shape.0[0], t(1).shape.0[1], 1, t(1).shape.0[2]]);
+            let o4 = TensorType::new(oty.dtype, [oty.shape.0[0], oty.shape.0[1], 1, oty.shape.0[2]]);
+            by_float!(conv2d(p(0), &x4, p(1), &w4, &a.as_conv2d(), out, &o4, scratch))
+        }
+        Op::Conv2dGradInput { attrs, .. } => by_float!(conv2d_grad_input(p(0), t(0), p(1), t(1), attrs, out, oty, scratch)),
+        Op::Conv2dGradWeight { attrs, .. } => by_float!(conv2d_grad_weight(p(0), t(0), p(1), t(1), attrs, out, oty, scratch)),
+        Op::MaxPool2d(pa) => by_float!(max_pool(p(0), t(0), pa, out, oty, None)),
+        Op::MaxPool2dGrad(pa) => by_float!(max_pool(p(0), t(0), pa, out, t(1), Some(p(1)))),
+        Op::AvgPool2d { pool, count_include_pad } => by_float!(avg_pool(p(0), t(0), pool, *count_include_pad, out, oty)),
+        Op::AvgPool2dGrad { pool, count_include_pad, .. } => {
+            by_float!(avg_pool_grad(p(0), t(0), pool, *count_include_pad, out, oty))
+        }
+        Op::SoftmaxCrossEntropy => unsafe { softmax_ce(n.node, p(0), t(0), p(1), t(1), out)? },
+        Op::ArgMax { axis, .. } => unsafe { argmax(p(0), t(0), *axis, out) },
+        Op::Permute(perm) => unsafe { permute(p(0), t(0), perm, out) },
+        Op::Slice { start, step, .. } => unsafe { slice(p(0), t(0), start, step, out, oty) },
+        Op::Concat { axis } => {
+            let parts: Vec<(*mut u8, &TensorType)> = (0..n.ins.len()).map(|i| (p(i), t(i))).collect();
+            unsafe { concat(&parts, *axis, out, oty) }
+        }
+        Op::Pad { lo, value, .. } => unsafe { pad(p(0), t(0), lo, *value, out, oty) },
+        Op::Gather { axis } => unsafe { gather(n.node, p(0), t(0), p(1), t(1), *axis, out)? },
+        Op::ScatterAdd { axis, size } => unsafe { scatter_add(n.node, p(0), t(0), p(1), t(1), *axis, *size, out, oty)? },
+        Op::OneHot { classes } => unsafe { one_hot(n.node, p(0), t(0), *classes, out)? },
+        Op::RandomUniform { seed, low, high, .. } => unsafe {
+            let step = *(p(0) as *const i64) as u64;
+            let o = out as *mut f32;
+            for i in 0..oty.numel() {
+                *o.add(i) = kiln_ir::random::uniform(*seed, step, i as u64, *low, *high);
+            }
+        },
+        Op::BroadcastTo(_) => unsafe { broadcast(p(0), t(0), out, oty) },
+        other => return Err(RunError::Backend(format!("{}: {} has no native kernel", n.node, other.name()))),
+    }
+    Ok(())
+}
+
+// ---- contractions ------------------------------------------------------------
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul<F: Float>(a: *mut u8, at: &TensorType, b: *mut u8, bt: &TensorType, ta: bool, tb: bool, c: *mut u8, ct: &TensorType) {
+    let (ra, rb, rc) = (at.shape.rank(), bt.shape.rank(), ct.shape.rank());
+    let (m, n) = (ct.shape.0[rc - 2], ct.shape.0[rc - 1]);
+    let k = if ta { at.shape.0[ra - 2] } else { at.shape.0[ra - 1] };
+    let (a, b, c) = (a as *const F, b as *const F, c as *mut F);
+    let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
+    let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
+    let batch_dims = &ct.shape.0[..rc - 2];
+    let nb: usize = batch_dims.iter().product();
+    let bstr = |t: &TensorType, r: usize| -> Vec<usize> {
+        // Element offset of each broadcast batch index in that operand.
+        let dims = &t.shape.0[..r - 2];
+        let mat = t.shape.0[r - 2] * t.shape.0[r - 1];
+        let strides = crate::program::row_major(dims);
+        let off = batch_dims.len() - dims.len();
+        (0..nb)
+            .map(|bi| {
+                let mut rem = bi;
+                let mut o = 0usize;
+                for d in (0..batch_dims.len()).rev() {
+                    let i = rem % batch_dims[d];
+                    rem /= batch_dims[d];
+                    if d >= off && dims[d - off] != 1 {
+                        o += i * strides[d - off] as usize;
+                    }
+                }
+                o * mat
+            })
+            .collect()
+    };
+    let (oa, ob) = (bstr(at, ra), bstr(bt, rb));
+    for bi in 0..nb {
+        unsafe { F::gemm(m, k, n, a.add(oa[bi]), rsa, csa, b.add(ob[bi]), rsb, csb, F::default(), c.add(bi * m * n), n as isize, 1) };
+    }
+}
+
+fn act_f64(act: Activation, x: f64) -> f64 {
+    match act {
+        Activation::None => x,
+        Activation::Relu => crate::program::unary_f64(kiln_ir::UnaryOp::Relu, x),
+        Activation::Sigmoid => crate::program::unary_f64(kiln_ir::UnaryOp::Sigmoid, x),
+        Activation::Tanh => x.tanh(),
+    }
+}
+
+/// out[r, c] = act(out[r, c] + bias[c]) over rows of `inner`-sized runs.
+unsafe fn bias_act<F: Float>(out: *mut u8, nb: usize, ch: usize, inner: usize, bias: Option<*mut u8>, act: Activation) {
+    let o = out as *mut F;
+    for b in 0..nb {
+        for c in 0..ch {
+            let bv = bias.map(|p| unsafe { *(p as *const F).add(c) }).unwrap_or_default();
+            for i in 0..inner {
+                let q = unsafe { o.add((b * ch + c) * inner + i) };
+                let v = unsafe { *q } + bv;
+                unsafe { *q = if matches!(act, Activation::None) { v } else { F::of(act_f64(act, v.f64())) } };
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn dense<F: Float>(x: *mut u8, w: *mut u8, m: usize, k: usize, n: usize, tb: bool, bias: Option<*mut u8>, act: Activation, out: *mut u8) {
+    let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
+    unsafe {
+        F::gemm(m, k, n, x as *const F, k as isize, 1, w as *const F, rsb, csb, F::default(), out as *mut F, n as isize, 1);
+        if bias.is_some() || !matches!(act, Activation::None) {
+            // Each row: n channels of one element.
+            bias_act::<F>(out, m, n, 1, bias, act);
+        }
+    }
+}
+
+struct ConvGeom {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    ho: usize,
+    wo: usize,
+    g: usize,
+    a: Conv2dAttrs,
+}
+
+impl ConvGeom {
+    fn new(x: &[usize], wt: &[usize], y: &[usize], a: &Conv2dAttrs) -> ConvGeom {
+        ConvGeom { n: x[0], c: x[1], h: x[2], w: x[3], o: wt[0], kh: wt[2], kw: wt[3], ho: y[2], wo: y[3], g: a.groups, a: *a }
+    }
+    fn cg(&self) -> usize {
+        self.c / self.g
+    }
+    fn og(&self) -> usize {
+        self.o / self.g
+    }
+    fn kdim(&self) -> usize {
+        self.cg() * self.kh * self.kw
+    }
+    fn pix(&self) -> usize {
+        self.ho * self.wo
+    }
+
+    /// col[(c*kh+i)*kw+j, oh*wo+ow] = x[c0+c, ih, iw] (0 in the padding).
+    unsafe fn im2col<F: Float>(&self, x: *const F, c0: usize, col: *mut F) {
+        let a = &self.a;
+        for c in 0..self.cg() {
+            let plane = unsafe { x.add((c0 + c) * self.h * self.w) };
+            for i in 0..self.kh {
+                for j in 0..self.kw {
+                    let row = unsafe { col.add(((c * self.kh + i) * self.kw + j) * self.pix()) };
+                    for oh in 0..self.ho {
+                        let ih = (oh * a.stride[0] + i * a.dilation[0]) as isize - a.padding[0] as isize;
+                        let dst = unsafe { row.add(oh * self.wo) };
+                        if ih < 0 || ih >= self.h as isize {
+                            for ow in 0..self.wo {
+                                unsafe { *dst.add(ow) = F::default() };
+                            }
+                            continue;
+                        }
+                        let src = unsafe { plane.add(ih as usize * self.w) };
+                        for ow in 0..self.wo {
+                            let iw = (ow * a.stride[1] + j * a.dilation[1]) as isize - a.padding[1] as isize;
+                            unsafe { *dst.add(ow) = if iw < 0 || iw >= self.w as isize { F::default() } else { *src.add(iw as usize) } };
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The adjoint of `im2col`: dx[c0+c, ih, iw] += col[...].
+    unsafe fn col2im<F: Float>(&self, col: *const F, c0: usize, dx: *mut F) {
+        let a = &self.a;
+        for c in 0..self.cg() {
+            let plane = unsafe { dx.add((c0 + c) * self.h * self.w) };
+            for i in 0..self.kh {
+                for j in 0..self.kw {
+                    let row = unsafe { col.add(((c * self.kh + i) * self.kw + j) * self.pix()) };
+                    for oh in 0..self.ho {
+                        let ih = (oh * a.stride[0] + i * a.dilation[0]) as isize - a.padding[0] as isize;
+                        if ih < 0 || ih >= self.h as isize {
+                            continue;
+                        }
+                        for ow in 0..self.wo {
+                            let iw = (ow * a.stride[1] + j * a.dilation[1]) as isize - a.padding[1] as isize;
+                            if iw >= 0 && iw < self.w as isize {
+                                unsafe { *plane.add(ih as usize * self.w + iw as usize) += *row.add(oh * self.wo + ow) };
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv2d<F: Float>(x: *mut u8, xt: &TensorType, w: *mut u8, wt: &TensorType, a: &Conv2dAttrs, y: *mut u8, yt: &TensorType, scratch: *mut u8) {
+    let gm = ConvGeom::new(&xt.shape.0, &wt.shape.0, &yt.shape.0, a);
+    let (x, w, y, col) = (x as *const F, w as *const F, y as *mut F, scratch as *mut F);
+    let (kd, pix) = (gm.kdim(), gm.pix());
+    for n in 0..gm.n {
+        for gi in 0..gm.g {
+            unsafe {
+                gm.im2col(x.add(n * gm.c * gm.h * gm.w), gi * gm.cg(), col);
+                F::gemm(gm.og(), kd, pix, w.add(gi * gm.og() * kd), kd as isize, 1, col, pix as isize, 1, F::default(), y.add((n * gm.o + gi * gm.og()) * pix), pix as isize, 1);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv2d_grad_input<F: Float>(dy: *mut u8, dyt: &TensorType, w: *mut u8, wt: &TensorType, a: &Conv2dAttrs, dx: *mut u8, dxt: &TensorType, scratch: *mut u8) {
+    let gm = ConvGeom::new(&dxt.shape.0, &wt.shape.0, &dyt.shape.0, a);
+    let (dy, w, dx, col) = (dy as *const F, w as *const F, dx as *mut F, scratch as *mut F);
+    let (kd, pix) = (gm.kdim(), gm.pix());
+    for i in 0..dxt.numel() {
+        unsafe { *dx.add(i) = F::default() };
+    }
+    for n in 0..gm.n {
+        for gi in 0..gm.g {
+            unsafe {
+                F::gemm(kd, gm.og(), pix, w.add(gi * gm.og() * kd), 1, kd as isize, dy.add((n * gm.o + gi * gm.og()) * pix), pix as isize, 1, F::default(), col, pix as isize, 1);
+                gm.col2im(col, gi * gm.cg(), dx.add(n * gm.c * gm.h * gm.w));
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv2d_grad_weight<F: Float>(x: *mut u8, xt: &TensorType, dy: *mut u8, dyt: &TensorType, a: &Conv2dAttrs, dw: *mut u8, dwt: &TensorType, scratch: *mut u8) {
+    let gm = ConvGeom::new(&xt.shape.0, &dwt.shape.0, &dyt.shape.0, a);
+    let (x, dy, dw, col) = (x as *const F, dy as *const F, dw as *mut F, scratch as *mut F);
+    let (kd, pix) = (gm.kdim(), gm.pix());
+    for i in 0..dwt.numel() {
+        unsafe { *dw.add(i) = F::default() };
+    }
+    for n in 0..gm.n {
+        for gi in 0..gm.g {
+            unsafe {
+                gm.im2col(x.add(n * gm.c * gm.h * gm.w), gi * gm.cg(), col);
+                F::gemm(gm.og(), pix, kd, dy.add((n * gm.o + gi * gm.og()) * pix), pix as isize, 1, col, 1, pix as isize, F::of(1.0), dw.add(gi * gm.og() * kd), kd as isize, 1);
+            }
+        }
+    }
+}
+
+// ---- pooling -------------------------------------------------------------------
+
+fn window(p: &Pool2dAttrs, axis: usize, o: usize, bound: usize) -> std::ops::Range<usize> {
+    let start = (o * p.stride[axis]) as isize - p.padding[axis] as isize;
+    let end = start + p.kernel[axis] as isize;
+    (start.max(0) as usize)..(end.min(bound as isize).max(0) as usize)
+}
+
+/// Max pooling, or (with `dy`) its gradient into `out` shaped like x.
+unsafe fn max_pool<F: Float>(x: *mut u8, xt: &TensorType, p: &Pool2dAttrs, out: *mut u8, yt: &TensorType, dy: Option<*mut u8>) {
+    let s = &xt.shape.0;
+    let (planes, h, w) = (s[0] * s[1], s[2], s[3]);
+    let (ho, wo) = (yt.shape.0[2], yt.shape.0[3]);
+    let x = x as *const F;
+    let out = out as *mut F;
+    if dy.is_some() {
+        for i in 0..xt.numel() {
+            unsafe { *out.add(i) = F::default() };
+        }
+    }
+    for pl in 0..planes {
+        for oh in 0..ho {
+            let rows = window(p, 0, oh, h);
+            for ow in 0..wo {
+                let cols = window(p, 1, ow, w);
+                let mut best: Option<(usize, F)> = None;
+                for ih in rows.clone() {
+                    for iw in cols.clone() {
+                        let i = (pl * h + ih) * w + iw;
+                        let v = unsafe { *x.add(i) };
+                        let vnan = v.partial_cmp(&v).is_none();
+                        match best {
+                            None => best = Some((i, v)),
+                            Some((_, b)) if b.partial_cmp(&b).is_some() && (v > b || vnan) => best = Some((i, v)),
+                            _ => {}
+                        }
+                    }
+                }
+                let (bi, bv) = best.expect("pool windows are never empty");
+                let o = (pl * ho + oh) * wo + ow;
+                match dy {
+                    None => unsafe { *out.add(o) = bv },
+                    Some(d) => unsafe { *out.add(bi) += *(d as *const F).add(o) },
+                }
+            }
+        }
+    }
+}
+
+unsafe fn avg_pool<F: Float>(x: *mut u8, xt: &TensorType, p: &Pool2dAttrs, incl: bool, out: *mut u8, yt: &TensorType) {
+    let s = &xt.shape.0;
+    let (planes, h, w) = (s[0] * s[1], s[2], s[3]);
+    let (ho, wo) = (yt.shape.0[2], yt.shape.0[3]);
+    let (x, out) = (x as *const F, out as *mut F);
+    for pl in 0..planes {
+        for oh in 0..ho {
+            let rows = window(p, 0, oh, h);
+            for ow in 0..wo {
+                let cols = window(p, 1, ow, w);
+                let mut sum = 0f64;
+                for ih in rows.clone() {
+                    for iw in cols.clone() {
+                        sum += unsafe { *x.add((pl * h + ih) * w + iw) }.f64();
+                    }
+                }
+                let div = if incl { (p.kernel[0] * p.kernel[1]) as f64 } else { (rows.len() * cols.len()) as f64 };
+                unsafe { *out.add((pl * ho + oh) * wo + ow) = F::of(sum / div) };
+            }
+        }
+    }
+}
+
+unsafe fn avg_pool_grad<F: Float>(dy: *mut u8, dyt: &TensorType, p: &Pool2dAttrs, incl: bool, dx: *mut u8, dxt: &TensorType) {
+    let s = &dxt.shape.0;
+    let (planes, h, w) = (s[0] * s[1], s[2], s[3]);
+    let (ho, wo) = (dyt.shape.0[2], dyt.shape.0[3]);
+    let (dy, dx) = (dy as *const F, dx as *mut F);
+    for i in 0..dxt.numel() {
+        unsafe { *dx.add(i) = F::default() };
+    }
+    for pl in 0..planes {
+        for oh in 0..ho {
+            let rows = window(p, 0, oh, h);
+            for ow in 0..wo {
+                let cols = window(p, 1, ow, w);
+                let div = if incl { (p.kernel[0] * p.kernel[1]) as f64 } else { (rows.len() * cols.len()) as f64 };
+                let g = F::of(unsafe { *dy.add((pl * ho + oh) * wo + ow) }.f64() / div);
+                for ih in rows.clone() {
+                    for iw in cols.clone() {
+                        unsafe { *dx.add((pl * h + ih) * w + iw) += g };
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---- indexing and data movement -------------------------------------------------
+
+fn index_at(node: NodeId, v: f64, bound: usize) -> Result<usize, RunError> {
+    if v < 0.0 || v >= bound as f64 {
+        return Err(oob(node, v as i64, bound));
+    }
+    Ok(v as usize)
+}
+
+unsafe fn softmax_ce(node: NodeId, lg: *mut u8, lt: &TensorType, lb: *mut u8, lbt: &TensorType, out: *mut u8) -> Result<(), RunError> {
+    let (n, c) = (lt.shape.0[0], lt.shape.0[1]);
+    let mut row = vec![0f64; c];
+    for r in 0..n {
+        let label = index_at(node, unsafe { load(lbt.dtype, lb, r) }, c)?;
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = unsafe { load(lt.dtype, lg, r * c + j) };
+        }
+        let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let lse = m + row.iter().map(|&v| (v - m).exp()).sum::<f64>().ln();
+        unsafe { store(lt.dtype, out, r, lse - row[label]) };
+    }
+    Ok(())
+}
+
+unsafe fn argmax(x: *mut u8, xt: &TensorType, axis: usize, out: *mut u8) {
+    let d = &xt.shape.0;
+    let (outer, ext, inner): (usize, usize, usize) = (d[..axis].iter().product(), d[axis], d[axis + 1..].iter().product());
+    let o = out as *mut i64;
+    for a in 0..outer {
+        for i in 0..inner {
+            let mut best = 0usize;
+            let mut bv = f64::NAN;
+            for e in 0..ext {
+                let v = unsafe { load(xt.dtype, x, (a * ext + e) * inner + i) };
+                if e == 0 {
+                    bv = v;
+                    continue;
+                }
+                if bv.is_nan() {
+                    break;
+                }
+                if v.is_nan() || v > bv {
+                    best = e;
+                    bv = v;
+                }
+            }
+            unsafe { *o.add(a * inner + i) = best as i64 };
+        }
+    }
+}
+
+/// Copies elements with a strided source walk: out[i] = x[offset(i)].
+unsafe fn strided_copy(x: *const u8, esz: usize, odims: &[usize], src_strides: &[isize], base: isize, out: *mut u8) {
+    let n: usize = odims.iter().product();
+    let r = odims.len();
+    let mut idx = vec![0usize; r];
+    for i in 0..n {
+        let mut off = base;
+        for d in 0..r {
+            off += idx[d] as isize * src_strides[d];
+        }
+        unsafe { std::ptr::copy_nonoverlapping(x.offset(off * esz as isize), out.add(i * esz), esz) };
+        for d in (0..r).rev() {
+            idx[d] += 1;
+            if idx[d] < odims[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
+unsafe fn permute(x: *mut u8, xt: &TensorType, perm: &[usize], out: *mut u8) {
+    let s = crate::program::row_major(&xt.shape.0);
+    let odims: Vec<usize> = perm.iter().map(|&p| xt.shape.0[p]).collect();
+    let ss: Vec<isize> = perm.iter().map(|&p| s[p]).collect();
+    unsafe { strided_copy(x, xt.dtype.size_bytes(), &odims, &ss, 0, out) }
+}
+
+unsafe fn broadcast(x: *mut u8, xt: &TensorType, out: *mut u8, ot: &TensorType) {
+    let s = crate::program::row_major(&xt.shape.0);
+    let off = ot.shape.rank() - xt.shape.rank();
+    let ss: Vec<isize> = (0..ot.shape.rank()).map(|j| if j < off || xt.shape.0[j - off] == 1 { 0 } else { s[j - off] }).collect();
+    unsafe { strided_copy(x, xt.dtype.size_bytes(), &ot.shape.0, &ss, 0, out) }
+}
+
+unsafe fn slice(x: *mut u8, xt: &TensorType, start: &[usize], step: &[usize], out: *mut u8, ot: &TensorType) {
+    let s = crate::program::row_major(&xt.shape.0);
+    let base: isize = (0..s.len()).map(|d| start[d] as isize * s[d]).sum();
+    let ss: Vec<isize> = (0..s.len()).map(|d| s[d] * step[d] as isize).collect();
+    unsafe { strided_copy(x, xt.dtype.size_bytes(), &ot.shape.0, &ss, base, out) }
+}
+
+unsafe fn concat(parts: &[(*mut u8, &TensorType)], axis: usize, out: *mut u8, ot: &TensorType) {
+    let esz = ot.dtype.size_bytes();
+    let outer: usize = ot.shape.0[..axis].iter().product();
+    let inner: usize = ot.shape.0[axis + 1..].iter().product();
+    let orow = ot.shape.0[axis] * inner;
+    let mut col = 0;
+    for (p, t) in parts {
+        let run = t.shape.0[axis] * inner;
+        for o in 0..outer {
+            unsafe { std::ptr::copy_nonoverlapping(p.add(o * run * esz), out.add((o * orow + col) * esz), run * esz) };
+        }
+        col += run;
+    }
+}
+
+unsafe fn pad(x: *mut u8, xt: &TensorType, lo: &[usize], value: f64, out: *mut u8, ot: &TensorType) {
+    let n = ot.numel();
+    for i in 0..n {
+        unsafe { store(ot.dtype, out, i, value) };
+    }
+    let os = crate::program::row_major(&ot.shape.0);
+    let base: isize = (0..os.len()).map(|d| lo[d] as isize * os[d]).sum();
+    // Scatter x into the interior: walk x, write at strided positions.
+    let esz = xt.dtype.size_bytes();
+    let r = xt.shape.rank();
+    let mut idx = vec![0usize; r];
+    for i in 0..xt.numel() {
+        let mut off = base;
+        for d in 0..r {
+            off += idx[d] as isize * os[d];
+        }
+        unsafe { std::ptr::copy_nonoverlapping(x.add(i * esz), out.offset(off * esz as isize), esz) };
+        for d in (0..r).rev() {
+            idx[d] += 1;
+            if idx[d] < xt.shape.0[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn gather(node: NodeId, data: *mut u8, dt: &TensorType, idx: *mut u8, it: &TensorType, axis: usize, out: *mut u8) -> Result<(), RunError> {
+    let d = &dt.shape.0;
+    let (outer, ext, inner): (usize, usize, usize) = (d[..axis].iter().product(), d[axis], d[axis + 1..].iter().product());
+    let esz = dt.dtype.size_bytes();
+    let cols: Vec<usize> = (0..it.numel()).map(|i| index_at(node, unsafe { load(it.dtype, idx, i) }, ext)).collect::<Result<_, _>>()?;
+    let mut o = 0;
+    for a in 0..outer {
+        for &c in &cols {
+            unsafe { std::ptr::copy_nonoverlapping(data.add((a * ext + c) * inner * esz), out.add(o * esz), inner * esz) };
+            o += inner;
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn scatter_add(node: NodeId, idx: *mut u8, it: &TensorType, upd: *mut u8, ut: &TensorType, axis: usize, size: usize, out: *mut u8, ot: &TensorType) -> Result<(), RunError> {
+    let ni = it.numel();
+    let outer: usize = ut.shape.0[..axis].iter().product();
+    let inner: usize = ut.shape.0[axis + it.shape.rank()..].iter().product();
+    let rows: Vec<usize> = (0..ni).map(|i| index_at(node, unsafe { load(it.dtype, idx, i) }, size)).collect::<Result<_, _>>()?;
+    for i in 0..ot.numel() {
+        unsafe { store(ot.dtype, out, i, 0.0) };
+    }
+    for o in 0..outer {
+        for (j, &r) in rows.iter().enumerate() {
+            let src = (o * ni + j) * inner;
+            let dst = (o * size + r) * inner;
+            for e in 0..inner {
+                unsafe {
+                    let v = load(ot.dtype, out, dst + e) + load(ut.dtype, upd, src + e);
+                    store(ot.dtype, out, dst + e, v);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+unsafe fn one_hot(node: NodeId, idx: *mut u8, it: &TensorType, classes: usize, out: *mut u8) -> Result<(), RunError> {
+    let o = out as *mut f32;
+    for i in 0..it.numel() * classes {
+        unsafe { *o.add(i) = 0.0 };
+    }
+    for i in 0..it.numel() {
+        let c = index_at(node, unsafe { load(it.dtype, idx, i) }, classes)?;
+        unsafe { *o.add(i * classes + c) = 1.0 };
+    }
+    Ok(())
+}

@@ -1,0 +1,414 @@
+//! The loop program of an elementwise or reduction kernel: a DAG of scalar
+//! instructions evaluated at every point of a loop nest, reading leaves
+//! through per-dimension strides (0 where a leaf broadcasts) and storing or
+//! accumulating results. Both the Cranelift lowering (`jit.rs`) and the
+//! portable fallback (`eval` below) consume it.
+
+use std::collections::HashMap;
+
+use kiln_ir::{BinaryOp, CompareOp, DType, Graph, NodeId, Op, ReduceOp, Shape, UnaryOp};
+use kiln_passes::partition::{Kernel, KernelKind};
+
+use crate::buffers::{load, store};
+use crate::CpuError;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Leaf {
+    pub node: NodeId,
+    pub slot: usize,
+    pub dtype: DType,
+    /// Element strides per loop dimension (0 = broadcast).
+    pub strides: Vec<isize>,
+    /// A one-element f32/f64 constant, folded into the code.
+    pub constant: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Ins {
+    Leaf(usize),
+    Unary(UnaryOp, usize),
+    Binary(BinaryOp, usize, usize),
+    Compare(CompareOp, usize, usize),
+    Select(usize, usize, usize),
+    /// Converts the operand to this instruction's dtype.
+    Cast(usize),
+    /// `broadcast_to`: the leaf strides already broadcast.
+    Copy(usize),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instr {
+    pub ins: Ins,
+    pub dtype: DType,
+    pub node: Option<NodeId>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Store {
+    pub instr: usize,
+    pub node: NodeId,
+    pub slot: usize,
+    pub dtype: DType,
+    pub strides: Vec<isize>,
+    /// `Some` for a reduction: combine into the (pre-initialized) output.
+    pub reduce: Option<ReduceOp>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Program {
+    pub dims: Vec<usize>,
+    pub leaves: Vec<Leaf>,
+    pub instrs: Vec<Instr>,
+    pub stores: Vec<Store>,
+}
+
+pub fn row_major(dims: &[usize]) -> Vec<isize> {
+    Shape(dims.to_vec()).strides().into_iter().map(|s| s as isize).collect()
+}
+
+/// Strides of a value of shape `s` read at the points of loop `dims`.
+fn broadcast_strides(s: &[usize], dims: &[usize]) -> Vec<isize> {
+    let rm = row_major(s);
+    let off = dims.len() - s.len();
+    (0..dims.len())
+        .map(|j| if j < off || s[j - off] == 1 { 0 } else { rm[j - off] })
+        .collect()
+}
+
+pub fn reduce_identity(op: ReduceOp) -> f64 {
+    match op {
+        ReduceOp::Sum | ReduceOp::Mean => 0.0,
+        ReduceOp::Max => f64::NEG_INFINITY,
+        ReduceOp::Min => f64::INFINITY,
+    }
+}
+
+/// Builds the program of an elementwise, reduction, or contraction-epilogue
+/// kernel. `slot` maps a value to its buffer slot, `scalar_const` gives the
+/// value of one-element float constants.
+pub fn build(
+    g: &Graph,
+    k: &Kernel,
+    slot: &dyn Fn(NodeId) -> usize,
+    scalar_const: &dyn Fn(NodeId) -> Option<f64>,
+) -> Result<Program, CpuError> {
+    let dims = k.shape.0.clone();
+    let mut leaves: Vec<Leaf> = Vec::new();
+    let mut instrs: Vec<Instr> = Vec::new();
+    let mut at: HashMap<NodeId, usize> = HashMap::new();
+    let fused: std::collections::HashSet<NodeId> = k.fused.iter().copied().collect();
+    let mut value = |n: NodeId, leaves: &mut Vec<Leaf>, instrs: &mut Vec<Instr>, at: &mut HashMap<NodeId, usize>| -> usize {
+        if let Some(&i) = at.get(&n) {
+            return i;
+        }
+        debug_assert!(!fused.contains(&n));
+        let ty = g.ty(n);
+        let li = leaves.len();
+        leaves.push(Leaf {
+            node: n,
+            slot: slot(n),
+            dtype: ty.dtype,
+            strides: broadcast_strides(&ty.shape.0, &dims),
+            constant: if ty.dtype.is_float() { scalar_const(n) } else { None },
+        });
+        instrs.push(Instr { ins: Ins::Leaf(li), dtype: ty.dtype, node: Some(n) });
+        at.insert(n, instrs.len() - 1);
+        instrs.len() - 1
+    };
+    for &n in &k.fused {
+        let ops = g.operands(n);
+        let mut v: Vec<usize> = Vec::new();
+        for &o in &ops {
+            v.push(value(o, &mut leaves, &mut instrs, &mut at));
+        }
+        let ins = match g.op(n) {
+            Op::Unary(u) => Ins::Unary(*u, v[0]),
+            Op::Binary(b) => Ins::Binary(*b, v[0], v[1]),
+            Op::Compare(c) => Ins::Compare(*c, v[0], v[1]),
+            Op::Select => Ins::Select(v[0], v[1], v[2]),
+            Op::Cast(_) => Ins::Cast(v[0]),
+            Op::BroadcastTo(_) | Op::StopGradient | Op::Reshape(_) => Ins::Copy(v[0]),
+            other => return Err(CpuError::Internal(format!("{n}: {} in an elementwise loop", other.name()))),
+        };
+        instrs.push(Instr { ins, dtype: g.ty(n).dtype, node: Some(n) });
+        at.insert(n, instrs.len() - 1);
+    }
+    let contiguous = row_major(&dims);
+    let mut stores: Vec<Store> = Vec::new();
+    for &o in &k.outputs {
+        if fused.contains(&o) {
+            stores.push(Store { instr: at[&o], node: o, slot: slot(o), dtype: g.ty(o).dtype, strides: contiguous.clone(), reduce: None });
+        }
+    }
+    if k.kind == KernelKind::Reduce {
+        let r = k.anchor.expect("a reduce kernel has an anchor");
+        let Op::Reduce { op, axes, .. } = g.op(r) else { return Err(CpuError::Internal(format!("{r} is not a reduction"))) };
+        let src = g.operands(r)[0];
+        let vi = value(src, &mut leaves, &mut instrs, &mut at);
+        // Output strides over the input's loop: 0 on reduced axes.
+        let kept: Vec<usize> = (0..dims.len()).filter(|d| !axes.contains(d)).map(|d| dims[d]).collect();
+        let krm = row_major(&kept);
+        let mut strides = vec![0isize; dims.len()];
+        let mut j = 0;
+        for (d, s) in strides.iter_mut().enumerate() {
+            if !axes.contains(&d) {
+                *s = if dims[d] == 1 { 0 } else { krm[j] };
+                j += 1;
+            }
+        }
+        stores.push(Store { instr: vi, node: r, slot: slot(r), dtype: g.ty(r).dtype, strides, reduce: Some(*op) });
+    }
+    Ok(Program { dims, leaves, instrs, stores })
+}
+
+impl Program {
+    /// The loop nest after dropping unit dimensions and merging dimensions
+    /// every access walks contiguously: (dims, strides per leaf, per store).
+    pub fn collapsed(&self) -> (Vec<usize>, Vec<Vec<isize>>, Vec<Vec<isize>>) {
+        let keep: Vec<usize> = (0..self.dims.len()).filter(|&d| self.dims[d] != 1).collect();
+        let mut dims: Vec<usize> = keep.iter().map(|&d| self.dims[d]).collect();
+        let pick = |s: &Vec<isize>| keep.iter().map(|&d| s[d]).collect::<Vec<isize>>();
+        let mut ls: Vec<Vec<isize>> = self.leaves.iter().map(|l| pick(&l.strides)).collect();
+        let mut ss: Vec<Vec<isize>> = self.stores.iter().map(|s| pick(&s.strides)).collect();
+        let mut d = dims.len();
+        while d >= 2 {
+            let i = d - 2;
+            let ok = ls.iter().chain(ss.iter()).all(|s| s[i] == s[i + 1] * dims[i + 1] as isize);
+            if ok {
+                dims[i] *= dims[i + 1];
+                dims.remove(i + 1);
+                for s in ls.iter_mut().chain(ss.iter_mut()) {
+                    s[i] = s[i + 1];
+                    s.remove(i + 1);
+                }
+            }
+            d -= 1;
+        }
+        if dims.is_empty() {
+            dims.push(1);
+            for s in ls.iter_mut().chain(ss.iter_mut()) {
+                s.push(0);
+            }
+        }
+        (dims, ls, ss)
+    }
+
+    pub fn reduces(&self) -> bool {
+        self.stores.iter().any(|s| s.reduce.is_some())
+    }
+
+    /// Whether dimension 0 of the collapsed loop may be split across
+    /// threads (no reduction accumulates across it).
+    pub fn outer_parallel(&self) -> bool {
+        let (_, _, ss) = self.collapsed();
+        self.stores.iter().zip(&ss).all(|(s, st)| s.reduce.is_none() || st[0] != 0)
+    }
+}
+
+// ---- the portable evaluator ------------------------------------------------
+
+fn nan_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
+}
+fn nan_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
+}
+
+pub fn unary_f64(op: UnaryOp, x: f64) -> f64 {
+    match op {
+        UnaryOp::Neg => -x,
+        UnaryOp::Exp => x.exp(),
+        UnaryOp::Log => x.ln(),
+        UnaryOp::Sqrt => x.sqrt(),
+        UnaryOp::Rsqrt => 1.0 / x.sqrt(),
+        UnaryOp::Abs => x.abs(),
+        UnaryOp::Sign => {
+            if x > 0.0 {
+                1.0
+            } else if x < 0.0 {
+                -1.0
+            } else {
+                x
+            }
+        }
+        UnaryOp::Recip => 1.0 / x,
+        UnaryOp::Relu => {
+            if x.is_nan() || x > 0.0 {
+                x
+            } else {
+                0.0
+            }
+        }
+        UnaryOp::Sigmoid => {
+            if x >= 0.0 {
+                1.0 / (1.0 + (-x).exp())
+            } else {
+                let e = x.exp();
+                e / (1.0 + e)
+            }
+        }
+        UnaryOp::Tanh => x.tanh(),
+        UnaryOp::Erf => libm::erf(x),
+        UnaryOp::Sin => x.sin(),
+        UnaryOp::Cos => x.cos(),
+    }
+}
+
+pub fn binary_f64(op: BinaryOp, a: f64, b: f64) -> f64 {
+    match op {
+        BinaryOp::Add => a + b,
+        BinaryOp::Sub => a - b,
+        BinaryOp::Mul => a * b,
+        BinaryOp::Div => a / b,
+        BinaryOp::Pow => a.powf(b),
+        BinaryOp::Max => nan_max(a, b),
+        BinaryOp::Min => nan_min(a, b),
+    }
+}
+
+fn binary_int(op: BinaryOp, a: f64, b: f64, node: Option<NodeId>) -> Result<f64, CpuError> {
+    let (x, y) = (a as i64, b as i64);
+    let bad = |m: String| CpuError::Run(format!("{}: {m}", node.map(|n| n.to_string()).unwrap_or_default()));
+    Ok(match op {
+        BinaryOp::Add => x.wrapping_add(y) as f64,
+        BinaryOp::Sub => x.wrapping_sub(y) as f64,
+        BinaryOp::Mul => x.wrapping_mul(y) as f64,
+        BinaryOp::Div => {
+            if y == 0 {
+                return Err(bad("integer division by zero".into()));
+            }
+            x.wrapping_div(y) as f64
+        }
+        BinaryOp::Pow => {
+            if y < 0 {
+                return Err(bad(format!("integer pow with negative exponent {y}")));
+            }
+            x.wrapping_pow(y.min(u32::MAX as i64) as u32) as f64
+        }
+        BinaryOp::Max => x.max(y) as f64,
+        BinaryOp::Min => x.min(y) as f64,
+    })
+}
+
+/// Rounds/wraps a value to a dtype the way the IR's rules say.
+pub fn finish(d: DType, v: f64) -> f64 {
+    match d {
+        DType::F32 => v as f32 as f64,
+        DType::F64 => v,
+        DType::I64 => v as i64 as f64,
+        DType::I32 => v as i64 as i32 as f64,
+        DType::Bool => (v != 0.0) as u8 as f64,
+    }
+}
+
+pub fn combine(op: ReduceOp, acc: f64, v: f64) -> f64 {
+    match op {
+        ReduceOp::Sum | ReduceOp::Mean => acc + v,
+        ReduceOp::Max => nan_max(acc, v),
+        ReduceOp::Min => nan_min(acc, v),
+    }
+}
+
+/// Runs the program over dimension-0 range `[lo, hi)` of the *uncollapsed*
+/// loop with plain scalar code in f64. Reduction outputs must already hold
+/// the identity.
+///
+/// # Safety
+/// Every slot pointer must be valid for the accesses the strides imply.
+pub unsafe fn eval(p: &Program, slots: &[*mut u8], lo: usize, hi: usize) -> Result<(), CpuError> {
+    let rank = p.dims.len();
+    let inner: usize = p.dims.iter().skip(1).product();
+    let mut vals = vec![0f64; p.instrs.len()];
+    let mut idx = vec![0usize; rank];
+    let outer_range: Box<dyn Iterator<Item = usize>> = if rank == 0 { Box::new(0..1) } else { Box::new(lo..hi) };
+    for i0 in outer_range {
+        for r in 0..inner.max(1) {
+            if rank > 0 {
+                idx[0] = i0;
+                let mut rem = r;
+                for d in (1..rank).rev() {
+                    idx[d] = rem % p.dims[d];
+                    rem /= p.dims[d];
+                }
+            }
+            let off = |s: &[isize]| -> isize { idx.iter().zip(s).map(|(&i, &st)| i as isize * st).sum() };
+            for (ii, ins) in p.instrs.iter().enumerate() {
+                let v = match ins.ins {
+                    Ins::Leaf(l) => {
+                        let leaf = &p.leaves[l];
+                        match leaf.constant {
+                            Some(c) => c,
+                            None => unsafe { load(leaf.dtype, slots[leaf.slot], off(&leaf.strides) as usize) },
+                        }
+                    }
+                    Ins::Unary(u, a) => {
+                        if ins.dtype.is_float() {
+                            unary_f64(u, vals[a])
+                        } else {
+                            // Integer neg/abs/sign.
+                            let x = vals[a] as i64;
+                            match u {
+                                UnaryOp::Neg => x.wrapping_neg() as f64,
+                                UnaryOp::Abs => x.wrapping_abs() as f64,
+                                _ => x.signum() as f64,
+                            }
+                        }
+                    }
+                    Ins::Binary(b, x, y) => {
+                        if ins.dtype.is_float() {
+                            binary_f64(b, vals[x], vals[y])
+                        } else {
+                            binary_int(b, vals[x], vals[y], ins.node)?
+                        }
+                    }
+                    Ins::Compare(c, x, y) => {
+                        let (a, b) = (vals[x], vals[y]);
+                        (match c {
+                            CompareOp::Lt => a < b,
+                            CompareOp::Le => a <= b,
+                            CompareOp::Gt => a > b,
+                            CompareOp::Ge => a >= b,
+                            CompareOp::Eq => a == b,
+                            CompareOp::Ne => a != b,
+                        }) as u8 as f64
+                    }
+                    Ins::Select(m, a, b) => {
+                        if vals[m] != 0.0 {
+                            vals[a]
+                        } else {
+                            vals[b]
+                        }
+                    }
+                    Ins::Cast(a) => {
+                        let v = vals[a];
+                        if ins.dtype.is_int() && v.is_nan() { 0.0 } else if ins.dtype.is_int() { v.trunc() } else { v }
+                    }
+                    Ins::Copy(a) => vals[a],
+                };
+                vals[ii] = finish(ins.dtype, v);
+            }
+            for s in &p.stores {
+                let o = off(&s.strides) as usize;
+                let v = vals[s.instr];
+                match s.reduce {
+                    None => unsafe { store(s.dtype, slots[s.slot], o, v) },
+                    Some(op) => unsafe {
+                        let acc = load(s.dtype, slots[s.slot], o);
+                        let nv = if s.dtype.is_float() { combine(op, acc, v) } else { int_combine(op, acc, v) };
+                        store(s.dtype, slots[s.slot], o, nv)
+                    },
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn int_combine(op: ReduceOp, acc: f64, v: f64) -> f64 {
+    let (a, b) = (acc as i64, v as i64);
+    (match op {
+        ReduceOp::Sum | ReduceOp::Mean => a.wrapping_add(b),
+        ReduceOp::Max => a.max(b),
+        ReduceOp::Min => a.min(b),
+    }) as f64
+}

@@ -1,0 +1,46 @@
+mod common;
+use common::*;
+use kiln_ir::*;
+
+#[test]
+fn elementwise_chain_with_broadcast() {
+    let mut g = Graph::new();
+    let x = g.input("x", f32_shape([3, 7])).unwrap();
+    let b = g.input("b", f32_shape([7])).unwrap();
+    let y = g.add(x, b).unwrap();
+    let r = g.relu(y).unwrap();
+    let e = g.exp(r).unwrap();
+    let s = g.sum(e, &[1], false).unwrap();
+    g.set_output("r", r).unwrap();
+    g.set_output("s", s).unwrap();
+    check(&g, &random_inputs(&g, 1), 1e-5, 1e-6);
+}
+
+#[test]
+fn fused_kernels_are_jit_compiled_and_dumped() {
+    let dir = std::env::temp_dir().join(format!("kiln-cpu-dump-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut g = Graph::new();
+    let x = g.input("x", f32_shape([4, 6])).unwrap();
+    let w = g.param("w", f32_shape([6, 5])).unwrap();
+    let b = g.param("b", f32_shape([5])).unwrap();
+    let y = g.matmul(x, w).unwrap();
+    let yb = g.add(y, b).unwrap();
+    let r = g.relu(yb).unwrap();
+    g.set_output("r", r).unwrap();
+    let e = g.exp(x).unwrap();
+    let s = g.sum(e, &[1], false).unwrap();
+    g.set_output("s", s).unwrap();
+    let exe = kiln_cpu::CpuBackend::new().with_dump(&dir).compile_cpu(&g).unwrap();
+    // matmul + bias + relu is one contraction kernel; the sum is a reduction.
+    let part = exe.partition_text();
+    assert!(part.contains("contraction") && part.contains("fused   %") && part.contains("reduce"), "{part}");
+    assert_eq!(exe.kernel_code().len(), 2, "{part}");
+    assert!(exe.kernel_code()[0].clif.contains("f32x4"), "{}", exe.kernel_code()[0].clif);
+    assert!(exe.peak_bytes() >= (30 + 5) * 4);
+    let files: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(files.iter().any(|f| f.ends_with("partition.txt")), "{files:?}");
+    assert!(files.iter().any(|f| f.ends_with("memory-plan.txt")), "{files:?}");
+    assert_eq!(files.iter().filter(|f| f.ends_with(".clif")).count(), 2, "{files:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
