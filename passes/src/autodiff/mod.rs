@@ -134,3 +134,6 @@ fn active_nodes(g: &Graph, order: &[NodeId], loss: NodeId, wrt: &[NodeId]) -> Ha
     }
     active
 }
+
+#[cfg(test)]
+mod tests;
