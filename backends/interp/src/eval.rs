@@ -29,7 +29,7 @@ pub(crate) fn eval(op: &Op, ty: &TensorType, args: &[&Val], precision: Precision
         Op::Cast(d) => cast(args[0], *d),
         Op::StopGradient => args[0].data.clone(),
         Op::Reduce { op, axes, .. } => reduce(*op, args[0], axes, ty.numel()),
-        Op::ArgMax { axis, .. } => argmax(args[0], *axis),
+        Op::ArgMax { axis, .. } => argmax(args[0], *axis)?,
         Op::Reshape(_) => args[0].data.clone(),
         Op::Permute(perm) => permute(args[0], perm),
         Op::BroadcastTo(_) => broadcast_to(args[0], out),

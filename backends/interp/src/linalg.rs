@@ -63,14 +63,11 @@ pub(crate) fn matmul(a: &Val, b: &Val, trans_a: bool, trans_b: bool, out_dims: &
 
 /// act(x[..,K] @ w + bias): x's leading axes are flattened into rows.
 pub(crate) fn fused_dense(x: &Val, w: &Val, bias: Option<&Val>, trans_b: bool, act: Activation, out_dims: &[usize]) -> Vec<f64> {
-    let n = *out_dims.last().expect("fused_dense output has rank >= 2");
-    let k = *x.dims().last().expect("fused_dense input has rank >= 2");
-    let rows = x.data.len() / k.max(1);
+    let (n, k) = (out_dims[out_dims.len() - 1], x.dims()[x.dims().len() - 1]);
+    let rows: usize = out_dims[..out_dims.len() - 1].iter().product();
     let wm = matrix(&w.data, 0, w.dims()[0], w.dims()[1], trans_b);
     let mut out = vec![0.0; rows * n];
-    if k > 0 {
-        gemm_acc(&x.data, &wm, &mut out, rows, k, n);
-    }
+    gemm_acc(&x.data, &wm, &mut out, rows, k, n);
     for row in out.chunks_exact_mut(n.max(1)) {
         for (j, v) in row.iter_mut().enumerate() {
             let b = bias.map_or(0.0, |b| b.data[j]);

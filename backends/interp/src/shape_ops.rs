@@ -4,6 +4,7 @@
 use kiln_ir::ReduceOp;
 
 use crate::value::{broadcast_strides, strided_indices, strides, Val};
+use crate::InterpError;
 
 /// Reads `x` with the reduced axes moved last, so each output element
 /// reduces one contiguous run of `group` values, in row-major order of the
@@ -48,12 +49,13 @@ pub(crate) fn reduce(op: ReduceOp, x: &Val, axes: &[usize], out_len: usize) -> V
 }
 
 /// Index of the first maximum; a NaN counts as the maximum (torch.argmax).
-pub(crate) fn argmax(x: &Val, axis: usize) -> Vec<f64> {
+pub(crate) fn argmax(x: &Val, axis: usize) -> Result<Vec<f64>, InterpError> {
     let (data, group) = grouped(x, &[axis]);
     if group == 0 {
-        return Vec::new();
+        return Err(InterpError::Invalid(format!("argmax over axis {axis} of extent 0")));
     }
-    data.chunks_exact(group)
+    Ok(data
+        .chunks_exact(group)
         .map(|c| {
             let mut best = 0;
             for (i, &v) in c.iter().enumerate() {
@@ -67,7 +69,7 @@ pub(crate) fn argmax(x: &Val, axis: usize) -> Vec<f64> {
             }
             best as f64
         })
-        .collect()
+        .collect())
 }
 
 pub(crate) fn permute(x: &Val, perm: &[usize]) -> Vec<f64> {
