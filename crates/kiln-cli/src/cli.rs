@@ -40,7 +40,7 @@ Every `input`, `param` and `state` of the graph is read by name from --inputs\n\
 `grad` requests, the autodiff pass runs first and the gradients become outputs\n\
 named `grad.<input name>` (or `grad.%N`). Every output is written by name to\n\
 --out, together with the new value of every param/state the graph `update`s\n\
-(under the param's own name, so --out can be the next run's --inputs).",
+(under the param's own name; an output of the same name takes precedence).",
         after_help = "Examples:\n  \
 kiln run examples/kir/affine.kir --inputs examples/kir/affine.inputs.safetensors --out /tmp/affine.safetensors\n  \
 kiln run examples/kir/mlp_grad.kir --inputs examples/kir/mlp_grad.inputs.safetensors --out /tmp/out.safetensors\n  \
