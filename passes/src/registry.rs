@@ -1,15 +1,15 @@
 //! Passes by name, for `kiln opt --passes a,b,c`, golden tests and the
 //! default pipeline.
 //!
-//! ADDING A PASS: add one arm to `pass_by_name` and, if it belongs in the
-//! default pipeline, its name to `DEFAULT_PIPELINE` at the right place.
-//! Nothing else needs to change (unknown-pass errors list `PASS_NAMES`, so
-//! add the name there too).
+//! ADDING A PASS: add one arm to `pass_by_name`, its name to `PASS_NAMES`
+//! (unknown-pass errors list them, and a test checks every listed name
+//! resolves), and, if it belongs in the default pipeline, its name to
+//! `DEFAULT_PIPELINE` at the right place. Nothing else needs to change.
 
 use crate::{Pass, PassError};
 
 /// Every registered pass name, in the order error messages list them.
-pub const PASS_NAMES: &[&str] = &["dce", "cse", "const_fold"];
+pub const PASS_NAMES: &[&str] = &["dce", "cse", "const_fold", "autodiff"];
 
 /// The optimization pipeline `compile()` runs, by name. Autodiff belongs
 /// first (it consumes grad requests); the e-graph before the final `dce`.
