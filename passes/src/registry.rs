@@ -24,6 +24,7 @@ pub fn pass_by_name(name: &str) -> Option<Box<dyn Pass>> {
         "cse" => Box::new(crate::cse::Cse),
         "const_fold" => Box::new(crate::const_fold::ConstFold::default()),
         "autodiff" => Box::new(crate::autodiff::Autodiff),
+        "egraph" => Box::new(crate::egraph::EGraphPass::default()),
         _ => return None,
     })
 }

@@ -159,9 +159,14 @@ pub fn extract(eg: &EG, roots: &[Id]) -> Option<(Choice, f64)> {
     }
     let mut cost = dag_cost(&ix, &choice, &root_pos)?;
 
-    // Phase 2: local search on the true DAG cost.
-    for _sweep in 0..3 {
-        let mut improved = false;
+    // Phase 2: local search on the true DAG cost. Equal-cost moves are
+    // accepted once per class: two classes often have to switch together
+    // (the backward mask reading the activation, then the forward fusing),
+    // and the first switch alone gains nothing.
+    let base = choice.clone();
+    let eps = |c: f64| 1e-9 * c.abs().max(1.0);
+    for _sweep in 0..4 {
+        let mut moved = false;
         let reached = reached(&ix, &choice, &root_pos);
         for c in reached {
             for ni in 0..ix.nodes[c].len() {
@@ -171,16 +176,32 @@ pub fn extract(eg: &EG, roots: &[Id]) -> Option<(Choice, f64)> {
                 let old = choice[c];
                 choice[c] = Some(ni);
                 match dag_cost(&ix, &choice, &root_pos) {
-                    Some(t) if t < cost - 1e-9 * cost.abs().max(1.0) => {
+                    Some(t) if t < cost - eps(cost) => {
                         cost = t;
-                        improved = true;
+                        moved = true;
+                    }
+                    Some(t) if t <= cost + eps(cost) && old == base[c] => {
+                        cost = t;
+                        moved = true;
                     }
                     _ => choice[c] = old,
                 }
             }
         }
-        if !improved {
+        if !moved {
             break;
+        }
+    }
+    // Undo equal-cost moves that unlocked nothing, so ties keep the
+    // greedy (usually original) form.
+    for c in 0..n {
+        if choice[c] != base[c] && base[c].is_some() {
+            let cur = choice[c];
+            choice[c] = base[c];
+            match dag_cost(&ix, &choice, &root_pos) {
+                Some(t) if t <= cost + eps(cost) => cost = t,
+                _ => choice[c] = cur,
+            }
         }
     }
     let mut out = Choice::new();

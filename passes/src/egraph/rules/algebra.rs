@@ -4,8 +4,9 @@
 //! (x*0, 0*x), `neg-neg`, `relu-relu`, `log-exp`, `exp-log`,
 //! `permute-permute`, `permute-identity`, `reshape-reshape`,
 //! `reshape-identity`, `broadcast-broadcast`, `broadcast-identity`,
-//! `scalar-mul-mul`, `matmul-scalar-hoist`, `reduce-scalar-hoist`,
-//! `div-static-to-mul`; plus `const-fold` (in `saturate`).
+//! `broadcast-implicit`, `scalar-mul-mul`, `matmul-scalar-hoist`,
+//! `reduce-scalar-hoist`, `div-static-to-mul`; plus `const-fold` (in
+//! `saturate`).
 //!
 //! Float semantics, chosen deliberately:
 //! - `x*0 -> 0` only when the analysis proves `x` finite (constants with
@@ -39,7 +40,8 @@ fn numel1(cx: &super::super::rule::Ctx<'_>, id: egg::Id) -> bool {
 }
 
 pub fn rules() -> Result<Vec<Rule>, String> {
-    Ok(vec![
+    let mut v = implicit_broadcast()?;
+    v.extend(vec![
         r("add-zero", "(add ?x ?z)", |cx, b| (cx.splat(b.v("z")?) == Some(0.0)).then_some(b.v("x")?))?,
         r("add-zero", "(add ?z ?x)", |cx, b| (cx.splat(b.v("z")?) == Some(0.0)).then_some(b.v("x")?))?,
         r("add-zero", "(sub ?x ?z)", |cx, b| (cx.splat(b.v("z")?) == Some(0.0)).then_some(b.v("x")?))?,
@@ -117,7 +119,26 @@ pub fn rules() -> Result<Vec<Rule>, String> {
             let rs = cx.add(Op::Unary(UnaryOp::Recip), &[s])?;
             cx.add(Op::Binary(kiln_ir::BinaryOp::Mul), &[x, rs])
         })?,
-    ])
+    ]);
+    Ok(v)
+}
+
+/// `op(x, broadcast_to(b))` -> `op(x, b)`: binary ops broadcast their
+/// operands themselves, so the explicit broadcast is dropped whenever the
+/// result type stays the same (`broadcast-implicit`).
+fn implicit_broadcast() -> Result<Vec<Rule>, String> {
+    let mut v = Vec::new();
+    for op in ["add", "sub", "mul", "div", "max", "min", "pow"] {
+        v.push(r("broadcast-implicit", &format!("({op}@o ?x (broadcast_to ?b))"), |cx, b| {
+            let op = cx.op(b.cap("o")?).clone();
+            cx.add(op, &[b.v("x")?, b.v("b")?])
+        })?);
+        v.push(r("broadcast-implicit", &format!("({op}@o (broadcast_to ?b) ?x)"), |cx, b| {
+            let op = cx.op(b.cap("o")?).clone();
+            cx.add(op, &[b.v("b")?, b.v("x")?])
+        })?);
+    }
+    Ok(v)
 }
 
 fn mul_zero(cx: &mut super::super::rule::Ctx<'_>, b: &super::super::rule::Bind<'_>) -> Option<egg::Id> {

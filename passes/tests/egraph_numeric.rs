@@ -1,0 +1,233 @@
+//! Numerical checks of the e-graph pass: every golden case's input graph
+//! and its optimized graph give the same outputs and updates on random
+//! inputs, run by the reference interpreter. Also: limits are reported stop
+//! reasons, the report explains fusions, and random graphs keep their
+//! values.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kiln_ir::{f32_shape, DType, Graph, HostTensor, Op, TensorType};
+use kiln_passes::egraph::{optimize, EGraphConfig, EGraphPass, StopReason};
+use kiln_passes::{Pass, PassCx, PassManager};
+
+/// A deterministic xorshift so failures reproduce.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Upper bound for integer inputs: the class count of a one_hot or
+/// softmax_cross_entropy that uses them.
+fn int_range(g: &Graph, id: kiln_ir::NodeId) -> i64 {
+    for u in g.users(id) {
+        match g.op(u) {
+            Op::OneHot { classes } => return *classes as i64,
+            Op::SoftmaxCrossEntropy => return g.ty(g.operands(u)[0]).shape.0[1] as i64,
+            _ => {}
+        }
+    }
+    2
+}
+
+fn random_inputs(g: &Graph, seed: u64) -> BTreeMap<String, HostTensor> {
+    let mut rng = Rng(seed | 1);
+    let mut vals = BTreeMap::new();
+    for (id, name, _) in g.inputs() {
+        let ty = g.ty(id).clone();
+        // Variances must be positive for rsqrt/sqrt to be meaningful.
+        let (lo, hi) = if name.contains("var") { (0.5, 2.0) } else { (-2.0, 2.0) };
+        let v: Vec<f64> = match ty.dtype {
+            DType::I64 | DType::I32 => {
+                let n = int_range(g, id);
+                (0..ty.numel()).map(|_| (rng.next() * n as f64).floor().min((n - 1) as f64)).collect()
+            }
+            _ => (0..ty.numel()).map(|_| lo + (hi - lo) * rng.next()).collect(),
+        };
+        vals.insert(name.to_string(), HostTensor::from_f64_values(&ty, &v));
+    }
+    vals
+}
+
+fn close(a: &HostTensor, b: &HostTensor) -> Result<(), String> {
+    if a.ty() != b.ty() {
+        return Err(format!("types differ: {} vs {}", a.ty(), b.ty()));
+    }
+    for (i, (p, q)) in a.to_f64_vec().iter().zip(b.to_f64_vec()).enumerate() {
+        let ok = *p == q || (p.is_nan() && q.is_nan()) || (p - q).abs() <= 1e-4 * p.abs().max(q.abs()) + 1e-4;
+        if !ok {
+            return Err(format!("element {i}: {p} vs {q}"));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `before` and `after` on the same random inputs; every output and
+/// update must agree.
+fn check_same(before: &Graph, after: &Graph, what: &str) {
+    for seed in [7u64, 1234, 99991] {
+        let vals = random_inputs(before, seed);
+        let p = kiln_interp::Precision::F32;
+        let r0 = kiln_interp::run_graph_full(before, &vals, p).unwrap_or_else(|e| panic!("{what}: before: {e}"));
+        let r1 = kiln_interp::run_graph_full(after, &vals, p).unwrap_or_else(|e| panic!("{what}: after: {e}"));
+        assert_eq!(r0.outputs.keys().collect::<Vec<_>>(), r1.outputs.keys().collect::<Vec<_>>(), "{what}");
+        for (k, v) in r0.outputs.iter().chain(&r0.updates) {
+            let w = r1.outputs.get(k).or_else(|| r1.updates.get(k)).unwrap_or_else(|| panic!("{what}: `{k}` missing"));
+            if let Err(e) = close(v, w) {
+                panic!("{what}: `{k}` differs after the e-graph pass ({e}):\n{}", kiln_ir::text::print(after));
+            }
+        }
+    }
+}
+
+/// The pipeline of a golden case, with the e-graph pass and without it: any
+/// other pass in the header (autodiff) runs in both.
+fn pipelines(passes: &[String]) -> (Vec<String>, Vec<String>) {
+    let without: Vec<String> = passes.iter().filter(|p| *p != "egraph").cloned().collect();
+    (without, passes.to_vec())
+}
+
+#[test]
+fn every_golden_case_keeps_its_values() {
+    let files = common::golden::case_files("egraph");
+    assert!(files.len() >= 10, "expected the egraph golden cases");
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let case = common::GoldenCase::parse(&f, &text).unwrap();
+        let g0 = kiln_ir::text::parse(&case.input, &f.display().to_string()).unwrap();
+        let (without, with) = pipelines(&case.passes);
+        let mut before = g0.clone();
+        PassManager::from_names(&without).unwrap().run(&mut before, &mut PassCx::new()).unwrap();
+        let mut after = g0.clone();
+        let mut cx = PassCx::new().with_evaluator(common::InterpEvaluator);
+        PassManager::from_names(&with).unwrap().run(&mut after, &mut cx).unwrap();
+        check_same(&before, &after, &f.display().to_string());
+    }
+}
+
+fn small_mlp() -> Graph {
+    let text = "%0 = input \"x\" : f32[4,3]
+%1 = param \"w\" : f32[3,5]
+%2 = param \"b\" : f32[5]
+%3 = matmul %0, %1 : f32[4,5]
+%4 = add %3, %2 : f32[4,5]
+%5 = relu %4 : f32[4,5]
+output \"y\" = %5
+";
+    kiln_ir::text::parse(text, "mlp").unwrap()
+}
+
+#[test]
+fn limits_are_reported_stop_reasons_not_errors() {
+    let mut g = small_mlp();
+    let cfg = EGraphConfig { iter_limit: 1, ..Default::default() };
+    let r = optimize(&mut g, &cfg, None).unwrap();
+    assert_eq!(r.stop, StopReason::IterationLimit(1));
+    assert_eq!(r.iterations, 1);
+    kiln_ir::verify(&g).unwrap();
+
+    let mut g = small_mlp();
+    let cfg = EGraphConfig { node_limit: 3, ..Default::default() };
+    let r = optimize(&mut g, &cfg, None).unwrap();
+    assert_eq!(r.stop, StopReason::NodeLimit(3));
+    kiln_ir::verify(&g).unwrap();
+
+    let mut g = small_mlp();
+    let cfg = EGraphConfig { time_limit: Duration::ZERO, ..Default::default() };
+    let r = optimize(&mut g, &cfg, None).unwrap();
+    assert_eq!(r.stop, StopReason::TimeLimit(Duration::ZERO));
+    assert!(!r.changed, "no rule ran, so nothing changed");
+
+    let mut g = small_mlp();
+    let r = optimize(&mut g, &EGraphConfig::default(), None).unwrap();
+    assert_eq!(r.stop, StopReason::Saturated);
+    assert!(r.cost_after < r.cost_before, "{r}");
+}
+
+#[test]
+fn the_dump_report_explains_fusions_and_counts() {
+    let mut g = small_mlp();
+    let mut cx = PassCx::new();
+    cx.dump_dir = Some(std::env::temp_dir());
+    let changed = EGraphPass::default().run(&mut g, &mut cx).unwrap();
+    assert!(changed.changed());
+    let (name, text) = cx.reports.iter().find(|(n, _)| n == "egraph-report.txt").expect("report pushed");
+    assert_eq!(name, "egraph-report.txt");
+    for want in ["stop reason:  saturated", "e-graph size:", "est. cost:", "live nodes:   6 -> 4", "[fusion]", "dense-from-matmul", "dense-bias", "dense-relu"] {
+        assert!(text.contains(want), "report lacks `{want}`:\n{text}");
+    }
+    let line = text.lines().find(|l| l.contains("fused_dense")).unwrap_or_else(|| panic!("no fused line:\n{text}"));
+    assert!(line.contains("dense-relu <- dense-bias <- dense-from-matmul"), "{line}");
+
+    // Without a dump dir nothing is pushed.
+    let mut g = small_mlp();
+    let mut cx = PassCx::new();
+    EGraphPass::default().run(&mut g, &mut cx).unwrap();
+    assert!(cx.reports.is_empty());
+}
+
+#[test]
+fn disabled_groups_do_not_fire() {
+    let mut g = small_mlp();
+    let cfg = EGraphConfig { groups: vec![kiln_passes::egraph::Group::Algebra], ..Default::default() };
+    let r = optimize(&mut g, &cfg, None).unwrap();
+    assert!(!r.changed);
+    assert_eq!(r.fired("dense-relu"), 0);
+    assert!(g.node_ids().iter().all(|&id| !matches!(g.op(id), Op::FusedDense { .. })));
+}
+
+/// A chain of random elementwise ops over a few inputs: the optimized graph
+/// computes the same values (and the pass never fails).
+#[test]
+fn random_elementwise_graphs_keep_their_values() {
+    use kiln_ir::{BinaryOp, UnaryOp};
+    let unary = [UnaryOp::Neg, UnaryOp::Exp, UnaryOp::Log, UnaryOp::Relu, UnaryOp::Tanh, UnaryOp::Sigmoid];
+    let binary = [BinaryOp::Add, BinaryOp::Mul, BinaryOp::Sub, BinaryOp::Div];
+    for seed in 1..40u64 {
+        let mut rng = Rng(seed * 7919);
+        let mut g = Graph::new();
+        let mut nodes = vec![
+            g.input("x", f32_shape([2, 3])).unwrap(),
+            g.input("y", f32_shape([3])).unwrap(),
+            g.scalar_f32(0.0).unwrap(),
+            g.scalar_f32(1.0).unwrap(),
+            g.scalar_f32(2.0).unwrap(),
+        ];
+        for _ in 0..12 {
+            let pick = |r: f64, n: &Vec<_>| n[(r * n.len() as f64) as usize % n.len()];
+            let a = pick(rng.next(), &nodes);
+            let b = pick(rng.next(), &nodes);
+            let id = if rng.next() < 0.4 {
+                g.unary(unary[(rng.next() * 6.0) as usize % 6], a).unwrap()
+            } else if rng.next() < 0.1 {
+                let t = g.ty(a).clone();
+                let p: Vec<usize> = (0..t.shape.rank()).rev().collect();
+                g.permute(a, &p).unwrap()
+            } else {
+                match g.binary(binary[(rng.next() * 4.0) as usize % 4], a, b) {
+                    Ok(id) => id,
+                    Err(_) => continue,
+                }
+            };
+            nodes.push(id);
+        }
+        let last = *nodes.last().unwrap();
+        g.set_output("o", last).unwrap();
+        let mid = nodes[nodes.len() / 2 + 2];
+        if g.ty(mid) != &TensorType::new(DType::F32, []) {
+            g.set_output("m", mid).unwrap();
+        }
+        let before = g.clone();
+        let mut after = g.clone();
+        let mut cx = PassCx::new().with_evaluator(common::InterpEvaluator);
+        PassManager::from_names(&["egraph", "dce"]).unwrap().run(&mut after, &mut cx).unwrap();
+        check_same(&before, &after, &format!("random graph {seed}"));
+    }
+}
