@@ -58,6 +58,11 @@ pub mod nn;
 pub mod optim;
 mod program;
 
+pub mod data;
+pub mod format;
+pub mod metrics;
+pub mod train;
+
 pub use compile::{compile, grad, inference, train_step, train_step_params, BackendKind, CompileOptions, EgraphLimits};
 pub use error::{Error, Result};
 pub use model::{Builder, Mode, ParamStore, Spec};

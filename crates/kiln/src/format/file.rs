@@ -268,7 +268,7 @@ fn report_to_json(r: &PipelineReport) -> Value {
     json!({
         "nodes_in": r.nodes_in,
         "rows": r.rows.iter().map(|p| json!({
-            "pass": p.pass, "micros": p.duration.as_micros() as u64,
+            "pass": p.pass, "nanos": p.duration.as_nanos() as u64,
             "nodes_before": p.nodes_before, "nodes_after": p.nodes_after, "changed": p.changed,
         })).collect::<Vec<_>>(),
     })
@@ -285,7 +285,7 @@ fn report_from_json(v: &Value) -> Result<PipelineReport, FormatError> {
         .map(|e| {
             Ok(PassRow {
                 pass: e.get("pass").and_then(Value::as_str).ok_or_else(bad)?.to_string(),
-                duration: Duration::from_micros(num(e, "micros")?),
+                duration: Duration::from_nanos(num(e, "nanos")?),
                 nodes_before: num(e, "nodes_before")? as usize,
                 nodes_after: num(e, "nodes_after")? as usize,
                 changed: e.get("changed").and_then(Value::as_bool).ok_or_else(bad)?,
@@ -314,31 +314,44 @@ fn encode_plan(backend: &str, entries: &[PlanEntry]) -> Vec<u8> {
     out
 }
 
-fn decode_plan(b: &[u8]) -> Result<(String, Vec<PlanEntry>), FormatError> {
-    let mut pos = 0usize;
-    let mut take = |n: u64| -> Result<&[u8], FormatError> {
-        if n > (b.len() - pos) as u64 {
-            return Err(corrupt(PLAN, format!("entry overruns the section at byte {pos}")));
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: u64) -> Result<&'a [u8], FormatError> {
+        if n > (self.b.len() - self.pos) as u64 {
+            return Err(corrupt(PLAN, format!("entry overruns the section at byte {}", self.pos)));
         }
-        let s = &b[pos..pos + n as usize];
-        pos += n as usize;
+        let s = &self.b[self.pos..self.pos + n as usize];
+        self.pos += n as usize;
         Ok(s)
-    };
-    let mut string = |take: &mut dyn FnMut(u64) -> Result<&[u8], FormatError>| -> Result<String, FormatError> {
-        let n = u32::from_le_bytes(take(4)?.try_into().unwrap());
-        String::from_utf8(take(n as u64)?.to_vec()).map_err(|e| corrupt(PLAN, e.to_string()))
-    };
-    let backend = string(&mut take)?;
-    let count = u32::from_le_bytes(take(4)?.try_into().unwrap());
+    }
+
+    fn u32(&mut self) -> Result<u32, FormatError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+
+    fn string(&mut self) -> Result<String, FormatError> {
+        let n = self.u32()?;
+        String::from_utf8(self.take(n as u64)?.to_vec()).map_err(|e| corrupt(PLAN, e.to_string()))
+    }
+}
+
+fn decode_plan(b: &[u8]) -> Result<(String, Vec<PlanEntry>), FormatError> {
+    let mut c = Cursor { b, pos: 0 };
+    let backend = c.string()?;
+    let count = c.u32()?;
     let mut entries = Vec::new();
     for _ in 0..count {
-        let name = string(&mut take)?;
-        let kind = string(&mut take)?;
-        let n = u64::from_le_bytes(take(8)?.try_into().unwrap());
-        entries.push(PlanEntry { name, kind, data: take(n)?.to_vec() });
+        let name = c.string()?;
+        let kind = c.string()?;
+        let n = u64::from_le_bytes(c.take(8)?.try_into().expect("8 bytes"));
+        entries.push(PlanEntry { name, kind, data: c.take(n)?.to_vec() });
     }
-    if pos != b.len() {
-        return Err(corrupt(PLAN, format!("{} bytes after the last entry", b.len() - pos)));
+    if c.pos != b.len() {
+        return Err(corrupt(PLAN, format!("{} bytes after the last entry", b.len() - c.pos)));
     }
     Ok((backend, entries))
 }
