@@ -107,6 +107,15 @@ impl<R: Rule> Optimizer for R {
     }
 }
 
+impl Optimizer for Box<dyn Optimizer> {
+    fn apply(&self, g: &mut Graph, params: &[ParamGrad]) -> Result<BTreeMap<String, HostTensor>> {
+        (**self).apply(g, params)
+    }
+    fn base_lr(&self) -> f64 {
+        (**self).base_lr()
+    }
+}
+
 impl<R: Rule> Optimizer for Optim<R> {
     fn base_lr(&self) -> f64 {
         self.default.lr()
