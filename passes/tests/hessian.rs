@@ -66,7 +66,8 @@ fn hvp_check(mut g: Graph, loss: NodeId, vals: &Inputs, wrt: &[&str], seed: u64)
         let a = got[&format!("hv{i}")].to_f64_vec();
         for k in 0..a.len() {
             let numeric = (p[k] - m[k]) / (2.0 * H);
-            if !((a[k] - numeric).abs() <= 1e-6 + 1e-5 * numeric.abs()) {
+            let close = (a[k] - numeric).abs() <= 1e-6 + 1e-5 * numeric.abs();
+            if !close {
                 return Err(format!("(H v)[{name}][{k}]: autodiff {:.9e}, finite differences {numeric:.9e}", a[k]));
             }
         }

@@ -25,16 +25,16 @@ pub(crate) fn slice_vjp(
         let mut split = Vec::new();
         let (mut lo, mut hi) = (Vec::new(), Vec::new());
         let mut spread = Vec::with_capacity(r);
-        for i in 0..r {
-            split.push(gs.0[i]);
+        for (&n, &st) in gs.0.iter().zip(step) {
+            split.push(n);
             lo.push(0);
             hi.push(0);
-            if step[i] > 1 {
+            if st > 1 {
                 split.push(1);
                 lo.push(0);
-                hi.push(step[i] - 1);
+                hi.push(st - 1);
             }
-            spread.push(gs.0[i] * step[i]);
+            spread.push(n * st);
         }
         let t = e.reshape(g, split)?;
         let t = e.apply(Op::Pad { lo, hi, value: 0.0 }, &[t])?;

@@ -139,7 +139,9 @@ pub fn check(mut g: Graph, out: NodeId, vals: &Inputs, wrt: &[&str], seed: u64) 
             };
             let numeric = (at(H)? - at(-H)?) / (2.0 * H);
             let a = analytic[k];
-            if !((a - numeric).abs() <= ATOL + RTOL * numeric.abs()) {
+            // Written so that a NaN on either side fails.
+            let close = (a - numeric).abs() <= ATOL + RTOL * numeric.abs();
+            if !close {
                 return Err(format!(
                     "d loss / d {name}[{k}]: autodiff {a:.9e}, finite differences {numeric:.9e}\ngraph:\n{}",
                     kiln_ir::text::print(&g)
