@@ -128,13 +128,18 @@ pub(super) fn explain(r: &mut Report, g: &Graph, eg: &EG, prov: &Provenance, cre
         }
         let mut rules = Vec::new();
         chain(eg, prov, c.enode.op, c.class, 0, &mut rules);
+        // A transposed matmul the input graph already had (autodiff writes
+        // them) is not news; only list it when a layout rule made it.
+        if rules.is_empty() && matches!(op, Op::MatMul { .. }) {
+            continue;
+        }
         let mut dedup: Vec<&str> = Vec::new();
         for x in rules {
             if !dedup.contains(&x) {
                 dedup.push(x);
             }
         }
-        r.fused.push(format!("{} = {} <- {}", c.id, describe(op), if dedup.is_empty() { "(original)".to_string() } else { dedup.join(" <- ") }));
+        r.fused.push(format!("{} = {} <- {}", c.id, describe(op), if dedup.is_empty() { "(as in the input graph, operands rewritten)".to_string() } else { dedup.join(" <- ") }));
     }
     // Why not: a conv2d/matmul that survived. Was a fused form ever built?
     let live = g.live_nodes();
