@@ -10,7 +10,9 @@
 //!   rounded once). Inputs must match the graph's types exactly.
 //! - [`Precision::F64`]: nothing is rounded; float inputs/params may be given
 //!   as f32 or f64, and every float result (outputs and updated state) comes
-//!   back as f64. Finite-difference gradient checks use this mode.
+//!   back as f64. Finite-difference gradient checks use this mode. The
+//!   graph's f32 is read as "real number" here: even an explicit `cast` to
+//!   f32 does not round. Integer and bool results are exact in both modes.
 //!
 //! Entry points:
 //! - [`Interpreter`] implements [`kiln_ir::Backend`]; its executables keep

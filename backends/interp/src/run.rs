@@ -177,6 +177,16 @@ impl Interpreter {
     pub fn new(precision: Precision) -> Interpreter {
         Interpreter { precision }
     }
+
+    /// The f32 interpreter (what other backends are compared against).
+    pub fn f32() -> Interpreter {
+        Interpreter { precision: Precision::F32 }
+    }
+
+    /// The f64 interpreter (for finite-difference gradient checks).
+    pub fn f64() -> Interpreter {
+        Interpreter { precision: Precision::F64 }
+    }
 }
 
 impl Backend for Interpreter {
