@@ -210,7 +210,16 @@ pub fn plan_memory(g: &Graph, p: &Partition, scratch: &dyn Fn(&Kernel) -> usize)
             }
             let Some(&kid) = producer.get(u) else { return false };
             let k = &p.kernels[kid];
-            if k.kind != KernelKind::Elementwise {
+            // An elementwise loop, or a contraction's elementwise epilogue
+            // when the GEMM itself does not read the old value.
+            let elementwise = match k.kind {
+                KernelKind::Elementwise => true,
+                KernelKind::Contraction => {
+                    k.fused.contains(u) && k.anchor.is_some_and(|a| g.operands(a).iter().all(|&o| root(o) != pid))
+                }
+                _ => false,
+            };
+            if !elementwise {
                 return false;
             }
             let others_before = readers.get(&pid).map(|rs| rs.iter().all(|&r| r < kid || r == kid)).unwrap_or(true);
