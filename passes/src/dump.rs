@@ -11,7 +11,9 @@
 //! ```
 //!
 //! Numbers are two digits wide (wider once past 99) so that a plain `ls`
-//! lists the files in pipeline order.
+//! lists the files in pipeline order. A hidden `.kiln-dump` file marks the
+//! folder as kiln's; only such a folder is cleaned when a new compilation
+//! dumps into it (see [`prepare_dump_dir`]).
 
 use std::fmt::Write as _;
 use std::fs;
@@ -78,12 +80,26 @@ pub fn next_dump_number(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
-/// Creates `dir` and removes what an earlier compilation dumped there
-/// (`NN-*` files and `summary.txt`), so that the numbering starts at 00 and
-/// no stale file is mistaken for this run's. Other files and all
-/// subfolders are left alone.
-pub fn prepare_dump_dir(dir: &Path) -> Result<(), PassError> {
+/// Marks a folder as a kiln dump folder, so a later compilation knows the
+/// numbered files there are its own to replace.
+pub const MARKER_FILE: &str = ".kiln-dump";
+
+/// Creates `dir` and returns the number the new dump starts at.
+///
+/// A folder kiln dumped into before (it holds [`MARKER_FILE`]) loses what
+/// the earlier compilation wrote (`NN-*` files and `summary.txt`), so the
+/// numbering restarts at 00 and no stale file is mistaken for this run's.
+/// Any other folder (say `KILN_DUMP=.`) is never cleaned: the dump is
+/// numbered after the largest `NN-` prefix already there, and the folder
+/// is marked. Subfolders and other files are always left alone.
+pub fn prepare_dump_dir(dir: &Path) -> Result<usize, PassError> {
     fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    let marker = dir.join(MARKER_FILE);
+    if !marker.is_file() {
+        fs::write(&marker, "kiln dump folder: numbered files here are replaced by the next compilation\n")
+            .map_err(|e| io_err(&marker, e))?;
+        return Ok(next_dump_number(dir));
+    }
     for entry in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
         let entry = entry.map_err(|e| io_err(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -93,7 +109,7 @@ pub fn prepare_dump_dir(dir: &Path) -> Result<(), PassError> {
             fs::remove_file(&p).map_err(|e| io_err(&p, e))?;
         }
     }
-    Ok(())
+    Ok(0)
 }
 
 /// The summary table's file name.

@@ -169,7 +169,7 @@ impl PassManager {
             if continuing {
                 cx.dump_seq = cx.dump_seq.max(dump::next_dump_number(dir));
             } else {
-                dump::prepare_dump_dir(dir)?;
+                cx.dump_seq = dump::prepare_dump_dir(dir)?;
             }
             dump::write_graph(dir, cx.dump_seq, "input", g)?;
             cx.dump_seq += 1;
@@ -273,8 +273,11 @@ mod tests {
     }
 
     fn files(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> =
-            fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != crate::dump::MARKER_FILE)
+            .collect();
         v.sort();
         v
     }
@@ -395,6 +398,17 @@ mod tests {
         let mut g2 = sample();
         PassManager::new().with(Dce).run(&mut g2, &mut PassCx::new().with_dump_dir(&tmp.0)).unwrap();
         assert_eq!(files(&tmp.0), ["00-input.dot", "00-input.kir", "01-dce.dot", "01-dce.kir", "summary.txt"]);
+    }
+
+    #[test]
+    fn a_folder_that_is_not_a_dump_folder_is_never_cleaned() {
+        let tmp = TempDir::new("dump-foreign");
+        fs::create_dir_all(&tmp.0).unwrap();
+        fs::write(tmp.0.join("01-notes.txt"), "mine").unwrap();
+        let mut g = sample();
+        PassManager::new().with(Dce).run(&mut g, &mut PassCx::new().with_dump_dir(&tmp.0)).unwrap();
+        assert_eq!(files(&tmp.0), ["01-notes.txt", "02-input.dot", "02-input.kir", "03-dce.dot", "03-dce.kir", "summary.txt"]);
+        assert!(tmp.0.join(crate::dump::MARKER_FILE).is_file());
     }
 
     #[test]
