@@ -32,11 +32,12 @@ kiln check examples/kir/affine.kir\n  \
 kiln check model.kir || echo \"model.kir has errors\"")]
     Check(CheckArgs),
 
-    /// Run a .kir graph on named inputs from a safetensors file.
+    /// Run a .kir graph or a compiled .kiln program on named inputs from a safetensors file.
     #[command(
         long_about = "Run a .kir graph on named inputs from a safetensors file.\n\n\
 Every `input`, `param` and `state` of the graph is read by name from --inputs\n\
-(a missing, unexpected or wrongly typed tensor is an error). If the file has\n\
+(a missing, unexpected or wrongly typed tensor is an error). For a .kiln program\n\
+params/state default to the values stored in the file; --inputs may override them. If the file has\n\
 `grad` requests, the autodiff pass runs first and the gradients become outputs\n\
 named `grad.<input name>` (or `grad.%N`). Every output is written by name to\n\
 --out, together with the new value of every param/state the graph `update`s\n\
@@ -44,7 +45,9 @@ named `grad.<input name>` (or `grad.%N`). Every output is written by name to\n\
         after_help = "Examples:\n  \
 kiln run examples/kir/affine.kir --inputs examples/kir/affine.inputs.safetensors --out /tmp/affine.safetensors\n  \
 kiln run examples/kir/mlp_grad.kir --inputs examples/kir/mlp_grad.inputs.safetensors --out /tmp/out.safetensors\n  \
-kiln run model.kir --inputs in.safetensors --out out.safetensors --precision f64"
+kiln run model.kir --inputs in.safetensors --out out.safetensors --precision f64\n  \
+kiln run model.kir --backend cpu --inputs in.safetensors --out out.safetensors\n  \
+kiln run model.kiln --inputs batch.safetensors --out out.safetensors"
     )]
     Run(RunArgs),
 
@@ -61,6 +64,26 @@ kiln opt examples/kir/mlp_grad.kir --passes autodiff,cse,dce --dump /tmp/dump -o
 kiln opt model.kir --passes ''            # no passes: print the canonical form to stdout"
     )]
     Opt(OptArgs),
+
+    /// Compile a .kir graph for a backend and save it as one .kiln program file.
+    #[command(
+        long_about = "Compile a .kir graph for a backend and save it as one .kiln program file.\n\n\
+The file holds the optimized graph, the backend's plan (per-kernel Cranelift IR\n\
+for cpu), the pass report, and the values of params/state given with --weights\n\
+(see docs/format.md). Loading it (kiln run / kiln inspect) runs no optimization\n\
+pass. `grad` requests are resolved by autodiff before the pipeline.",
+        after_help = "Examples:\n  \
+kiln compile examples/kir/mlp_grad.kir --backend cpu --weights examples/kir/mlp_grad.inputs.safetensors -o /tmp/mlp.kiln\n  \
+kiln compile examples/kir/affine.kir --backend interp --dump /tmp/dump -o /tmp/affine.kiln\n  \
+kiln run /tmp/mlp.kiln --inputs examples/kir/mlp_grad.inputs.safetensors --out /tmp/out.safetensors"
+    )]
+    Compile(CompileArgs),
+
+    /// Show what a .kiln program file holds: signature, backend, passes, kernels, memory, weights.
+    #[command(after_help = "Examples:\n  \
+kiln inspect /tmp/mlp.kiln\n  \
+kiln inspect /tmp/mlp.kiln --graph --plan")]
+    Inspect(InspectArgs),
 }
 
 #[derive(Args, Debug)]
@@ -73,6 +96,8 @@ pub struct CheckArgs {
 pub enum BackendKind {
     /// The reference interpreter.
     Interp,
+    /// The Cranelift CPU backend.
+    Cpu,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,7 +110,7 @@ pub enum PrecisionArg {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The .kir file to run.
+    /// The .kir file or compiled .kiln program to run.
     pub file: PathBuf,
     /// Safetensors file holding every input, param and state by name.
     #[arg(long, value_name = "IN.safetensors")]
@@ -93,10 +118,11 @@ pub struct RunArgs {
     /// Where to write the outputs (and updated params/state), by name.
     #[arg(long, value_name = "OUT.safetensors")]
     pub out: PathBuf,
-    /// Which backend runs the graph.
-    #[arg(long, value_enum, default_value = "interp")]
-    pub backend: BackendKind,
-    /// Interpreter precision.
+    /// Which backend runs the graph [default: interp for .kir; for .kiln the
+    /// backend it was compiled for, and naming another one is an error].
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendKind>,
+    /// Interpreter precision (for .kir files; a .kiln file keeps its own).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: PrecisionArg,
     /// Do not print the outputs' values to stdout.
@@ -117,4 +143,40 @@ pub struct OptArgs {
     /// Output .kir file (stdout when absent).
     #[arg(short = 'o', long = "output", value_name = "OUT.kir")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CompileArgs {
+    /// The .kir file to compile.
+    pub file: PathBuf,
+    /// Target backend.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: BackendKind,
+    /// Interpreter precision (with --backend interp).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: PrecisionArg,
+    /// Initial values of params/state, by name (other tensors in the file are an error).
+    #[arg(long, value_name = "W.safetensors")]
+    pub weights: Option<PathBuf>,
+    /// Write the graph after every pass that changed it into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub dump: Option<PathBuf>,
+    /// Skip the optimization pipeline (autodiff still resolves `grad` requests).
+    #[arg(long)]
+    pub no_opt: bool,
+    /// The .kiln file to write.
+    #[arg(short = 'o', long = "output", value_name = "OUT.kiln")]
+    pub output: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The .kiln program file.
+    pub file: PathBuf,
+    /// Also print the optimized graph as .kir.
+    #[arg(long)]
+    pub graph: bool,
+    /// Also print every plan entry (partition, memory plan, kernel code).
+    #[arg(long)]
+    pub plan: bool,
 }

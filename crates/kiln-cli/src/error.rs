@@ -18,6 +18,10 @@ pub enum CliError {
     Pass(#[from] PassError),
     #[error("{0}")]
     Run(#[from] RunError),
+    #[error("{0}")]
+    Kiln(#[from] kiln::Error),
+    #[error("{0}")]
+    Format(#[from] kiln::format::FormatError),
     /// Problems with the tensors of `--inputs`, one per line.
     #[error("{}: {}", path.display(), problems.join(&format!("\n{}: ", path.display())))]
     Inputs { path: PathBuf, problems: Vec<String> },

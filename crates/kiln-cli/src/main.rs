@@ -1,4 +1,5 @@
-//! `kiln`: check, run and optimize `.kir` graphs from the shell.
+//! `kiln`: check, run, optimize and compile `.kir` graphs from the shell;
+//! run and inspect compiled `.kiln` programs.
 //!
 //! Exit status: 0 on success, 1 when the input is wrong (parse errors, bad
 //! inputs, a failing pass or run), 2 for usage errors (clap's own).
@@ -8,6 +9,7 @@ mod cli;
 mod error;
 mod load;
 mod opt;
+mod program;
 mod run;
 
 use std::process::ExitCode;
@@ -22,6 +24,8 @@ fn main() -> ExitCode {
         Command::Check(a) => check::check(&a),
         Command::Run(a) => run::run(&a),
         Command::Opt(a) => opt::opt(&a),
+        Command::Compile(a) => program::compile(&a),
+        Command::Inspect(a) => program::inspect(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,57 +1,103 @@
-//! `kiln run FILE.kir --inputs IN.safetensors --out OUT.safetensors`
+//! `kiln run FILE.kir|FILE.kiln --inputs IN.safetensors --out OUT.safetensors`
 
 use std::collections::BTreeMap;
 
 use kiln_interp::{Interpreter, Precision};
-use kiln_ir::{Backend, Graph, HostTensor, InputRole, TensorData};
+use kiln_ir::{Backend, Executable, Graph, HostTensor, InputRole, TensorData};
 use kiln_passes::{PassCx, PassManager};
 
 use crate::cli::{BackendKind, PrecisionArg, RunArgs};
 use crate::error::CliError;
 use crate::load::load_kir;
+use crate::program::{facade_backend, is_kiln_file};
 
 pub fn run(a: &RunArgs) -> Result<(), CliError> {
+    if is_kiln_file(&a.file)? {
+        return run_program(a);
+    }
     let mut g = load_kir(&a.file)?;
     if !g.grad_requests().is_empty() {
         PassManager::from_names(&["autodiff"])?.run(&mut g, &mut PassCx::new())?;
     }
-    let precision = match a.precision {
-        PrecisionArg::F32 => Precision::F32,
-        PrecisionArg::F64 => Precision::F64,
-    };
+    let precision = precision(a.precision);
     let tensors = kiln_ir::read_safetensors(&a.inputs)?;
-    let problems = input_problems(&g, &tensors, precision == Precision::F64);
+    let problems = input_problems(&g, &tensors, precision == Precision::F64, |_| false);
     if !problems.is_empty() {
         return Err(CliError::Inputs { path: a.inputs.clone(), problems });
     }
 
-    let backend: Box<dyn Backend> = match a.backend {
+    let backend: Box<dyn Backend> = match a.backend.unwrap_or(BackendKind::Interp) {
         BackendKind::Interp => Box::new(Interpreter::new(precision)),
+        BackendKind::Cpu => Box::new(kiln_cpu::CpuBackend::new()),
     };
     let mut exe = backend.compile(&g)?;
+    let data = split_state(&g, tensors, exe.as_mut())?;
+    let outputs = exe.run(&data)?;
+    finish(a, &g, outputs, |n| exe.state(n))
+}
+
+/// A compiled `.kiln` program: params/state come from the file unless
+/// `--inputs` overrides them.
+fn run_program(a: &RunArgs) -> Result<(), CliError> {
+    let mut prog = match a.backend {
+        Some(b) => kiln::format::load_expecting(&a.file, facade_backend(b, a.precision))?,
+        None => kiln::format::load(&a.file)?,
+    };
+    let tensors = kiln_ir::read_safetensors(&a.inputs)?;
+    let float_any = prog.backend() == kiln::BackendKind::InterpF64;
+    let g = prog.graph().clone();
+    let problems = input_problems(&g, &tensors, float_any, |name| prog.state(name).is_some());
+    if !problems.is_empty() {
+        return Err(CliError::Inputs { path: a.inputs.clone(), problems });
+    }
+    let data = split_state(&g, tensors, prog.executable_mut())?;
+    let outputs = prog.run_map(&data)?;
+    finish(a, &g, outputs, |n| prog.state(n))
+}
+
+fn precision(p: PrecisionArg) -> Precision {
+    match p {
+        PrecisionArg::F32 => Precision::F32,
+        PrecisionArg::F64 => Precision::F64,
+    }
+}
+
+/// Sets every param/state tensor on the executable; returns the data inputs.
+fn split_state(
+    g: &Graph,
+    tensors: BTreeMap<String, HostTensor>,
+    exe: &mut dyn Executable,
+) -> Result<BTreeMap<String, HostTensor>, CliError> {
     let roles: BTreeMap<String, InputRole> = g.inputs().into_iter().map(|(_, n, r)| (n.to_string(), r)).collect();
     let mut data = BTreeMap::new();
     for (name, t) in tensors {
-        if roles[&name] == InputRole::Input {
+        if roles.get(&name) == Some(&InputRole::Input) {
             data.insert(name, t);
         } else {
             exe.set_state(&name, t)?;
         }
     }
-    let outputs = exe.run(&data)?;
+    Ok(data)
+}
 
+/// Writes the outputs and updated params/state to `--out` and prints them.
+fn finish(
+    a: &RunArgs,
+    g: &Graph,
+    outputs: BTreeMap<String, HostTensor>,
+    state: impl Fn(&str) -> Option<HostTensor>,
+) -> Result<(), CliError> {
     let mut out = outputs.clone();
     for (name, _) in g.updates() {
         if out.contains_key(name) {
             eprintln!("warning: output `{name}` has the name of an updated param/state; {} holds the output", a.out.display());
             continue;
         }
-        if let Some(t) = exe.state(name) {
+        if let Some(t) = state(name) {
             out.insert(name.clone(), t);
         }
     }
     kiln_ir::write_safetensors(&a.out, &out)?;
-
     if !a.quiet {
         for (name, id) in g.outputs() {
             if let Some(t) = outputs.get(name) {
@@ -70,12 +116,19 @@ pub fn run(a: &RunArgs) -> Result<(), CliError> {
 
 /// Every problem with the given tensors at once: missing, unexpected and
 /// wrongly typed ones. With `float_any` (f64 mode) a float input may be given
-/// as f32 or f64.
-fn input_problems(g: &Graph, given: &BTreeMap<String, HostTensor>, float_any: bool) -> Vec<String> {
+/// as f32 or f64. `has_value(name)` says a param/state already has a value
+/// (stored in a .kiln file), so leaving it out is fine.
+pub fn input_problems(
+    g: &Graph,
+    given: &BTreeMap<String, HostTensor>,
+    float_any: bool,
+    has_value: impl Fn(&str) -> bool,
+) -> Vec<String> {
     let inputs = g.input_map();
     let mut problems = Vec::new();
     for (name, (id, role, ty)) in &inputs {
         match given.get(name) {
+            None if role.is_persistent() && has_value(name) => {}
             None => problems.push(format!("missing {} `{name}` ({id}: {ty})", role.name())),
             Some(t) => {
                 let got = t.ty();
@@ -109,4 +162,3 @@ fn preview(t: &HostTensor) -> String {
     let more = if t.numel() > SHOW { ", ..." } else { "" };
     format!("[{}{more}]", vals.join(", "))
 }
-

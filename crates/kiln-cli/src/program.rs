@@ -1,0 +1,101 @@
+//! Compiled programs: `kiln compile` (.kir -> .kiln), `kiln inspect`, and
+//! telling a .kiln file from a .kir one.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use kiln::format::ProgramFile;
+use kiln::{CompileOptions, Spec};
+
+use crate::cli::{BackendKind, CompileArgs, InspectArgs, PrecisionArg};
+use crate::error::CliError;
+use crate::load::load_kir;
+
+/// The facade's backend for a CLI backend and interpreter precision.
+pub fn facade_backend(b: BackendKind, p: PrecisionArg) -> kiln::BackendKind {
+    match (b, p) {
+        (BackendKind::Cpu, _) => kiln::BackendKind::Cpu,
+        (BackendKind::Interp, PrecisionArg::F32) => kiln::BackendKind::Interp,
+        (BackendKind::Interp, PrecisionArg::F64) => kiln::BackendKind::InterpF64,
+    }
+}
+
+/// Whether `path` starts with the .kiln magic number (whatever its name).
+pub fn is_kiln_file(path: &Path) -> Result<bool, CliError> {
+    let io = |source| CliError::Io { path: path.to_path_buf(), source };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut head = [0u8; 8];
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..]).map_err(io)? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n == head.len() && head == kiln::format::MAGIC)
+}
+
+pub fn compile(a: &CompileArgs) -> Result<(), CliError> {
+    let g = load_kir(&a.file)?;
+    let mut init = BTreeMap::new();
+    if let Some(path) = &a.weights {
+        let inputs = g.input_map();
+        let mut problems = Vec::new();
+        for (name, t) in kiln_ir::read_safetensors(path)? {
+            match inputs.get(&name) {
+                Some((id, role, ty)) if role.is_persistent() => {
+                    if t.ty() == *ty {
+                        init.insert(name, t);
+                    } else {
+                        problems.push(format!("{} `{name}` ({id}) must be {ty}, got {}", role.name(), t.ty()));
+                    }
+                }
+                // Data inputs are fed at run time; an inputs file that also
+                // holds them (like the examples') is fine.
+                Some(_) => {}
+                None => {
+                    let known: Vec<&str> = inputs.keys().map(String::as_str).collect();
+                    problems.push(format!("unexpected tensor `{name}` (the graph's inputs are: {})", known.join(", ")));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(CliError::Inputs { path: path.clone(), problems });
+        }
+    }
+    let unset: Vec<String> = g
+        .inputs()
+        .into_iter()
+        .filter(|(_, n, r)| r.is_persistent() && !init.contains_key(*n))
+        .map(|(_, n, _)| n.to_string())
+        .collect();
+    let mut opts = CompileOptions::default().backend(facade_backend(a.backend, a.precision)).optimize(!a.no_opt);
+    if let Some(d) = &a.dump {
+        opts = opts.dump(d);
+    }
+    let prog = kiln::compile(&Spec { graph: g, init }, opts)?;
+    eprint!("{}", prog.report());
+    kiln::format::save(&prog, &a.output)?;
+    if !unset.is_empty() {
+        eprintln!("note: no stored value for {}; `kiln run` will need them in --inputs", unset.join(", "));
+    }
+    println!("wrote {} ({} backend)", a.output.display(), kiln::format::backend_name(prog.backend()));
+    Ok(())
+}
+
+pub fn inspect(a: &InspectArgs) -> Result<(), CliError> {
+    let f = ProgramFile::read(&a.file)?;
+    print!("{}", f.summary());
+    if a.graph {
+        println!("optimized graph:");
+        print!("{}", kiln_ir::text::print(&f.graph));
+    }
+    if a.plan {
+        for e in &f.plan {
+            println!("== plan entry `{}` ({}) ==", e.name, e.kind);
+            println!("{}", e.as_text().trim_end());
+        }
+    }
+    Ok(())
+}

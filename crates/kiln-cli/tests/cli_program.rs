@@ -1,0 +1,144 @@
+//! `kiln compile`, `kiln inspect`, `kiln run X.kiln`, and `--backend cpu`.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use kiln_ir::read_safetensors;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn kiln(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln")).args(args).current_dir(repo()).output().expect("run kiln")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("kiln-cli-prog-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(o.status.code(), Some(code), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
+}
+
+const MLP: &str = "examples/kir/mlp_grad.kir";
+const MLP_IN: &str = "examples/kir/mlp_grad.inputs.safetensors";
+
+fn run_kir(backend: &str, out: &std::path::Path) -> Output {
+    kiln(&["run", MLP, "--backend", backend, "--inputs", MLP_IN, "--out", out.to_str().unwrap(), "-q"])
+}
+
+#[test]
+fn cpu_backend_matches_the_interpreter_on_the_mlp_gradients() {
+    let d = scratch("cpu_vs_interp");
+    let (a, b) = (d.join("interp.safetensors"), d.join("cpu.safetensors"));
+    assert_exit(&run_kir("interp", &a), 0);
+    assert_exit(&run_kir("cpu", &b), 0);
+    let (ra, rb) = (read_safetensors(&a).unwrap(), read_safetensors(&b).unwrap());
+    assert_eq!(ra.keys().collect::<Vec<_>>(), rb.keys().collect::<Vec<_>>());
+    for (k, ta) in &ra {
+        let (va, vb) = (ta.to_f64_vec(), rb[k].to_f64_vec());
+        assert_eq!(ta.ty(), rb[k].ty(), "{k}");
+        for (x, y) in va.iter().zip(&vb) {
+            assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs()), "{k}: interp {x} vs cpu {y}");
+        }
+    }
+}
+
+#[test]
+fn compile_inspect_and_run_a_kiln_program() {
+    let d = scratch("compile_interp");
+    let prog = d.join("mlp.kiln");
+    let dump = d.join("dump");
+    let o = kiln(&[
+        "compile",
+        MLP,
+        "--backend",
+        "interp",
+        "--weights",
+        MLP_IN,
+        "--dump",
+        dump.to_str().unwrap(),
+        "-o",
+        prog.to_str().unwrap(),
+    ]);
+    assert_exit(&o, 0);
+    assert!(text(&o.stdout).contains("(interp backend)"), "{}", text(&o.stdout));
+    assert!(dump.join("summary.txt").exists(), "--dump writes the pass dumps");
+
+    let o = kiln(&["inspect", prog.to_str().unwrap(), "--graph"]);
+    assert_exit(&o, 0);
+    let info = text(&o.stdout);
+    for want in ["backend: interp", "param  w1 : f32[4,8]", "grad.b2 : f32[3]", "autodiff", "w2 : f32[8,3]", "optimized graph:", "output \"loss\" = %"] {
+        assert!(info.contains(want), "inspect output lacks `{want}`:\n{info}");
+    }
+
+    // Same numbers as running the .kir directly; the params come from the file.
+    let direct = d.join("direct.safetensors");
+    assert_exit(&run_kir("interp", &direct), 0);
+    let data_only = d.join("data.safetensors");
+    let all = read_safetensors(&repo().join(MLP_IN)).unwrap();
+    let data: std::collections::BTreeMap<_, _> = all.into_iter().filter(|(k, _)| k == "x" || k == "y").collect();
+    kiln_ir::write_safetensors(&data_only, &data).unwrap();
+    let res = d.join("res.safetensors");
+    let o = kiln(&["run", prog.to_str().unwrap(), "--inputs", data_only.to_str().unwrap(), "--out", res.to_str().unwrap()]);
+    assert_exit(&o, 0);
+    assert_eq!(read_safetensors(&res).unwrap(), read_safetensors(&direct).unwrap());
+
+    // A program compiled for one backend is not silently run on another.
+    let o = kiln(&["run", prog.to_str().unwrap(), "--backend", "cpu", "--inputs", MLP_IN, "--out", res.to_str().unwrap()]);
+    assert_exit(&o, 1);
+    assert!(text(&o.stderr).contains("compiled for backend `interp`, expected `cpu`"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn a_kiln_program_without_stored_params_needs_them_in_inputs() {
+    let d = scratch("compile_noweights");
+    let prog = d.join("affine.kiln");
+    let o = kiln(&["compile", "examples/kir/affine.kir", "--backend", "interp", "-o", prog.to_str().unwrap()]);
+    assert_exit(&o, 0);
+    assert!(text(&o.stderr).contains("note: no stored value for w, b"), "{}", text(&o.stderr));
+    let x = kiln_ir::HostTensor::from_f32([3, 2], vec![0.0; 6]).unwrap();
+    let inp = d.join("x.safetensors");
+    kiln_ir::write_safetensors(&inp, &[("x".to_string(), x)].into_iter().collect()).unwrap();
+    let out = d.join("o.safetensors");
+    let o = kiln(&["run", prog.to_str().unwrap(), "--inputs", inp.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_exit(&o, 1);
+    let e = text(&o.stderr);
+    assert!(e.contains("missing param `b` (%2: f32[2])") && e.contains("missing param `w` (%1: f32[2,2])"), "{e}");
+}
+
+#[test]
+fn inspect_and_run_reject_files_that_are_not_programs() {
+    let d = scratch("not_kiln");
+    let junk = d.join("junk.kiln");
+    std::fs::write(&junk, b"\x89KILN\r\n\x1a then garbage").unwrap();
+    let o = kiln(&["inspect", junk.to_str().unwrap()]);
+    assert_exit(&o, 1);
+    assert!(text(&o.stderr).starts_with("error: "), "{}", text(&o.stderr));
+    let o = kiln(&["inspect", MLP]);
+    assert_exit(&o, 1);
+    assert!(text(&o.stderr).contains("not a kiln program file"), "{}", text(&o.stderr));
+    let out = d.join("o.safetensors");
+    let o = kiln(&["run", junk.to_str().unwrap(), "--inputs", MLP_IN, "--out", out.to_str().unwrap()]);
+    assert_exit(&o, 1);
+    assert!(!out.exists());
+}
+
+#[test]
+fn compile_rejects_weights_of_the_wrong_type() {
+    let d = scratch("bad_weights");
+    let w = d.join("w.safetensors");
+    let bad = kiln_ir::HostTensor::from_f32([3], vec![0.0; 3]).unwrap();
+    kiln_ir::write_safetensors(&w, &[("b".to_string(), bad)].into_iter().collect()).unwrap();
+    let o = kiln(&["compile", "examples/kir/affine.kir", "--backend", "interp", "--weights", w.to_str().unwrap(), "-o", d.join("a.kiln").to_str().unwrap()]);
+    assert_exit(&o, 1);
+    assert_eq!(text(&o.stderr), format!("error: {}: param `b` (%2) must be f32[2], got f32[3]\n", w.display()));
+}
