@@ -305,3 +305,38 @@ fn executables_are_send_and_types_come_from_the_signature() {
     assert_eq!(sig.outputs, vec![("loss".to_string(), TensorType::f32([]))]);
     assert_eq!(sig.inputs.len(), 3);
 }
+
+#[test]
+fn random_draws_follow_the_step_counter_across_runs() {
+    let mut g = Graph::new();
+    let c = g.state_input("step", i64_shape([])).unwrap();
+    let r = g.random_uniform(c, [5], 42, 0.0, 1.0).unwrap();
+    let next = g.add_scalar(c, 1.0).unwrap();
+    g.set_output("r", r).unwrap();
+    g.set_update("step", next).unwrap();
+    let draw = |exe: &mut Box<dyn Executable>| vals(&exe.run(&BTreeMap::new()).unwrap()["r"]);
+    let mut a = compile(&g, Precision::F32);
+    a.set_state("step", ti64(&[], &[0])).unwrap();
+    let (a0, a1) = (draw(&mut a), draw(&mut a));
+    assert_ne!(a0, a1, "a new step draws new numbers");
+    // A fresh executable at the same step reproduces them exactly.
+    let mut b = compile(&g, Precision::F32);
+    b.set_state("step", ti64(&[], &[1])).unwrap();
+    assert_eq!(draw(&mut b), a1);
+    b.set_state("step", ti64(&[], &[0])).unwrap();
+    assert_eq!(draw(&mut b), a0);
+}
+
+#[test]
+fn f64_typed_nodes_are_not_rounded_in_f32_mode() {
+    let mut g = Graph::new();
+    let x = g.input("x", TensorType::new(DType::F64, [1])).unwrap();
+    let y = g.add_scalar(x, 1e-12).unwrap();
+    let z = g.cast(y, DType::F32).unwrap();
+    g.set_output("y", y).unwrap();
+    g.set_output("z", z).unwrap();
+    let o = run_graph(&g, &map(&[("x", t64(&[1], &[1.0]))]), Precision::F32).unwrap();
+    assert_eq!(o["y"].dtype(), DType::F64);
+    assert_eq!(vals(&o["y"]), vec![1.0 + 1e-12]);
+    assert_eq!(o["z"].as_f32().unwrap(), &[1.0]);
+}
