@@ -1,0 +1,26 @@
+//! The anchor rows (PyTorch, JAX, candle) recorded on the reference
+//! machine, one JSON object per line.
+
+/// A copy of `../shared/bench/results/cpu-2core.jsonl`, so a fresh clone has it.
+pub const BUILTIN: &str = include_str!("../anchors/cpu-2core.jsonl");
+
+pub struct Anchor {
+    pub workload: String,
+    pub framework: String,
+    pub median_ms: Option<f64>,
+}
+
+/// Rows that do not parse, or that recorded an error, are skipped.
+pub fn parse(src: &str) -> Vec<Anchor> {
+    src.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("error").is_none_or(|e| e.is_null()))
+        .filter_map(|v| {
+            Some(Anchor {
+                workload: v.get("workload")?.as_str()?.to_string(),
+                framework: v.get("framework")?.as_str()?.to_string(),
+                median_ms: v.get("median_ms").and_then(|m| m.as_f64()),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,85 @@
+//! A small ResNet-style CNN with BatchNorm on the shipped MNIST subset:
+//! conv3x3(1->16)+BN+ReLU, max-pool to 14x14, two residual blocks
+//! [conv3x3+BN+ReLU+conv3x3+BN, +skip, ReLU], global average pool, linear
+//! 16->10; SGD lr 0.05 momentum 0.9, batch 64. BatchNorm trains on batch
+//! statistics and evaluates with its running statistics.
+//!
+//! `cargo run --release --example resnet_cnn`
+
+use kiln::data::{Mnist, Normalize};
+use kiln::nn::{self, Module};
+use kiln::{f32_shape, i64_shape, loss, optim, Builder, ParamStore};
+use kiln_examples::{args, finish, fit, limit, Fit, OrDie};
+
+const BATCH: usize = 64;
+const EVAL_BATCH: usize = 500;
+const TARGET: f64 = 0.97;
+const C: usize = 16;
+
+fn conv_bn(store: &mut ParamStore, conv: &str, bn: &str, cin: usize, c: usize) -> kiln::Result<nn::Sequential> {
+    Ok(nn::Sequential::new()
+        .add(nn::Conv2d::config(cin, c, 3).padding(1).bias(false).build(store, conv)?)
+        .add(nn::BatchNorm::new2d(store, bn, c)?))
+}
+
+fn resnet(store: &mut ParamStore) -> kiln::Result<nn::Sequential> {
+    let mut net = nn::Sequential::new().add(conv_bn(store, "stem", "bn", 1, C)?).add(nn::ReLU).add(nn::MaxPool2d::new(2));
+    for i in 0..2 {
+        let p = format!("blocks.{i}");
+        let body = nn::Sequential::new()
+            .add(conv_bn(store, &format!("{p}.conv1"), &format!("{p}.bn1"), C, C)?)
+            .add(nn::ReLU)
+            .add(conv_bn(store, &format!("{p}.conv2"), &format!("{p}.bn2"), C, C)?);
+        net = net.add(nn::Residual::new(body)).add(nn::ReLU);
+    }
+    Ok(net
+        .add(nn::Lambda(|b: &mut Builder, x| nn::global_avg_pool2d(b, x)))
+        .add(nn::Flatten::new())
+        .add(nn::Linear::new(store, "fc", C, 10)?))
+}
+
+fn main() {
+    let a = args();
+    let epochs = a.epochs.unwrap_or(3);
+    let mut mnist = Mnist::shipped().or_die("MNIST");
+    mnist.normalize(Normalize::MNIST);
+    let train_set = limit(mnist.train, a.train_limit);
+
+    let mut store = ParamStore::new(0);
+    let net = resnet(&mut store).or_die("model");
+    let mut b = Builder::train();
+    let x = b.input("x", f32_shape([BATCH, 1, 28, 28])).or_die("graph");
+    let y = b.input("y", i64_shape([BATCH])).or_die("graph");
+    let logits = net.forward(&mut b, x).or_die("forward");
+    b.output("logits", logits).or_die("graph");
+    let l = loss::cross_entropy_mean(&mut b, logits, y).or_die("loss");
+    let step = kiln::train_step(&b, l, &store, optim::Sgd::new(0.05).momentum(0.9)).or_die("train step");
+    let mut train = kiln::compile(&step, a.compile_options()).or_die("compile");
+
+    let mut e = Builder::eval();
+    let x = e.input("x", f32_shape([EVAL_BATCH, 1, 28, 28])).or_die("graph");
+    let y = e.input("y", i64_shape([EVAL_BATCH])).or_die("graph");
+    let logits = net.forward(&mut e, x).or_die("forward");
+    e.output("logits", logits).or_die("graph");
+    let l = loss::cross_entropy_mean(&mut e, logits, y).or_die("loss");
+    e.output("loss", l).or_die("graph");
+    let mut eval = kiln::compile(&kiln::inference(&e, &store).or_die("inference"), a.compile_options()).or_die("compile");
+    println!("ResNet-style CNN ({C} channels, 2 residual blocks, BatchNorm), {} train / {} test, backend {}", train_set.len(), mnist.test.len(), a.backend_name());
+
+    let report = fit(Fit {
+        name: "resnet_cnn",
+        train: &mut train,
+        eval: &mut eval,
+        train_set: &train_set,
+        val_set: &mnist.test,
+        batch: BATCH,
+        eval_batch: EVAL_BATCH,
+        epochs,
+        seed: 1,
+        target: TARGET,
+        augment: None,
+        early_stopping: None,
+        out: a.out.clone(),
+    });
+    finish(&report, TARGET);
+}

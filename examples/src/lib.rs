@@ -1,0 +1,218 @@
+//! Shared pieces of kiln's examples: command-line flags, backend choice,
+//! and a classifier training loop built from kiln's data, metrics and
+//! training helpers (progress bar, history, early stopping, curve PNG).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use kiln::data::{Augment, DataLoader, Dataset, LastBatch};
+use kiln::metrics::{ConfusionMatrix, MeanLoss};
+use kiln::train::{plot_history, EarlyStopping, EpochRecord, History, TrainProgress, Verdict};
+use kiln::{BackendKind, CompileOptions, HostTensor, Program};
+
+/// Flags every example accepts.
+#[derive(Debug, Clone)]
+pub struct Args {
+    /// `--epochs N` (each example has its own default).
+    pub epochs: Option<usize>,
+    /// `--out DIR`: saved programs, curves (default `target/examples-out`).
+    pub out: PathBuf,
+    /// `--backend cpu|interp` (default cpu; `KILN_BACKEND` also works).
+    pub backend: BackendKind,
+    /// `--train-limit N`: use only the first N training items (smoke runs).
+    pub train_limit: Option<usize>,
+}
+
+const HELP: &str = "flags: [--epochs N] [--out DIR] [--backend cpu|interp] [--train-limit N]";
+
+pub fn args() -> Args {
+    let mut a = Args { epochs: None, out: PathBuf::from("target/examples-out"), backend: BackendKind::Cpu, train_limit: None };
+    if let Ok(b) = std::env::var("KILN_BACKEND") {
+        a.backend = parse_backend(&b);
+    }
+    let mut it = std::env::args().skip(1);
+    while let Some(f) = it.next() {
+        let mut v = || it.next().unwrap_or_else(|| die(&format!("{f} needs a value\n{HELP}")));
+        match f.as_str() {
+            "--epochs" => a.epochs = Some(v().parse().unwrap_or_else(|e| die(&format!("--epochs: {e}")))),
+            "--out" => a.out = PathBuf::from(v()),
+            "--backend" => a.backend = parse_backend(&v()),
+            "--train-limit" => a.train_limit = Some(v().parse().unwrap_or_else(|e| die(&format!("--train-limit: {e}")))),
+            "-h" | "--help" => {
+                println!("{HELP}");
+                std::process::exit(0);
+            }
+            other => die(&format!("unknown flag `{other}`\n{HELP}")),
+        }
+    }
+    a
+}
+
+fn parse_backend(s: &str) -> BackendKind {
+    match s {
+        "cpu" => BackendKind::Cpu,
+        "interp" => BackendKind::Interp,
+        other => die(&format!("unknown backend `{other}` (cpu, interp)")),
+    }
+}
+
+pub fn die(msg: &str) -> ! {
+    eprintln!("error: {msg}");
+    std::process::exit(2)
+}
+
+/// Unwraps or exits with the error's message (examples have no better
+/// recovery than telling the user).
+pub trait OrDie<T> {
+    fn or_die(self, what: &str) -> T;
+}
+
+impl<T, E: std::fmt::Display> OrDie<T> for Result<T, E> {
+    fn or_die(self, what: &str) -> T {
+        self.unwrap_or_else(|e| die(&format!("{what}: {e}")))
+    }
+}
+
+impl Args {
+    pub fn compile_options(&self) -> CompileOptions {
+        CompileOptions::default().backend(self.backend)
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        kiln::format::backend_name(self.backend)
+    }
+}
+
+/// What a classifier run needs. The train program takes `x`, `y` and
+/// returns `loss` (and `logits` if it reports training accuracy); the eval
+/// program takes `x`, `y` and returns `logits` and `loss`, with the same
+/// param/buffer names (copied over after every epoch).
+pub struct Fit<'a> {
+    pub name: &'a str,
+    pub train: &'a mut Program,
+    pub eval: &'a mut Program,
+    pub train_set: &'a Dataset,
+    /// Measured after every epoch; early stopping watches its loss.
+    pub val_set: &'a Dataset,
+    pub batch: usize,
+    pub eval_batch: usize,
+    pub epochs: usize,
+    pub seed: u64,
+    /// Report the time at which validation accuracy first reaches this.
+    pub target: f64,
+    pub augment: Option<Augment>,
+    /// `(patience, min_delta)`.
+    pub early_stopping: Option<(usize, f64)>,
+    pub out: PathBuf,
+}
+
+pub struct FitReport {
+    pub history: History,
+    pub accuracy: f64,
+    pub confusion: ConfusionMatrix,
+    /// Seconds of training (evaluation excluded) and epoch when the target
+    /// was first reached.
+    pub time_to_target: Option<(usize, f64)>,
+    pub train_seconds: f64,
+}
+
+/// Evaluates `eval` on `data` (the tail batch padded and masked out).
+pub fn evaluate(eval: &mut Program, data: &Dataset, batch: usize) -> (f64, f64, ConfusionMatrix) {
+    let loader = DataLoader::new(data, batch).or_die("loader").last_batch(LastBatch::Pad);
+    let mut cm = ConfusionMatrix::new(data.num_classes);
+    let mut loss = MeanLoss::default();
+    for b in loader.epoch(0) {
+        let out = eval.run(&[("x", &b.x), ("y", &b.y)]).or_die("eval step");
+        cm.add(&out["logits"], &b.y, Some(b.len)).or_die("metrics");
+        // The mean over a padded batch includes the padding; only full
+        // batches contribute to the loss (the tail is small).
+        if b.len == batch {
+            loss.add(out["loss"].scalar().or_die("loss"), b.len);
+        }
+    }
+    (loss.value(), cm.accuracy(), cm)
+}
+
+pub fn fit(f: Fit<'_>) -> FitReport {
+    let loader = DataLoader::new(f.train_set, f.batch).or_die("loader").shuffle(f.seed).last_batch(LastBatch::Drop);
+    let loader = match f.augment {
+        Some(a) => loader.augment(a),
+        None => loader,
+    };
+    let mut bar = TrainProgress::new(f.epochs, loader.len());
+    let mut history = History::default();
+    let mut stop = f.early_stopping.map(|(p, d)| EarlyStopping::new(p, d));
+    let mut train_s = 0.0;
+    let mut time_to_target = None;
+    let mut last = (f64::NAN, 0.0, ConfusionMatrix::new(f.val_set.num_classes));
+    for epoch in 0..f.epochs {
+        bar.start_epoch(epoch);
+        let t0 = Instant::now();
+        let mut correct = (0usize, 0usize);
+        for b in loader.epoch(epoch as u64) {
+            let out = f.train.run(&[("x", &b.x), ("y", &b.y)]).or_die("train step");
+            let loss = out["loss"].scalar().or_die("loss");
+            if !loss.is_finite() {
+                die(&format!("{}: loss became {loss} at epoch {}", f.name, epoch + 1));
+            }
+            let acc = out.get("logits").map(|l| (kiln::metrics::correct(l, &b.y, Some(b.len)).or_die("metrics"), b.len));
+            if let Some((c, n)) = acc {
+                correct.0 += c;
+                correct.1 += n;
+            }
+            bar.step(loss, acc);
+        }
+        train_s += t0.elapsed().as_secs_f64();
+        f.eval.load_from(f.train).or_die("copy weights");
+        let (val_loss, val_acc, cm) = evaluate(f.eval, f.val_set, f.eval_batch);
+        let rec = EpochRecord {
+            epoch,
+            train_loss: bar.mean_loss(),
+            train_accuracy: (correct.1 > 0).then(|| correct.0 as f64 / correct.1 as f64),
+            val_loss: Some(val_loss),
+            val_accuracy: Some(val_acc),
+            elapsed_s: train_s,
+        };
+        bar.end_epoch(&rec);
+        history.push(rec);
+        if time_to_target.is_none() && val_acc >= f.target {
+            time_to_target = Some((epoch + 1, train_s));
+        }
+        last = (val_loss, val_acc, cm);
+        if let Some(s) = &mut stop {
+            if s.update(val_loss) == Verdict::Stop {
+                println!("early stopping after epoch {} (best validation loss {:?})", epoch + 1, s.best());
+                break;
+            }
+        }
+    }
+    let png = f.out.join(format!("{}-curve.png", f.name));
+    match plot_history(&history, &png) {
+        Ok(()) => println!("loss/accuracy curve: {}", png.display()),
+        Err(e) => eprintln!("warning: no curve: {e}"),
+    }
+    let _ = std::fs::write(f.out.join(format!("{}-history.csv", f.name)), history.to_csv());
+    FitReport { history, accuracy: last.1, confusion: last.2, time_to_target, train_seconds: train_s }
+}
+
+/// Prints the time-to-target line and the final metric (the last line).
+pub fn finish(r: &FitReport, target: f64) {
+    match r.time_to_target {
+        Some((e, s)) => println!("time to test accuracy {target}: {s:.1} s of training (epoch {e})"),
+        None => println!("test accuracy {target} not reached ({:.1} s of training)", r.train_seconds),
+    }
+    println!("test_accuracy={:.4}", r.accuracy);
+}
+
+/// Limits a dataset for smoke runs.
+pub fn limit(d: Dataset, n: Option<usize>) -> Dataset {
+    match n {
+        Some(n) => d.take(n),
+        None => d,
+    }
+}
+
+/// A one-element f32 tensor's value.
+pub fn scalar(t: &HostTensor) -> f64 {
+    t.scalar().or_die("scalar")
+}
