@@ -10,12 +10,16 @@
 //!   elements, so a reduction over a huge constant is left to the backend.
 //!
 //! `random_uniform` is never folded (a random draw stays a visible op even
-//! with a constant counter), and inputs and constants are sources. Folding
+//! with a constant counter), and inputs and constants are sources. A
+//! constant named as `wrt` in a pending grad request does not count as a
+//! constant: folding through it would turn its gradient into zero. Folding
 //! keeps the node's id and walks in topological order, so a whole constant
 //! subgraph folds in one run; operands left unused are for `dce` to remove.
 //! When the evaluator reports an error (e.g. an out-of-range gather index)
 //! the node is left alone: the error belongs to run time, where the user
 //! sees it with the inputs that caused it.
+
+use std::collections::HashSet;
 
 use kiln_ir::{Graph, HostTensor, NodeId, Op};
 
@@ -51,9 +55,10 @@ impl Pass for ConstFold {
     fn run(&self, g: &mut Graph, cx: &mut PassCx) -> Result<Changed, PassError> {
         let Some(eval) = cx.evaluator.as_deref() else { return Ok(Changed::No) };
         let order = g.topo_order().map_err(|source| PassError::Ir { pass: self.name().into(), source })?;
+        let wrt = crate::pass::grad_wrt_nodes(g);
         let mut folded = 0usize;
         for id in order {
-            if let Some(t) = self.try_fold(g, id, eval)? {
+            if let Some(t) = self.try_fold(g, id, eval, &wrt)? {
                 let ty = g.ty(id).clone();
                 g.rewrite(id, Op::Constant(t), ty, &[]);
                 folded += 1;
@@ -64,7 +69,13 @@ impl Pass for ConstFold {
 }
 
 impl ConstFold {
-    fn try_fold(&self, g: &Graph, id: NodeId, eval: &dyn crate::ConstEvaluator) -> Result<Option<HostTensor>, PassError> {
+    fn try_fold(
+        &self,
+        g: &Graph,
+        id: NodeId,
+        eval: &dyn crate::ConstEvaluator,
+        wrt: &HashSet<NodeId>,
+    ) -> Result<Option<HostTensor>, PassError> {
         let op = g.op(id);
         if op.is_source() || matches!(op, Op::RandomUniform { .. }) {
             return Ok(None);
@@ -80,7 +91,7 @@ impl ConstFold {
         let mut values: Vec<&HostTensor> = Vec::with_capacity(operands.len());
         for o in &operands {
             match g.op(*o) {
-                Op::Constant(t) if t.numel() <= self.max_operand_elements => values.push(t),
+                Op::Constant(t) if t.numel() <= self.max_operand_elements && !wrt.contains(o) => values.push(t),
                 _ => return Ok(None),
             }
         }

@@ -14,6 +14,11 @@
 //! their operand order; `max`/`min` are not treated as commutative because
 //! backends may differ on which NaN operand wins.
 //!
+//! Nodes named as `wrt` in a pending grad request are never merged, in
+//! either direction: the gradient with respect to a node counts only the
+//! paths through that node's own uses, so folding a twin into it (or it into
+//! a twin) would change the requested gradient.
+//!
 //! One walk in topological order is enough: when a node is visited its
 //! operands have already been replaced by their representatives.
 
@@ -99,10 +104,11 @@ fn key_of(g: &Graph, id: NodeId) -> Key {
 /// returns how many nodes were removed.
 pub fn merge_common(g: &mut Graph) -> Result<usize, kiln_ir::IrError> {
     let order = g.topo_order()?;
+    let wrt = crate::pass::grad_wrt_nodes(g);
     let mut seen: HashMap<Key, Vec<NodeId>> = HashMap::new();
     let mut merged = 0;
     for id in order {
-        if g.op(id).is_input() {
+        if g.op(id).is_input() || wrt.contains(&id) {
             continue;
         }
         let key = key_of(g, id);

@@ -33,5 +33,5 @@ pub use cse::Cse;
 pub use dce::Dce;
 pub use dump::{dump_dir_from_env, write_dump_file, write_dump_group};
 pub use manager::{PassManager, PassRow, PipelineReport};
-pub use pass::{Changed, ConstEvaluator, Pass, PassCx, PassError};
+pub use pass::{grad_wrt_nodes, Changed, ConstEvaluator, Pass, PassCx, PassError};
 pub use registry::{default_pipeline, pass_by_name};

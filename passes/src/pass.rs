@@ -1,8 +1,9 @@
 //! The `Pass` trait and the context passes run in.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 
-use kiln_ir::{Graph, HostTensor, IrError, Op, TensorType};
+use kiln_ir::{Graph, HostTensor, IrError, NodeId, Op, TensorType};
 
 /// Whether a pass changed the graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,4 +107,11 @@ pub enum PassError {
 pub trait Pass {
     fn name(&self) -> &str;
     fn run(&self, g: &mut Graph, cx: &mut PassCx) -> Result<Changed, PassError>;
+}
+
+/// Every node a pending grad request differentiates with respect to. Passes
+/// that run before autodiff must not change what these nodes mean: merging
+/// one with a twin or folding through one would change the gradient.
+pub fn grad_wrt_nodes(g: &Graph) -> HashSet<NodeId> {
+    g.grad_requests().iter().flat_map(|r| r.wrt.iter().copied()).collect()
 }
