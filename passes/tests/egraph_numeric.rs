@@ -231,3 +231,48 @@ fn random_elementwise_graphs_keep_their_values() {
         check_same(&before, &after, &format!("random graph {seed}"));
     }
 }
+
+/// Every other golden input in this crate (autodiff, cse, dce, ...) and the
+/// example `.kir` files, after their own pipeline, then through the e-graph
+/// pass: no error, no panic, same values.
+#[test]
+fn other_golden_inputs_keep_their_values() {
+    let mut files = Vec::new();
+    for dir in common::golden::golden_dirs() {
+        if dir != "egraph" {
+            files.extend(common::golden::case_files(&dir));
+        }
+    }
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kir");
+    if let Ok(rd) = std::fs::read_dir(&examples) {
+        files.extend(rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "kir")));
+    }
+    let mut checked = 0;
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let passes = common::GoldenCase::parse(&f, &text).map(|c| c.passes).unwrap_or_default();
+        let Ok(g0) = kiln_ir::text::parse(&text, &f.display().to_string()) else { continue };
+        let mut before = g0.clone();
+        let Ok(pm) = PassManager::from_names(&passes) else { continue };
+        if pm.run(&mut before, &mut PassCx::new().with_evaluator(common::InterpEvaluator)).is_err() {
+            continue; // a case that expects an error
+        }
+        if !before.grad_requests().is_empty() {
+            continue;
+        }
+        // Graphs whose run is itself an error (out-of-range indices) have no
+        // values to compare.
+        if kiln_interp::run_graph_full(&before, &random_inputs(&before, 7), kiln_interp::Precision::F32).is_err() {
+            continue;
+        }
+        let mut after = before.clone();
+        let mut cx = PassCx::new().with_evaluator(common::InterpEvaluator);
+        PassManager::from_names(&["egraph", "dce"])
+            .unwrap()
+            .run(&mut after, &mut cx)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        check_same(&before, &after, &f.display().to_string());
+        checked += 1;
+    }
+    assert!(checked >= 5, "only {checked} graphs checked");
+}

@@ -24,6 +24,8 @@ mod report;
 pub mod rule;
 pub mod rules;
 pub mod saturate;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

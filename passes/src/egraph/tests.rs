@@ -1,0 +1,124 @@
+//! Unit tests of the e-graph machinery: patterns, the type guard, the
+//! analysis, and DAG-aware extraction.
+
+use std::collections::HashMap;
+
+use kiln_ir::{f32_shape, Graph, Op, ReduceOp, UnaryOp};
+
+use super::extract::{self, node_cost};
+use super::pattern::Pattern;
+use super::rule::{Group, Provenance, Rule};
+use super::saturate::saturate;
+use super::{convert, EGraphConfig};
+
+#[test]
+fn malformed_patterns_are_errors() {
+    assert!(Pattern::parse("(add ?x").is_err());
+    assert!(Pattern::parse("?x").is_err());
+    assert!(Pattern::parse("(add@a (neg@a ?x) ?y)").is_err());
+    assert!(Pattern::parse("(add ?x) ?y").is_err());
+    assert!(Pattern::parse("(add ... ?x)").is_err());
+    assert_eq!(Pattern::parse("(relu (add ?x ?b))").unwrap().root_head(), "relu");
+}
+
+fn graph(f: impl FnOnce(&mut Graph)) -> Graph {
+    let mut g = Graph::new();
+    f(&mut g);
+    g
+}
+
+#[test]
+fn repeated_variables_must_bind_one_class() {
+    let g = graph(|g| {
+        let x = g.input("x", f32_shape([3])).unwrap();
+        let y = g.input("y", f32_shape([3])).unwrap();
+        let a = g.sub(x, x).unwrap();
+        let b = g.sub(x, y).unwrap();
+        g.set_output("a", a).unwrap();
+        g.set_output("b", b).unwrap();
+    });
+    let built = convert::build(&g).unwrap();
+    let p = Pattern::parse("(sub ?x ?x)").unwrap();
+    let mut found = Vec::new();
+    for c in built.eg.classes() {
+        p.search_class(&built.eg, c.id, 10, &mut found);
+    }
+    assert_eq!(found.len(), 1);
+}
+
+/// A rule whose result has another type is never unioned, whatever the
+/// applier returns.
+#[test]
+fn type_changing_rewrites_do_not_apply() {
+    let g = graph(|g| {
+        let x = g.input("x", f32_shape([2, 3])).unwrap();
+        let y = g.neg(x).unwrap();
+        g.set_output("y", y).unwrap();
+    });
+    let mut built = convert::build(&g).unwrap();
+    let bad = Rule::new("sum-instead", Group::Algebra, "(neg ?x)", |cx, b| {
+        cx.add(Op::Reduce { op: ReduceOp::Sum, axes: vec![0], keepdims: false }, &[b.v("x")?])
+    })
+    .unwrap();
+    let ill = Rule::new("ill-typed", Group::Algebra, "(neg ?x)", |cx, b| {
+        // permute with a wrong-length perm: the checked builder refuses it.
+        cx.add(Op::Permute(vec![0]), &[b.v("x")?])
+    })
+    .unwrap();
+    let mut prov = Provenance::default();
+    let stats = saturate(&mut built.eg, &[bad, ill], &EGraphConfig::default(), None, &mut prov);
+    assert_eq!(stats.fired["sum-instead"], 0);
+    assert_eq!(stats.fired["ill-typed"], 0);
+    let root = built.root_classes()[0];
+    assert_eq!(built.eg[root].data.ty.as_ref().unwrap().to_string(), "f32[2,3]");
+    assert_eq!(built.eg[root].nodes.len(), 1);
+}
+
+#[test]
+fn analysis_tracks_types_constants_and_finiteness() {
+    let g = graph(|g| {
+        let x = g.input("x", f32_shape([2, 3])).unwrap();
+        let s = g.sigmoid(x).unwrap();
+        let z = g.scalar_f32(0.0).unwrap();
+        let zb = g.broadcast_to(z, [2, 3]).unwrap();
+        let w = g.param("w", f32_shape([3])).unwrap();
+        let e = g.exp(w).unwrap();
+        for (n, id) in [("s", s), ("zb", zb), ("e", e), ("x", x)] {
+            g.set_output(n, id).unwrap();
+        }
+    });
+    let built = convert::build(&g).unwrap();
+    let d = |name: &str| &built.eg[built.class_of[&g.output(name).unwrap()]].data;
+    assert!(d("s").finite && !d("x").finite);
+    assert_eq!(d("zb").splat, Some(0.0));
+    assert!(d("zb").is_static && d("e").is_static && !d("s").is_static);
+    assert!(d("e").nonneg && !d("x").nonneg);
+    assert_eq!(d("s").ty.as_ref().unwrap().to_string(), "f32[2,3]");
+}
+
+/// A value used twice is paid for once: the DAG cost of `exp(x) + exp(x)`
+/// (one shared exp) is the sum over distinct nodes.
+#[test]
+fn extraction_counts_shared_values_once() {
+    let g = graph(|g| {
+        let x = g.input("x", f32_shape([64, 64])).unwrap();
+        let e = g.exp(x).unwrap();
+        let t = g.tanh(e).unwrap();
+        let y = g.add(e, t).unwrap();
+        g.set_output("y", y).unwrap();
+        g.set_output("e", e).unwrap();
+    });
+    let built = convert::build(&g).unwrap();
+    let roots = built.root_classes();
+    let (choice, cost) = extract::extract(&built.eg, &roots).unwrap();
+    let ty = f32_shape([64, 64]);
+    let expect = 1.0
+        + node_cost(&Op::Unary(UnaryOp::Exp), &ty, &[&ty])
+        + node_cost(&Op::Unary(UnaryOp::Tanh), &ty, &[&ty])
+        + node_cost(&Op::Binary(kiln_ir::BinaryOp::Add), &ty, &[&ty, &ty]);
+    assert!((cost - expect).abs() < 1e-6, "{cost} vs {expect}");
+    assert_eq!(choice.len(), 4);
+    let orig = extract::original_cost(&built.eg, &built.original, &roots).unwrap();
+    assert!((orig - expect).abs() < 1e-6);
+    let _: &HashMap<_, _> = &choice;
+}
