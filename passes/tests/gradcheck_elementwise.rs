@@ -34,7 +34,7 @@ fn unary_domain(u: UnaryOp, rng: &mut Rng, n: usize) -> Vec<f64> {
 }
 
 proptest! {
-    #![proptest_config(cfg(8 * stress()))]
+    #![proptest_config(cfg(16 * stress()))]
 
     #[test]
     fn unary_ops(seed in any::<u64>()) {

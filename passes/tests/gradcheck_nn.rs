@@ -56,7 +56,7 @@ fn pool_case(rng: &mut Rng) -> (Vec<usize>, Pool2dAttrs) {
 const ACTS: [Activation; 4] = Activation::ALL;
 
 proptest! {
-    #![proptest_config(cfg(6 * stress()))]
+    #![proptest_config(cfg(12 * stress()))]
 
     #[test]
     fn matmul_batch_broadcast_and_transposes(seed in any::<u64>()) {

@@ -22,7 +22,7 @@ fn fail(what: String) -> impl FnOnce(String) -> TestCaseError {
 }
 
 proptest! {
-    #![proptest_config(cfg(8 * stress()))]
+    #![proptest_config(cfg(16 * stress()))]
 
     #[test]
     fn reshape_permute_broadcast(seed in any::<u64>()) {

@@ -76,7 +76,7 @@ fn hvp_check(mut g: Graph, loss: NodeId, vals: &Inputs, wrt: &[&str], seed: u64)
 }
 
 fn cfg() -> ProptestConfig {
-    ProptestConfig { cases: 6 * stress(), failure_persistence: None, ..ProptestConfig::default() }
+    ProptestConfig { cases: 10 * stress(), failure_persistence: None, ..ProptestConfig::default() }
 }
 
 proptest! {

@@ -9,7 +9,8 @@ use crate::{Changed, Pass, PassCx, PassError};
 /// Resolves every `GradRequest` of the graph (`grad` lines in `.kir`) with
 /// [`grad`] and names each gradient as an output: `grad.<name>` when the
 /// differentiated node is a named input (data, param or state), `grad.%N`
-/// otherwise. Two requests naming the same output is an error.
+/// otherwise. Two different gradients for one output name (e.g. the same
+/// param in requests for two losses) is an error.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Autodiff;
 
@@ -32,6 +33,10 @@ impl Pass for Autodiff {
             let grads = grad(g, r.loss, &r.wrt)?;
             for (&w, &gw) in r.wrt.iter().zip(&grads) {
                 let name = grad_output_name(g, w);
+                // A node listed twice in one request is asked for once.
+                if g.output(&name) == Some(gw) {
+                    continue;
+                }
                 g.set_output(&name, gw).map_err(ir)?;
             }
         }

@@ -121,3 +121,44 @@ fn two_requests_for_the_same_name_are_an_error() {
     let e = Autodiff.run(&mut g, &mut PassCx::default()).unwrap_err().to_string();
     assert!(e.contains("grad.w"), "{e}");
 }
+
+#[test]
+fn a_node_listed_twice_gets_one_output() {
+    let mut g = Graph::new();
+    let w = g.param("w", f32_shape([2])).unwrap();
+    let l = g.sum_all(w).unwrap();
+    g.add_grad_request(l, vec![w, w]).unwrap();
+    Autodiff.run(&mut g, &mut PassCx::default()).unwrap();
+    assert_eq!(g.outputs().len(), 1);
+}
+
+/// The documented conventions where the derivative is not unique.
+#[test]
+fn tie_conventions() {
+    let mut g = Graph::new();
+    let x = g.param("x", f32_shape([1, 1, 2, 2])).unwrap();
+    // reduce_max: split evenly among the tied maxima.
+    let m = g.reduce_max(x, &[2, 3], false).unwrap();
+    let lm = g.sum_all(m).unwrap();
+    // elementwise maximum(x, x): half to each side, so d/dx = 1.
+    let mx = g.maximum(x, x).unwrap();
+    let lx = g.sum_all(mx).unwrap();
+    // max_pool2d: the first maximum of the window (row-major) takes it all.
+    let pool = kiln_ir::Pool2dAttrs { kernel: [2, 2], stride: [1, 1], padding: [0, 0] };
+    let p = g.max_pool2d(x, pool).unwrap();
+    let lp = g.sum_all(p).unwrap();
+    // relu'(0) = 0 and abs'(0) = 0.
+    let r = g.relu(x).unwrap();
+    let a = g.abs(x).unwrap();
+    let ra = g.add(r, a).unwrap();
+    let lr = g.sum_all(ra).unwrap();
+    for (name, l) in [("m", lm), ("x", lx), ("p", lp), ("r", lr)] {
+        let gr = grad(&mut g, l, &[x]).unwrap();
+        g.set_output(name, gr[0]).unwrap();
+    }
+    let out = run(&g, &[("x", HostTensor::from_f64([1, 1, 2, 2], vec![0.0, 3.0, 1.0, 3.0]).unwrap())]);
+    assert_eq!(out["m"].to_f64_vec(), vec![0.0, 0.5, 0.0, 0.5]);
+    assert_eq!(out["x"].to_f64_vec(), vec![1.0; 4]);
+    assert_eq!(out["p"].to_f64_vec(), vec![0.0, 1.0, 0.0, 0.0]);
+    assert_eq!(out["r"].to_f64_vec(), vec![0.0, 2.0, 2.0, 2.0]);
+}
