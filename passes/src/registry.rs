@@ -9,7 +9,7 @@
 use crate::{Pass, PassError};
 
 /// Every registered pass name, in the order error messages list them.
-pub const PASS_NAMES: &[&str] = &["dce", "cse", "const_fold", "autodiff"];
+pub const PASS_NAMES: &[&str] = &["dce", "cse", "const_fold", "autodiff", "egraph"];
 
 /// The optimization pipeline `compile()` runs, by name. Autodiff belongs
 /// first (it consumes grad requests); the e-graph before the final `dce`.
