@@ -25,10 +25,11 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Parse and verify a .kir file; print every error as `file:line:col: message`.
-    #[command(after_help = "Exit status: 0 when the file is valid, 1 otherwise.\n\n\
+    /// Parse and verify .kir files; print every error as `file:line:col: message`.
+    #[command(after_help = "Exit status: 0 when every file is valid, 1 otherwise.\n\n\
 Examples:\n  \
 kiln check examples/kir/affine.kir\n  \
+kiln check examples/kir/*.kir\n  \
 kiln check model.kir || echo \"model.kir has errors\"")]
     Check(CheckArgs),
 
@@ -88,8 +89,9 @@ kiln inspect /tmp/mlp.kiln --graph --plan")]
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// The .kir file to check.
-    pub file: PathBuf,
+    /// The .kir files to check.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -22,6 +22,9 @@ pub enum CliError {
     Kiln(#[from] kiln::Error),
     #[error("{0}")]
     Format(#[from] kiln::format::FormatError),
+    /// Errors that were already printed (e.g. per file by `check`).
+    #[error("")]
+    Reported,
     /// Problems with the tensors of `--inputs`, one per line.
     #[error("{}: {}", path.display(), problems.join(&format!("\n{}: ", path.display())))]
     Inputs { path: PathBuf, problems: Vec<String> },
@@ -33,6 +36,7 @@ impl CliError {
     pub fn report(&self) {
         match self {
             CliError::Parse(_) => eprintln!("{self}"),
+            CliError::Reported => {}
             other => {
                 for line in other.to_string().lines() {
                     eprintln!("error: {line}");

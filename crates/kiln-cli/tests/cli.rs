@@ -63,6 +63,17 @@ fn check_prints_every_error_with_its_position_and_exits_1() {
 }
 
 #[test]
+fn check_takes_several_files_and_reports_all_of_them() {
+    let d = scratch("check_many");
+    let bad1 = write(&d, "a.kir", "%0 = nope\n");
+    let bad2 = write(&d, "b.kir", "%0 = input \"x\" : f32[2]\noutput \"y\" = %3\n");
+    let o = kiln(&["check", &bad1, "examples/kir/affine.kir", &bad2]);
+    assert_exit(&o, 1);
+    assert_eq!(text(&o.stderr), format!("{bad1}:1:6: unknown op `nope`\n{bad2}:2:14: unknown node %3\n"));
+    assert!(text(&o.stdout).starts_with("examples/kir/affine.kir: ok"), "{}", text(&o.stdout));
+}
+
+#[test]
 fn check_of_a_missing_file_is_an_error() {
     let o = kiln(&["check", "does/not/exist.kir"]);
     assert_exit(&o, 1);
