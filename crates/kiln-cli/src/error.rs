@@ -22,6 +22,9 @@ pub enum CliError {
     Kiln(#[from] kiln::Error),
     #[error("{0}")]
     Format(#[from] kiln::format::FormatError),
+    /// Options that do not go together.
+    #[error("{0}")]
+    Usage(String),
     /// Errors that were already printed (e.g. per file by `check`).
     #[error("")]
     Reported,

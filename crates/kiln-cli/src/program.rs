@@ -12,13 +12,17 @@ use crate::cli::{BackendKind, CompileArgs, InspectArgs, PrecisionArg};
 use crate::error::CliError;
 use crate::load::load_kir;
 
-/// The facade's backend for a CLI backend and interpreter precision.
-pub fn facade_backend(b: BackendKind, p: PrecisionArg) -> kiln::BackendKind {
-    match (b, p) {
-        (BackendKind::Cpu, _) => kiln::BackendKind::Cpu,
+/// The facade's backend for a CLI backend and interpreter precision; f64
+/// exists only on the interpreter.
+pub fn facade_backend(b: BackendKind, p: PrecisionArg) -> Result<kiln::BackendKind, CliError> {
+    Ok(match (b, p) {
+        (BackendKind::Cpu, PrecisionArg::F32) => kiln::BackendKind::Cpu,
+        (BackendKind::Cpu, PrecisionArg::F64) => {
+            return Err(CliError::Usage("--precision f64 needs --backend interp (the cpu backend computes in f32)".into()))
+        }
         (BackendKind::Interp, PrecisionArg::F32) => kiln::BackendKind::Interp,
         (BackendKind::Interp, PrecisionArg::F64) => kiln::BackendKind::InterpF64,
-    }
+    })
 }
 
 /// Whether `path` starts with the .kiln magic number (whatever its name).
@@ -70,7 +74,7 @@ pub fn compile(a: &CompileArgs) -> Result<(), CliError> {
         .filter(|(_, n, r)| r.is_persistent() && !init.contains_key(*n))
         .map(|(_, n, _)| n.to_string())
         .collect();
-    let mut opts = CompileOptions::default().backend(facade_backend(a.backend, a.precision)).optimize(!a.no_opt);
+    let mut opts = CompileOptions::default().backend(facade_backend(a.backend, a.precision)?).optimize(!a.no_opt);
     if let Some(d) = &a.dump {
         opts = opts.dump(d);
     }

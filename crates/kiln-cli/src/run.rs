@@ -19,6 +19,8 @@ pub fn run(a: &RunArgs) -> Result<(), CliError> {
     if !g.grad_requests().is_empty() {
         PassManager::from_names(&["autodiff"])?.run(&mut g, &mut PassCx::new())?;
     }
+    let backend_kind = a.backend.unwrap_or(BackendKind::Interp);
+    facade_backend(backend_kind, a.precision)?;
     let precision = precision(a.precision);
     let tensors = kiln_ir::read_safetensors(&a.inputs)?;
     let problems = input_problems(&g, &tensors, precision == Precision::F64, |_| false);
@@ -26,7 +28,7 @@ pub fn run(a: &RunArgs) -> Result<(), CliError> {
         return Err(CliError::Inputs { path: a.inputs.clone(), problems });
     }
 
-    let backend: Box<dyn Backend> = match a.backend.unwrap_or(BackendKind::Interp) {
+    let backend: Box<dyn Backend> = match backend_kind {
         BackendKind::Interp => Box::new(Interpreter::new(precision)),
         BackendKind::Cpu => Box::new(kiln_cpu::CpuBackend::new()),
     };
@@ -40,7 +42,7 @@ pub fn run(a: &RunArgs) -> Result<(), CliError> {
 /// `--inputs` overrides them.
 fn run_program(a: &RunArgs) -> Result<(), CliError> {
     let mut prog = match a.backend {
-        Some(b) => kiln::format::load_expecting(&a.file, facade_backend(b, a.precision))?,
+        Some(b) => kiln::format::load_expecting(&a.file, facade_backend(b, a.precision)?)?,
         None => kiln::format::load(&a.file)?,
     };
     let tensors = kiln_ir::read_safetensors(&a.inputs)?;

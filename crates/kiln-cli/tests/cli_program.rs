@@ -142,3 +142,16 @@ fn compile_rejects_weights_of_the_wrong_type() {
     assert_exit(&o, 1);
     assert_eq!(text(&o.stderr), format!("error: {}: param `b` (%2) must be f32[2], got f32[3]\n", w.display()));
 }
+
+#[test]
+fn f64_precision_is_only_for_the_interpreter() {
+    let d = scratch("f64_cpu");
+    let out = d.join("o.safetensors");
+    let o = kiln(&["run", MLP, "--backend", "cpu", "--precision", "f64", "--inputs", MLP_IN, "--out", out.to_str().unwrap()]);
+    assert_exit(&o, 1);
+    assert_eq!(text(&o.stderr), "error: --precision f64 needs --backend interp (the cpu backend computes in f32)\n");
+    let o = kiln(&["run", MLP, "--precision", "f64", "--inputs", MLP_IN, "--out", out.to_str().unwrap(), "-q"]);
+    assert_exit(&o, 0);
+    let res = read_safetensors(&out).unwrap();
+    assert_eq!(res["loss"].dtype(), kiln_ir::DType::F64, "f64 mode returns f64 outputs");
+}
