@@ -12,10 +12,8 @@ use crate::ConstEvaluator;
 
 /// Evaluates `op` on constant operands; `None` when it cannot.
 pub fn eval(op: &Op, ty: &TensorType, args: &[&HostTensor], ev: Option<&dyn ConstEvaluator>) -> Option<HostTensor> {
-    if let Some(ev) = ev {
-        if let Ok(t) = ev.eval(op, ty, args) {
-            return (t.ty() == *ty).then_some(t);
-        }
+    if let Some(Ok(t)) = ev.map(|ev| ev.eval(op, ty, args)) {
+        return (t.ty() == *ty).then_some(t);
     }
     native(op, ty, args)
 }

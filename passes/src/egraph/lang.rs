@@ -203,12 +203,10 @@ impl Analysis<ENode> for KAnalysis {
             _ => {
                 data.is_static = all(|d| d.is_static);
                 let view = matches!(op, Op::Reshape(_) | Op::Permute(_) | Op::BroadcastTo(_) | Op::StopGradient);
-                if view {
-                    if let Some(k) = first {
-                        data.splat = k.splat;
-                        data.finite |= k.finite;
-                        data.nonneg = k.nonneg;
-                    }
+                if let (true, Some(k)) = (view, first) {
+                    data.splat = k.splat;
+                    data.finite |= k.finite;
+                    data.nonneg = k.nonneg;
                 }
                 match op {
                     Op::Unary(u) => {

@@ -178,11 +178,11 @@ pub fn rules() -> Result<Vec<Rule>, String> {
         let bias_name: &'static str = if kind == "dense" { "dense-bias" } else { "conv-bias" };
         let sub_name: &'static str = if kind == "dense" { "dense-sub-fold" } else { "conv-sub-fold" };
         let scale_name: &'static str = if kind == "dense" { "dense-scale-fold" } else { "conv-scale-fold" };
-        v.push(r(bias_name, &format!("(add (%@d ...) ?b)").replace('%', fused_head), |cx, b| shift(cx, b, false))?);
-        v.push(r(bias_name, &format!("(add ?b (%@d ...))").replace('%', fused_head), |cx, b| shift(cx, b, false))?);
-        v.push(r(sub_name, &format!("(sub (%@d ...) ?b)").replace('%', fused_head), |cx, b| shift(cx, b, true))?);
-        v.push(r(scale_name, &format!("(mul (%@d ...) ?s)").replace('%', fused_head), scale)?);
-        v.push(r(scale_name, &format!("(mul ?s (%@d ...))").replace('%', fused_head), scale)?);
+        v.push(r(bias_name, &"(add (%@d ...) ?b)".replace('%', fused_head), |cx, b| shift(cx, b, false))?);
+        v.push(r(bias_name, &"(add ?b (%@d ...))".replace('%', fused_head), |cx, b| shift(cx, b, false))?);
+        v.push(r(sub_name, &"(sub (%@d ...) ?b)".replace('%', fused_head), |cx, b| shift(cx, b, true))?);
+        v.push(r(scale_name, &"(mul (%@d ...) ?s)".replace('%', fused_head), scale)?);
+        v.push(r(scale_name, &"(mul ?s (%@d ...))".replace('%', fused_head), scale)?);
         let acts: [(&'static str, &'static str, ApplyFn); 3] = if kind == "dense" {
             [
                 ("relu", "dense-relu", |cx, b| activate(cx, b, Activation::Relu)),
@@ -222,7 +222,7 @@ fn sce(cx: &mut Ctx<'_>, b: &Bind<'_>) -> Option<Id> {
     let classes_ok = matches!(cx.op(b.cap("o")?), Op::OneHot { classes } if *classes == xs[1]);
     // m must be constant along the class axis so it cancels.
     let ms = cx.shape(m)?;
-    let m_ok = ms.len() <= 2 && (ms.len() < 1 || ms[ms.len() - 1] == 1);
+    let m_ok = ms.len() <= 2 && ms.last().is_none_or(|&d| d == 1);
     if !(sum_ok && pick_ok && classes_ok && m_ok) {
         return None;
     }
