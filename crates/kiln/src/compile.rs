@@ -33,7 +33,8 @@ pub struct EgraphLimits {
 
 impl Default for EgraphLimits {
     fn default() -> Self {
-        EgraphLimits { nodes: 100_000, iterations: 30, time: Duration::from_secs(2) }
+        let d = kiln_passes::egraph::EGraphConfig::default();
+        EgraphLimits { nodes: d.node_limit, iterations: d.iter_limit, time: d.time_limit }
     }
 }
 
@@ -91,12 +92,39 @@ impl ConstEvaluator for InterpEval {
     }
 }
 
-fn backend_for(kind: BackendKind) -> Result<Box<dyn Backend>> {
+fn backend_for(kind: BackendKind, dump: Option<&std::path::Path>) -> Result<Box<dyn Backend>> {
     Ok(match kind {
         BackendKind::Interp => Box::new(kiln_interp::Interpreter::new(kiln_interp::Precision::F32)),
         BackendKind::InterpF64 => Box::new(kiln_interp::Interpreter::new(kiln_interp::Precision::F64)),
-        BackendKind::Cpu => return Err(Error::BackendUnavailable("cpu".into())),
+        BackendKind::Cpu => {
+            let mut b = kiln_cpu::CpuBackend::new();
+            if let Some(d) = dump {
+                b = b.with_dump(d);
+            }
+            Box::new(b)
+        }
     })
+}
+
+/// The default pipeline by name, with the e-graph pass configured from
+/// the options.
+fn pipeline(opts: &CompileOptions) -> Vec<Box<dyn kiln_passes::Pass>> {
+    kiln_passes::registry::DEFAULT_PIPELINE
+        .iter()
+        .filter_map(|&name| {
+            if name == "egraph" {
+                let config = kiln_passes::egraph::EGraphConfig {
+                    node_limit: opts.egraph.nodes,
+                    iter_limit: opts.egraph.iterations,
+                    time_limit: opts.egraph.time,
+                    ..Default::default()
+                };
+                Some(Box::new(kiln_passes::egraph::EGraphPass::new(config)) as Box<dyn kiln_passes::Pass>)
+            } else {
+                kiln_passes::pass_by_name(name)
+            }
+        })
+        .collect()
 }
 
 /// Runs the pipeline on a copy of `spec.graph`, compiles it for the chosen
@@ -110,12 +138,12 @@ pub fn compile(spec: &Spec, opts: CompileOptions) -> Result<Program> {
         pm = PassManager::from_names(&["autodiff"])?;
     }
     if opts.optimize {
-        for p in kiln_passes::default_pipeline() {
+        for p in pipeline(&opts) {
             pm.push(p);
         }
     }
     let report = pm.run(&mut g, &mut cx)?;
-    let backend = backend_for(opts.backend)?;
+    let backend = backend_for(opts.backend, cx.dump_dir.as_deref())?;
     let exe = backend.compile(&g)?;
     let mut prog = Program::new(exe, g, report, opts.backend);
     for (name, v) in &spec.init {

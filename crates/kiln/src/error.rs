@@ -26,6 +26,13 @@ pub enum Error {
     /// A param/state input of the graph has no initial value anywhere.
     #[error("param/state `{0}` has no initial value (not in the parameter store)")]
     MissingValue(String),
+    /// Writing or reading a `.kiln` program file.
+    #[error(transparent)]
+    Format(#[from] crate::format::FormatError),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    Train(#[from] crate::train::TrainError),
     #[error("io: {0}")]
     Io(String),
     #[error("backend `{0}` is not available in this build")]

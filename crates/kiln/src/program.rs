@@ -143,6 +143,17 @@ impl Program {
         Ok(())
     }
 
+    /// Writes the whole program (optimized graph, backend plan, params and
+    /// optimizer state) to one `.kiln` file; see [`crate::format`].
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        Ok(crate::format::save(self, path)?)
+    }
+
+    /// Loads a `.kiln` file written by [`Self::save`]; no optimization pass runs.
+    pub fn load(path: impl AsRef<Path>) -> Result<Program> {
+        Ok(crate::format::load(path)?)
+    }
+
     /// Saves [`Self::state_dict`] (optimizer state included) as safetensors.
     pub fn save_state(&self, path: impl AsRef<Path>) -> Result<()> {
         Ok(kiln_ir::write_safetensors(path.as_ref(), &self.state_dict())?)
