@@ -48,7 +48,8 @@ kiln run examples/kir/affine.kir --inputs examples/kir/affine.inputs.safetensors
 kiln run examples/kir/mlp_grad.kir --inputs examples/kir/mlp_grad.inputs.safetensors --out /tmp/out.safetensors\n  \
 kiln run model.kir --inputs in.safetensors --out out.safetensors --precision f64\n  \
 kiln run model.kir --backend cpu --inputs in.safetensors --out out.safetensors\n  \
-kiln run model.kiln --inputs batch.safetensors --out out.safetensors"
+kiln run model.kiln --inputs batch.safetensors --out out.safetensors\n  \
+kiln run step.kiln --inputs batch1.safetensors --out out1.safetensors --save step.kiln   # one training step"
     )]
     Run(RunArgs),
 
@@ -130,6 +131,10 @@ pub struct RunArgs {
     /// Do not print the outputs' values to stdout.
     #[arg(long, short)]
     pub quiet: bool,
+    /// For a .kiln program: after the run, save the program with its updated
+    /// params/state to this file (resume training from the shell).
+    #[arg(long, value_name = "NEXT.kiln")]
+    pub save: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

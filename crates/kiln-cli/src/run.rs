@@ -15,6 +15,9 @@ pub fn run(a: &RunArgs) -> Result<(), CliError> {
     if is_kiln_file(&a.file)? {
         return run_program(a);
     }
+    if a.save.is_some() {
+        return Err(CliError::Usage("--save needs a compiled .kiln program (see `kiln compile`)".into()));
+    }
     let mut g = load_kir(&a.file)?;
     if !g.grad_requests().is_empty() {
         PassManager::from_names(&["autodiff"])?.run(&mut g, &mut PassCx::new())?;
@@ -54,7 +57,14 @@ fn run_program(a: &RunArgs) -> Result<(), CliError> {
     }
     let data = split_state(&g, tensors, prog.executable_mut())?;
     let outputs = prog.run_map(&data)?;
-    finish(a, &g, outputs, |n| prog.state(n))
+    finish(a, &g, outputs, |n| prog.state(n))?;
+    if let Some(path) = &a.save {
+        kiln::format::save(&prog, path)?;
+        if !a.quiet {
+            println!("saved the updated program to {}", path.display());
+        }
+    }
+    Ok(())
 }
 
 fn precision(p: PrecisionArg) -> Precision {

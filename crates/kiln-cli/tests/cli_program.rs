@@ -155,3 +155,36 @@ fn f64_precision_is_only_for_the_interpreter() {
     let res = read_safetensors(&out).unwrap();
     assert_eq!(res["loss"].dtype(), kiln_ir::DType::F64, "f64 mode returns f64 outputs");
 }
+
+/// A hand-written SGD step on `w`: run it twice through `--save` and the
+/// stored weight moves twice.
+#[test]
+fn run_save_resumes_a_training_step() {
+    let d = scratch("save_resume");
+    let step = d.join("step.kir");
+    std::fs::write(
+        &step,
+        "%0 = input \"x\" : f32[2]\n%1 = param \"w\" : f32[2]\n%2 = mul %0, %1\n%3 = reduce_sum %2 axes=[0]\n\
+         %4 = const 0.5 : f32[]\n%5 = mul %0, %4\n%6 = sub %1, %5\noutput \"loss\" = %3\nupdate \"w\" = %6\n",
+    )
+    .unwrap();
+    let w = d.join("w.safetensors");
+    let x = d.join("x.safetensors");
+    let t = |v: Vec<f32>| kiln_ir::HostTensor::from_f32([2], v).unwrap();
+    kiln_ir::write_safetensors(&w, &[("w".to_string(), t(vec![1.0, 1.0]))].into_iter().collect()).unwrap();
+    kiln_ir::write_safetensors(&x, &[("x".to_string(), t(vec![2.0, 4.0]))].into_iter().collect()).unwrap();
+    let prog = d.join("step.kiln");
+    let p = prog.to_str().unwrap();
+    assert_exit(&kiln(&["compile", step.to_str().unwrap(), "--backend", "interp", "--weights", w.to_str().unwrap(), "-o", p]), 0);
+    let out = d.join("out.safetensors");
+    for (i, want_loss, want_w) in [(0, 6.0, [0.0f32, -1.0]), (1, -4.0, [-1.0, -3.0])] {
+        let o = kiln(&["run", p, "--inputs", x.to_str().unwrap(), "--out", out.to_str().unwrap(), "--save", p]);
+        assert_exit(&o, 0);
+        let r = read_safetensors(&out).unwrap();
+        assert_eq!(r["loss"].scalar().unwrap(), want_loss, "step {i}");
+        assert_eq!(r["w"].as_f32().unwrap(), &want_w, "step {i}");
+    }
+    let o = kiln(&["run", step.to_str().unwrap(), "--inputs", x.to_str().unwrap(), "--out", out.to_str().unwrap(), "--save", p]);
+    assert_exit(&o, 1);
+    assert!(text(&o.stderr).contains("--save needs a compiled .kiln program"), "{}", text(&o.stderr));
+}
