@@ -15,13 +15,17 @@
 //!   `mul(fused, s)` (either order) with a per-feature `s` computable from
 //!   constants/params/state only (not from per-call data) scales the
 //!   weights (`w * s` per output channel) and the bias. Inference
-//!   batch-norm as the facade emits it, `(z - mean) * (gamma * rsqrt(var +
-//!   eps)) + beta` with statistics shaped `[1,C,1,1]` (or any per-channel
-//!   shape), and the variants `((z - mean) * rsqrt(var + eps)) * gamma +
-//!   beta` and `(z - mean) / sqrt(var + eps) * gamma + beta` (via
+//!   batch-norm as the facade emits it (`kiln::nn::batch_norm` in eval
+//!   mode): `((z - mean) * rsqrt(var + eps)) * gamma + beta` with `mean`,
+//!   `var`, `gamma`, `beta` reshaped to `[C,1,1]` (any per-channel shape
+//!   works: `[1,C,1,1]`, `[C]` for dense), and the variants
+//!   `(z - mean) * (gamma * rsqrt(var + eps)) + beta` and
+//!   `(z - mean) / sqrt(var + eps) * gamma + beta` (via
 //!   `div-static-to-mul`), all fold by chaining sub-fold, scale-fold and
 //!   bias into one `fused_conv2d`/`fused_dense`. Only done before an
-//!   activation is fused (act none).
+//!   activation is fused (act none), and only in graphs where the
+//!   statistics are state/params/constants (eval mode): training-mode
+//!   statistics come from the batch and are not static.
 //! - `dense-relu`, `dense-sigmoid`, `dense-tanh`, `conv-relu`,
 //!   `conv-sigmoid`, `conv-tanh`: the activation becomes the epilogue.
 //! - `relu-mask-from-output` (backward counterpart): autodiff writes
@@ -32,7 +36,9 @@
 //!   training step (otherwise `z` would still be needed and fusing would not
 //!   pay).
 //! - `softmax-cross-entropy`: `neg(reduce_sum[1](mul(lsm, one_hot(y, C))))`
-//!   (mul in either order), where `lsm` is log-softmax over axis 1 of
+//!   or, as the facade's `nll` writes it,
+//!   `reduce_sum[1](mul(one_hot(y, C), neg(lsm)))` (mul in either order in
+//!   both), where `lsm` is log-softmax over axis 1 of
 //!   `x[N,C]` written as `(x - m) - log(reduce_sum[1,keepdims](exp(x - m)))`
 //!   or `x - (m + log(reduce_sum[1,keepdims](exp(x - m))))`, with any `m`
 //!   constant along axis 1 (usually `reduce_max[1,keepdims](x)`, maybe under
@@ -207,6 +213,9 @@ pub fn rules() -> Result<Vec<Rule>, String> {
     for l in lsm {
         v.push(r("softmax-cross-entropy", &format!("(neg (reduce_sum@r (mul {l} (one_hot@o ?y))))"), sce)?);
         v.push(r("softmax-cross-entropy", &format!("(neg (reduce_sum@r (mul (one_hot@o ?y) {l})))"), sce)?);
+        // The facade's nll: sum(one_hot * neg(logp)).
+        v.push(r("softmax-cross-entropy", &format!("(reduce_sum@r (mul (one_hot@o ?y) (neg {l})))"), sce)?);
+        v.push(r("softmax-cross-entropy", &format!("(reduce_sum@r (mul (neg {l}) (one_hot@o ?y)))"), sce)?);
     }
     Ok(v)
 }
