@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use kiln_ir::text::{parse, print};
-use kiln_ir::{verify, Op};
+use kiln_ir::verify;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -166,10 +166,8 @@ pub fn parse(src: &str, file: &str) -> Result<Graph, Vec<IrError>> {
             }
             Stmt::Grad { loss, wrt } => {
                 let lt = ck.resolve(loss.0, line, loss.1);
-                if let Some(t) = &lt {
-                    if t.shape.rank() != 0 || !t.dtype.is_float() {
-                        ck.errs.at(line, loss.1, format!("the loss %{} of a grad request must be a float scalar, got {t}", loss.0));
-                    }
+                if let Some(t) = lt.as_ref().filter(|t| t.shape.rank() != 0 || !t.dtype.is_float()) {
+                    ck.errs.at(line, loss.1, format!("the loss %{} of a grad request must be a float scalar, got {t}", loss.0));
                 }
                 let mut ok = lt.is_some();
                 for &(w, col) in &wrt {
@@ -182,6 +180,7 @@ pub fn parse(src: &str, file: &str) -> Result<Graph, Vec<IrError>> {
         }
     }
 
+    let def_lines = ck.first_def;
     if !errs.list.is_empty() {
         return Err(into_errors(errs));
     }
@@ -189,7 +188,7 @@ pub fn parse(src: &str, file: &str) -> Result<Graph, Vec<IrError>> {
     if let Err(e) = crate::verify(&g) {
         // The checks above mirror the verifier, so this is a bug guard; point
         // at the node the message names when there is one.
-        let line = first_node_line(&e.to_string(), &ck_first_lines(src)).unwrap_or(1);
+        let line = first_node_line(&e.to_string(), &def_lines).unwrap_or(1);
         errs.at(line, 1, e.to_string());
         return Err(into_errors(errs));
     }
@@ -220,10 +219,8 @@ fn check_node(
             return None;
         }
     };
-    if let Some((declared, col)) = &n.ty {
-        if *declared != inferred {
-            ck.errs.at(line, *col, format!("declared type {declared} but {} gives {inferred}", n.op.name()));
-        }
+    if let Some((declared, col)) = n.ty.as_ref().filter(|(d, _)| *d != inferred) {
+        ck.errs.at(line, *col, format!("declared type {declared} but {} gives {inferred}", n.op.name()));
     }
     Some(inferred)
 }
@@ -265,21 +262,6 @@ fn assemble(
     *g.raw_updates_mut() = updates;
     *g.raw_grads_mut() = grads;
     g
-}
-
-/// Line of each `%N = ...` definition in the source (first occurrence).
-fn ck_first_lines(src: &str) -> HashMap<u32, usize> {
-    let mut m = HashMap::new();
-    for (i, l) in src.lines().enumerate() {
-        let t = l.trim_start();
-        if let Some(rest) = t.strip_prefix('%') {
-            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-            if let Ok(n) = digits.parse::<u32>() {
-                m.entry(n).or_insert(i + 1);
-            }
-        }
-    }
-    m
 }
 
 fn first_node_line(msg: &str, lines: &HashMap<u32, usize>) -> Option<usize> {
