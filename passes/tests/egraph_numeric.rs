@@ -276,3 +276,22 @@ fn other_golden_inputs_keep_their_values() {
     }
     assert!(checked >= 5, "only {checked} graphs checked");
 }
+
+/// The report says why a conv+ReLU did not fuse when the pre-activation is
+/// needed elsewhere.
+#[test]
+fn the_report_explains_a_fusion_that_did_not_happen() {
+    let text = "%0 = input \"x\" : f32[1,2,5,5]
+%1 = param \"w\" : f32[3,2,3,3]
+%2 = conv2d %0, %1 stride=[1,1] pad=[1,1] dilation=[1,1] groups=1 : f32[1,3,5,5]
+%3 = relu %2 : f32[1,3,5,5]
+output \"pre\" = %2
+output \"y\" = %3
+";
+    let mut g = kiln_ir::text::parse(text, "shared").unwrap();
+    let r = optimize(&mut g, &EGraphConfig::default(), None).unwrap();
+    let text = r.to_string();
+    let line = text.lines().find(|l| l.contains("%2 = conv2d")).unwrap_or_else(|| panic!("no why-not line:\n{text}"));
+    assert!(line.contains("also needed by") && line.contains("graph output"), "{line}");
+    assert!(!r.changed, "{text}");
+}

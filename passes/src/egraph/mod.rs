@@ -128,16 +128,18 @@ pub fn optimize(g: &mut Graph, config: &EGraphConfig, ev: Option<&dyn ConstEvalu
         changed: false,
         group_of: rules.iter().map(|r| (r.name, r.group)).collect::<BTreeMap<_, _>>(),
     };
+    let mut created = Vec::new();
     if let Some((choice, cost_after)) = extracted {
         // Keep the original graph unless the extracted one is cheaper.
         if cost_after < cost_before || cost_before.is_nan() {
-            let (created, changed) = convert::write_back(g, &built, &choice).map_err(fail)?;
+            let (made, changed) = convert::write_back(g, &built, &choice).map_err(fail)?;
+            created = made;
             report.changed = changed;
             report.cost_after = cost_after;
             report.nodes_after = g.live_nodes().len();
-            report::explain(&mut report, g, &built.eg, &prov, &created);
         }
     }
+    report::explain(&mut report, g, &built.eg, &prov, &created);
     report.total_time = start.elapsed();
     Ok(report)
 }

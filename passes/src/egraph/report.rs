@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use egg::Id;
-use kiln_ir::{Graph, NodeId, Op};
+use kiln_ir::{BinaryOp, Graph, NodeId, Op, UnaryOp};
 
 use super::convert::Created;
 use super::lang::{OpId, EG};
@@ -78,7 +78,7 @@ impl fmt::Display for Report {
         for l in &self.fused {
             writeln!(f, "  {l}")?;
         }
-        writeln!(f, "\nconv2d/matmul left unfused:")?;
+        writeln!(f, "\nproducts left without a fused epilogue (why not):")?;
         if self.unfused.is_empty() {
             writeln!(f, "  none")?;
         }
@@ -141,26 +141,63 @@ pub(super) fn explain(r: &mut Report, g: &Graph, eg: &EG, prov: &Provenance, cre
         }
         r.fused.push(format!("{} = {} <- {}", c.id, describe(op), if dedup.is_empty() { "(as in the input graph, operands rewritten)".to_string() } else { dedup.join(" <- ") }));
     }
-    // Why not: a conv2d/matmul that survived. Was a fused form ever built?
-    let live = g.live_nodes();
-    let mut ids: Vec<NodeId> = live.into_iter().collect();
+    // Why not: a product that survived with an epilogue-looking consumer
+    // (activation, add, sub, mul) that did not get fused into it.
+    let roots: Vec<NodeId> = g.outputs().iter().chain(g.updates()).map(|(_, id)| *id).collect();
+    let mut ids: Vec<NodeId> = g.live_nodes().into_iter().collect();
     ids.sort();
     for id in ids {
         let op = g.op(id);
-        if !matches!(op, Op::Conv2d(_) | Op::MatMul { .. }) {
+        let product = match op {
+            Op::Conv2d(_) | Op::MatMul { .. } => true,
+            Op::FusedConv2d { act, .. } | Op::FusedDense { act, .. } => *act == kiln_ir::Activation::None,
+            _ => false,
+        };
+        if !product {
             continue;
         }
         let users = g.users(id);
-        let user_list: Vec<String> = users.iter().map(|u| format!("{u} {}", g.op(*u).name())).collect();
-        let fusible = matches!(op, Op::Conv2d(_)) || g.operands(id).get(1).is_some_and(|w| g.ty(*w).shape.rank() == 2);
-        let reason = if !fusible {
-            "the weight is not rank 2 (fused_dense needs a [K,N] weight)".to_string()
-        } else if users.len() > 1 {
-            format!("its output is used by {} nodes ({}); fusing an epilogue would recompute the product", users.len(), user_list.join(", "))
-        } else if users.is_empty() {
-            "it is a graph output".to_string()
-        } else {
-            format!("no bias/activation to fuse into it, or not cheaper (user: {})", user_list.join(", "))
+        let epilogue: Vec<NodeId> = users
+            .iter()
+            .copied()
+            .filter(|&u| {
+                matches!(
+                    g.op(u),
+                    Op::Unary(UnaryOp::Relu | UnaryOp::Sigmoid | UnaryOp::Tanh) | Op::Binary(BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul)
+                )
+            })
+            .collect();
+        let Some(&first) = epilogue.first() else { continue };
+        let mut needed: Vec<String> = users.iter().map(|u| format!("{u} {}", g.op(*u).name())).collect();
+        if roots.contains(&id) {
+            needed.push("a graph output/update".into());
+        }
+        let other = |u: NodeId| g.operands(u).into_iter().find(|&o| o != id);
+        let reason = match (op, g.op(first)) {
+            (Op::MatMul { trans_a: true, .. }, _) => "fused_dense has no transposed-input form".to_string(),
+            (Op::MatMul { .. }, _) if g.operands(id).get(1).is_none_or(|w| g.ty(*w).shape.rank() != 2) => {
+                "fused_dense needs a rank-2 weight".to_string()
+            }
+            _ if needed.len() > 1 => format!(
+                "its value is also needed by {}, so fusing {first} {} would compute the product twice",
+                needed.join(", "),
+                g.op(first).name()
+            ),
+            (_, Op::Binary(BinaryOp::Add | BinaryOp::Sub)) => match other(first) {
+                Some(o) => format!("{first} {} adds {o}: {}, which does not vary along the feature axis only, so it is not a bias", g.op(first).name(), g.ty(o)),
+                None => format!("{first} adds the value to itself"),
+            },
+            (_, Op::Binary(BinaryOp::Mul)) => match other(first) {
+                Some(o) => format!(
+                    "{first} mul scales by {o}: {}, not a per-feature value computable from params/state/constants (batch-norm folds only in eval mode)",
+                    g.ty(o)
+                ),
+                None => format!("{first} squares the value"),
+            },
+            (Op::FusedConv2d { .. } | Op::FusedDense { .. }, _) => {
+                format!("a fused epilogue for {first} {} was not cheaper under the cost model", g.op(first).name())
+            }
+            _ => format!("no fusion rule matched {first} {}", g.op(first).name()),
         };
         r.unfused.push(format!("{id} = {}: {reason}", op.name()));
     }

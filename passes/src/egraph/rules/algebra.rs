@@ -4,7 +4,7 @@
 //! (x*0, 0*x), `neg-neg`, `relu-relu`, `log-exp`, `exp-log`,
 //! `permute-permute`, `permute-identity`, `reshape-reshape`,
 //! `reshape-identity`, `broadcast-broadcast`, `broadcast-identity`,
-//! `broadcast-implicit`, `scalar-mul-mul`, `matmul-scalar-hoist`,
+//! `broadcast-implicit`, `bias-reassociate`, `scalar-mul-mul`, `matmul-scalar-hoist`,
 //! `reduce-scalar-hoist`, `div-static-to-mul`; plus `const-fold` (in
 //! `saturate`).
 //!
@@ -119,8 +119,24 @@ pub fn rules() -> Result<Vec<Rule>, String> {
             let rs = cx.add(Op::Unary(UnaryOp::Recip), &[s])?;
             cx.add(Op::Binary(kiln_ir::BinaryOp::Mul), &[x, rs])
         })?,
+        // (a + r) + b -> (a + b) + r for a small b (a bias): lets the bias
+        // reach a product it could fuse into (LSTM gates: x@Wx + h@Wh + b).
+        r("bias-reassociate", "(add (add ?a ?r) ?b)", reassociate)?,
+        r("bias-reassociate", "(add (add ?r ?a) ?b)", reassociate)?,
+        r("bias-reassociate", "(add ?b (add ?a ?r))", reassociate)?,
+        r("bias-reassociate", "(add ?b (add ?r ?a))", reassociate)?,
     ]);
     Ok(v)
+}
+
+fn reassociate(cx: &mut super::super::rule::Ctx<'_>, b: &super::super::rule::Bind<'_>) -> Option<egg::Id> {
+    let (a, r, bias) = (b.v("a")?, b.v("r")?, b.v("b")?);
+    let out = cx.ty(b.root())?;
+    if cx.ty(a)? != out || cx.ty(r)? != out || cx.ty(bias)?.numel() >= out.numel() {
+        return None;
+    }
+    let ab = cx.add(Op::Binary(kiln_ir::BinaryOp::Add), &[a, bias])?;
+    cx.add(Op::Binary(kiln_ir::BinaryOp::Add), &[ab, r])
 }
 
 /// `op(x, broadcast_to(b))` -> `op(x, b)`: binary ops broadcast their
