@@ -13,12 +13,21 @@ use std::path::{Path, PathBuf};
 use kiln::loss::{self, CrossEntropyOptions, Reduction};
 use kiln::nn::{self, Module};
 use kiln::optim::{self, Adadelta, Adagrad, Adam, NAdam, Optimizer, ParamGrad, RmsProp, Sgd};
-use kiln::{Builder, CompileOptions, Graph, HostTensor, InputRole, Mode, NodeId, ParamStore, Spec};
+use kiln::{BackendKind, Builder, CompileOptions, Graph, HostTensor, InputRole, Mode, NodeId, ParamStore, Spec};
 use serde_json::Value;
 
 /// Cases that are known not to be supported, with the reason. Empty: every
 /// case must pass.
 const EXPECTED_UNSUPPORTED: &[(&str, &str)] = &[];
+
+thread_local! {
+    /// The backend the cases of the current test run on.
+    static BACKEND: std::cell::Cell<BackendKind> = const { std::cell::Cell::new(BackendKind::Interp) };
+}
+
+fn options() -> CompileOptions {
+    CompileOptions::default().backend(BACKEND.with(|b| b.get()))
+}
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("golden")
@@ -272,9 +281,6 @@ fn build_forward(case: &Value, t: &Tensors) -> Res<Forward> {
         | "BCEWithLogitsLoss" => {
             let (x, y) = (inp("input")?, inp("target")?);
             let r = reduction(c)?;
-            if c.get("ignore_index").and_then(Value::as_i64).is_some_and(|v| v != -100) {
-                return Err("ignore_index other than the default is not supported".into());
-            }
             if c.get("weight").is_some_and(|w| !w.is_null()) && matches!(module, "BCELoss" | "BCEWithLogitsLoss") {
                 return Err("BCE element weights are not supported".into());
             }
@@ -283,6 +289,7 @@ fn build_forward(case: &Value, t: &Tensors) -> Res<Forward> {
                     reduction: r,
                     label_smoothing: c["label_smoothing"].as_f64().unwrap_or(0.0),
                     weight: cfg_f64_list(c, "weight")?,
+                    ignore_index: c["ignore_index"].as_i64(),
                 })
             };
             let l = match module {
@@ -372,7 +379,7 @@ fn run_layer_case(case: &Value, t: &Tensors, tol: &Tol, fails: &mut Vec<String>)
         }
     }
     let spec = Spec::from_parts(g, &store, b.init_values()).map_err(e)?;
-    let mut prog = kiln::compile(&spec, CompileOptions::interp()).map_err(e)?;
+    let mut prog = kiln::compile(&spec, options()).map_err(e)?;
     let out = prog.run_map(&feed).map_err(e)?;
     for (k, want) in t {
         if k.starts_with("output.") || k.starts_with("grad.input.") || k.starts_with("grad.param.") {
@@ -477,7 +484,7 @@ fn run_optimizer_case(case: &Value, t: &Tensors, tol: &Tol, fails: &mut Vec<Stri
     for n in &names {
         spec.init.insert(n.clone(), t[&format!("param.{n}")].clone());
     }
-    let mut prog = kiln::compile(&spec, CompileOptions::interp()).map_err(e)?;
+    let mut prog = kiln::compile(&spec, options()).map_err(e)?;
     for k in 1..=steps {
         let feed: Tensors = names.iter().map(|n| Ok((format!("grad.{n}"), get(t, &format!("grad.step{k}.{n}"))?.clone()))).collect::<Res<_>>()?;
         prog.run_map(&feed).map_err(e)?;
@@ -527,7 +534,7 @@ fn run_trajectory_case(case: &Value, t: &Tensors, tol: &Tol, fails: &mut Vec<Str
         g.set_output(&format!("grad.step1.{n}"), gid).map_err(e)?;
     }
     let spec = Spec::from_parts(g, &store, b.init_values()).map_err(e)?;
-    let mut gp = kiln::compile(&spec, CompileOptions::interp()).map_err(e)?;
+    let mut gp = kiln::compile(&spec, options()).map_err(e)?;
     let out = gp.run(&[("x", x1), ("y", y1)]).map_err(e)?;
     for n in &pnames {
         let k = format!("grad.step1.{n}");
@@ -540,7 +547,7 @@ fn run_trajectory_case(case: &Value, t: &Tensors, tol: &Tol, fails: &mut Vec<Str
         .weight_decay(cfg_f64(c, "weight_decay")?)
         .nesterov(cfg_bool(c, "nesterov")?);
     let spec = kiln::train_step(&b, l, &store, opt).map_err(e)?;
-    let mut prog = kiln::compile(&spec, CompileOptions::interp()).map_err(e)?;
+    let mut prog = kiln::compile(&spec, options()).map_err(e)?;
     for k in 1..=steps {
         let out = prog.run(&[("x", get(t, &format!("input.x.step{k}"))?), ("y", get(t, &format!("input.y.step{k}"))?)]).map_err(e)?;
         let key = format!("loss.step{k}");
@@ -577,8 +584,9 @@ fn run_case(case: &Value) -> Res<Vec<String>> {
     Ok(fails)
 }
 
-#[test]
-fn every_golden_case_matches_pytorch() {
+/// Runs every case on `backend`; panics listing every case that differs.
+fn run_all(backend: BackendKind) {
+    BACKEND.with(|b| b.set(backend));
     let manifest: Value =
         serde_json::from_str(&std::fs::read_to_string(golden_dir().join("manifest.json")).expect("manifest.json")).expect("json");
     let cases = manifest.as_array().expect("array");
@@ -607,9 +615,23 @@ fn every_golden_case_matches_pytorch() {
             (Err(m), None) => problems.push(format!("{name}:\n    {m}")),
         }
     }
-    eprintln!("golden parity: {passed} passed, {} expected-unsupported, {} failed", expected_bad.len(), problems.len());
+    eprintln!("golden parity ({backend:?}): {passed} passed, {} expected-unsupported, {} failed", expected_bad.len(), problems.len());
     for m in &expected_bad {
         eprintln!("  expected unsupported: {m}");
     }
     assert!(problems.is_empty(), "golden cases that do not match PyTorch:\n{}", problems.join("\n"));
+}
+
+/// The reference: every case on the f32 interpreter
+/// (`KILN_GOLDEN_BACKEND=interp-f64` runs them in f64 instead).
+#[test]
+fn every_golden_case_matches_pytorch() {
+    let b = if std::env::var("KILN_GOLDEN_BACKEND").as_deref() == Ok("interp-f64") { BackendKind::InterpF64 } else { BackendKind::Interp };
+    run_all(b);
+}
+
+/// The same cases through the CPU backend (Cranelift JIT).
+#[test]
+fn every_golden_case_matches_pytorch_on_cpu() {
+    run_all(BackendKind::Cpu);
 }

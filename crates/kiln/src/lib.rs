@@ -58,6 +58,13 @@ pub mod nn;
 pub mod optim;
 mod program;
 
+/// The traits user code needs in scope: `use kiln::prelude::*;`.
+pub mod prelude {
+    pub use crate::nn::Module;
+    pub use crate::optim::schedule::LrSchedule;
+    pub use crate::optim::{Optimizer, Rule};
+}
+
 pub mod data;
 pub mod format;
 pub mod metrics;

@@ -337,3 +337,22 @@ fn residual_sequential_conv_net_trains_and_infers() {
     assert_eq!(a, c, "inference is deterministic");
     let _ = BTreeMap::<String, HostTensor>::new();
 }
+
+#[test]
+fn cross_entropy_ignores_the_ignore_index() {
+    let logits = ramp(&[4, 3], 4.0);
+    let run = |labels: Vec<i64>, n: usize, opts: loss::CrossEntropyOptions| {
+        let mut b = Builder::train();
+        let x = b.input("x", f32_shape([n, 3])).unwrap();
+        let y = b.input("y", i64_shape([n])).unwrap();
+        let l = loss::cross_entropy(&mut b, x, y, &opts).unwrap();
+        b.output("l", l).unwrap();
+        let mut p = kiln::compile(&kiln::inference(&b, &ParamStore::new(0)).unwrap(), CompileOptions::interp()).unwrap();
+        let xs = HostTensor::from_f32([n, 3], logits.to_f32_vec()[..n * 3].to_vec()).unwrap();
+        p.run(&[("x", xs), ("y", HostTensor::from_i64([n], labels).unwrap())]).unwrap()["l"].scalar().unwrap()
+    };
+    let w = loss::CrossEntropyOptions::default().weight(vec![0.5, 2.0, 1.0]);
+    let with_ignored = run(vec![2, 0, 1, -100], 4, w.clone().ignore_index(-100));
+    let without = run(vec![2, 0, 1], 3, w);
+    assert!((with_ignored - without).abs() < 1e-6, "{with_ignored} vs {without}");
+}

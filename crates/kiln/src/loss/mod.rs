@@ -7,7 +7,7 @@
 
 use kiln_ir::{CompareOp, DType, Graph, HostTensor, NodeId};
 
-use crate::nn::{log_softmax, softplus};
+use crate::nn::log_softmax;
 use crate::{Error, Result};
 
 /// How per-element losses are combined.
@@ -104,6 +104,9 @@ pub struct CrossEntropyOptions {
     pub label_smoothing: f64,
     /// Per-class weights (length C).
     pub weight: Option<Vec<f64>>,
+    /// Samples with this label contribute nothing (PyTorch's default is
+    /// -100; `None` skips the masking, for speed).
+    pub ignore_index: Option<i64>,
 }
 
 impl CrossEntropyOptions {
@@ -117,6 +120,10 @@ impl CrossEntropyOptions {
     }
     pub fn weight(mut self, w: Vec<f64>) -> Self {
         self.weight = Some(w);
+        self
+    }
+    pub fn ignore_index(mut self, i: i64) -> Self {
+        self.ignore_index = Some(i);
         self
     }
 }
@@ -150,6 +157,18 @@ fn class_weights(g: &mut Graph, w: &[f64], classes: usize, like: NodeId) -> Resu
 /// mean divides by sum_i w[t_i]).
 pub fn nll(g: &mut Graph, logp: NodeId, labels: NodeId, opts: &CrossEntropyOptions) -> Result<NodeId> {
     let c = check_class_input(g, "nll", logp, labels)?;
+    // Ignored samples look up class 0 and are masked out afterwards.
+    let (labels, keep) = match opts.ignore_index {
+        Some(ii) => {
+            let iv = g.scalar_like(ii as f64, labels)?;
+            let keep = g.compare(CompareOp::Ne, labels, iv)?;
+            let zero = g.scalar_like(0.0, labels)?;
+            let safe = g.select(keep, labels, zero)?;
+            let dt = g.ty(logp).dtype;
+            (safe, Some(g.cast(keep, dt)?))
+        }
+        None => (labels, None),
+    };
     let oh = one_hot_like(g, labels, c, logp)?;
     let neg = g.neg(logp)?;
     let w = match &opts.weight {
@@ -157,7 +176,7 @@ pub fn nll(g: &mut Graph, logp: NodeId, labels: NodeId, opts: &CrossEntropyOptio
         None => None,
     };
     // Per-sample weight w[t_i] (1 without weights).
-    let (picked_w, wneg) = match w {
+    let (mut picked_w, wneg) = match w {
         Some(w) => {
             let pw = g.mul(oh, w)?;
             (Some(g.sum(pw, &[1], false)?), g.mul(neg, w)?)
@@ -173,7 +192,15 @@ pub fn nll(g: &mut Graph, logp: NodeId, labels: NodeId, opts: &CrossEntropyOptio
         let smooth = g.mul_scalar(all, eps / c as f64)?;
         per = g.add(main, smooth)?;
     }
+    if let Some(k) = keep {
+        per = g.mul(per, k)?;
+        picked_w = Some(match picked_w {
+            Some(pw) => g.mul(pw, k)?,
+            None => k,
+        });
+    }
     match (opts.reduction, picked_w) {
+        // Mean divides by the total weight of the counted samples.
         (Reduction::Mean, Some(pw)) => {
             let num = g.sum_all(per)?;
             let den = g.sum_all(pw)?;
@@ -285,9 +312,4 @@ fn penalty(g: &mut Graph, params: &[NodeId], f: impl Fn(&mut Graph, NodeId) -> R
 /// name is an error.
 pub fn params_named(g: &Graph, names: &[&str]) -> Result<Vec<NodeId>> {
     names.iter().map(|n| g.find_input(n).ok_or_else(|| Error::UnknownParam(n.to_string()))).collect()
-}
-
-/// Softplus re-exported for losses written by hand.
-pub fn softplus_fn(g: &mut Graph, x: NodeId) -> Result<NodeId> {
-    softplus(g, x, 1.0, 20.0)
 }
