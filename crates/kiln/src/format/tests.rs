@@ -40,10 +40,14 @@ fn tmp(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("kiln-format-{name}-{}.kiln", std::process::id()))
 }
 
-fn saved_bytes() -> Vec<u8> {
-    let mut p = train_program(CompileOptions::interp());
+fn saved_bytes_for(opts: CompileOptions) -> Vec<u8> {
+    let mut p = train_program(opts);
     step(&mut p, 0);
     to_file(&p).unwrap().to_bytes().unwrap()
+}
+
+fn saved_bytes() -> Vec<u8> {
+    saved_bytes_for(CompileOptions::interp())
 }
 
 fn check_roundtrip_and_resume(opts: CompileOptions, name: &str) {
@@ -76,6 +80,25 @@ fn interp_roundtrip_is_bit_identical_and_resumes() {
 }
 
 #[test]
+fn cpu_roundtrip_is_bit_identical_and_resumes() {
+    check_roundtrip_and_resume(CompileOptions::cpu(), "cpu");
+}
+
+#[test]
+fn cpu_file_stores_the_plan() {
+    let f = ProgramFile::from_bytes(&saved_bytes_for(CompileOptions::cpu())).unwrap();
+    assert_eq!(f.backend, "cpu");
+    assert!(f.plan_entry("partition").is_some() && f.plan_entry("memory").is_some(), "{:?}", f.plan.iter().map(|e| &e.name).collect::<Vec<_>>());
+    assert!(f.plan.iter().any(|e| e.kind == "clif"), "at least one JIT kernel");
+    assert!(f.peak_bytes.unwrap() > 0);
+    // A plan that no longer matches what the backend generates is refused.
+    let mut g = f.clone();
+    g.plan.retain(|e| e.kind != "clif");
+    let back = ProgramFile::from_bytes(&g.to_bytes().unwrap()).unwrap();
+    assert_eq!(back.instantiate().unwrap_err(), FormatError::PlanMismatch { backend: "cpu".into() });
+}
+
+#[test]
 fn file_decodes_to_what_was_saved() {
     let mut p = train_program(CompileOptions::interp());
     step(&mut p, 0);
@@ -93,7 +116,12 @@ fn file_decodes_to_what_was_saved() {
 
 #[test]
 fn truncation_anywhere_is_a_typed_error() {
-    let bytes = saved_bytes();
+    for bytes in [saved_bytes(), saved_bytes_for(CompileOptions::cpu())] {
+        truncations(&bytes);
+    }
+}
+
+fn truncations(bytes: &[u8]) {
     let mut cuts = boundaries(&bytes);
     // Cut one byte either side of every boundary too.
     cuts.extend(boundaries(&bytes).iter().flat_map(|&b| [b.saturating_sub(1), b + 1]));
@@ -110,13 +138,18 @@ fn truncation_anywhere_is_a_typed_error() {
 
 #[test]
 fn bit_flips_are_typed_errors() {
-    let bytes = saved_bytes();
+    for bytes in [saved_bytes(), saved_bytes_for(CompileOptions::cpu())] {
+        bit_flips(&bytes);
+    }
+}
+
+fn bit_flips(bytes: &[u8]) {
     let mut r = SplitMix64::new(2);
     // Every bit of the header and of each section header, plus random bits.
     let mut bits: Vec<usize> = boundaries(&bytes).iter().flat_map(|&b| (b * 8..(b + 16) * 8).filter(|&i| i < bytes.len() * 8)).collect();
     bits.extend((0..1500).map(|_| r.below(bytes.len() * 8)));
     for bit in bits {
-        let mut g = bytes.clone();
+        let mut g = bytes.to_vec();
         g[bit / 8] ^= 1 << (bit % 8);
         match ProgramFile::from_bytes(&g) {
             Err(FormatError::Checksum { .. } | FormatError::Truncated { .. } | FormatError::NotKiln | FormatError::Corrupt { .. }) => {}
@@ -125,7 +158,7 @@ fn bit_flips_are_typed_errors() {
     }
     // Several flips at once.
     for _ in 0..300 {
-        let mut g = bytes.clone();
+        let mut g = bytes.to_vec();
         for _ in 0..1 + r.below(8) {
             let bit = r.below(bytes.len() * 8);
             g[bit / 8] ^= 1 << (bit % 8);
@@ -190,3 +223,4 @@ fn unknown_sections_required_or_optional() {
         .collect();
     assert!(matches!(ProgramFile::from_bytes(&container::write(&swapped)), Err(FormatError::Corrupt { .. })));
 }
+
