@@ -59,7 +59,8 @@ kiln run step.kiln --inputs batch1.safetensors --out out1.safetensors --save ste
 Without --passes the default pipeline runs, preceded by `autodiff` when the file\n\
 has `grad` requests. With --dump DIR (or KILN_DUMP=DIR) the graph after every\n\
 pass that changed it is written to DIR as numbered .kir and .dot files, with a\n\
-summary.txt table. The pipeline summary is printed to stderr.",
+summary.txt table; with Graphviz installed the .dot files are also rendered to\n\
+.svg. The pipeline summary is printed to stderr.",
         after_help = "Examples:\n  \
 kiln opt examples/kir/mlp_grad.kir -o /tmp/mlp_opt.kir\n  \
 kiln opt examples/kir/mlp_grad.kir --passes autodiff,cse,dce --dump /tmp/dump -o /tmp/mlp_opt.kir\n  \

@@ -11,6 +11,7 @@ mod load;
 mod opt;
 mod program;
 mod run;
+mod svg;
 
 use std::process::ExitCode;
 

@@ -27,7 +27,7 @@ pub fn opt(a: &OptArgs) -> Result<(), CliError> {
     let report = pm.run(&mut g, &mut cx)?;
     eprint!("{report}");
     if let Some(dir) = &cx.dump_dir {
-        eprintln!("dump: {}", dir.display());
+        eprintln!("{}", crate::svg::dump_note(dir));
     }
     let text = kiln_ir::text::print(&g);
     match &a.output {

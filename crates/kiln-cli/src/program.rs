@@ -75,11 +75,15 @@ pub fn compile(a: &CompileArgs) -> Result<(), CliError> {
         .map(|(_, n, _)| n.to_string())
         .collect();
     let mut opts = CompileOptions::default().backend(facade_backend(a.backend, a.precision)?).optimize(!a.no_opt);
-    if let Some(d) = &a.dump {
+    let dump = a.dump.clone().or_else(kiln_passes::dump_dir_from_env);
+    if let Some(d) = &dump {
         opts = opts.dump(d);
     }
     let prog = kiln::compile(&Spec { graph: g, init }, opts)?;
     eprint!("{}", prog.report());
+    if let Some(d) = &dump {
+        eprintln!("{}", crate::svg::dump_note(d));
+    }
     kiln::format::save(&prog, &a.output)?;
     if !unset.is_empty() {
         eprintln!("note: no stored value for {}; `kiln run` will need them in --inputs", unset.join(", "));

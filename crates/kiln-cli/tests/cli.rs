@@ -291,3 +291,34 @@ fn every_subcommand_has_help_with_examples() {
     assert_exit(&o, 2);
     assert!(text(&o.stderr).contains("--inputs"), "{}", text(&o.stderr));
 }
+
+/// With Graphviz on PATH the dump's .dot files are rendered to .svg. A stub
+/// `dot` stands in for Graphviz so the test runs anywhere.
+#[cfg(unix)]
+#[test]
+fn opt_renders_dumped_dot_files_with_graphviz_when_installed() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = scratch("opt_svg");
+    let bin = d.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let stub = bin.join("dot");
+    // Invoked as: dot -Tsvg IN.dot -o OUT.svg
+    std::fs::write(&stub, "#!/bin/sh\necho \"<svg><!-- $2 --></svg>\" > \"$4\"\n").unwrap();
+    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dump = d.join("dump");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["opt", "examples/kir/mlp_grad.kir", "--dump", dump.to_str().unwrap(), "-o", d.join("o.kir").to_str().unwrap()])
+        .env("PATH", path)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    let names: Vec<String> = std::fs::read_dir(&dump).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let dots = names.iter().filter(|n| n.ends_with(".dot")).count();
+    let svgs: Vec<&String> = names.iter().filter(|n| n.ends_with(".svg")).collect();
+    assert!(dots > 0 && svgs.len() == dots, "{names:?}");
+    let svg = std::fs::read_to_string(dump.join(svgs[0])).unwrap();
+    assert!(svg.starts_with("<svg><!-- ") && svg.contains(".dot"), "{svg}");
+    assert!(text(&o.stderr).contains("graphs rendered to SVG"), "{}", text(&o.stderr));
+}
