@@ -23,12 +23,12 @@ fn native_of(g: &Graph, n: NodeId, slot: &dyn Fn(NodeId) -> usize) -> NativeOp {
     }
 }
 
-fn scratch_bytes(g: &Graph, k: &Kernel) -> usize {
+fn scratch_bytes(g: &Graph, k: &Kernel, threads: usize) -> usize {
     match k.anchor {
         Some(a) if matches!(k.kind, KernelKind::Contraction | KernelKind::Single) => {
             let ins: Vec<_> = g.operands(a).into_iter().map(|o| g.ty(o).clone()).collect();
             let out = g.ty(a);
-            scratch_elems(g.op(a), &ins, out) * out.dtype.size_bytes()
+            scratch_elems(g.op(a), &ins, out, threads) * out.dtype.size_bytes()
         }
         _ => 0,
     }
@@ -40,7 +40,7 @@ pub fn compile(be: &CpuBackend, g: &Graph) -> Result<CpuExecutable, CpuError> {
         return Err(CpuError::Plan("the graph still has grad requests; run the autodiff pass first".into()));
     }
     let part = partition(g).map_err(|e| CpuError::Plan(e.to_string()))?;
-    let plan = plan_memory(g, &part, &|k| scratch_bytes(g, k)).map_err(|e| CpuError::Plan(e.to_string()))?;
+    let plan = plan_memory(g, &part, &|k| scratch_bytes(g, k, be.threads)).map_err(|e| CpuError::Plan(e.to_string()))?;
 
     // Slots: one per buffer root.
     let sig = Signature::of(g);

@@ -142,7 +142,7 @@ impl CpuExecutable {
             match step {
                 Step::Native { op, scratch } => {
                     let sp = scratch.map(|o| unsafe { arena.add(o) }).unwrap_or(std::ptr::null_mut());
-                    unsafe { kernels::run(op, ptrs, sp)? };
+                    unsafe { kernels::run(op, ptrs, sp, pool)? };
                 }
                 Step::Loop(l) => {
                     for (a, &s) in l.argv.iter_mut().zip(&l.args) {
@@ -187,16 +187,18 @@ unsafe fn run_loop(l: &LoopStep, ptrs: &[*mut u8], pool: &Pool) -> Result<(), Ru
             let outer = l.outer;
             let t = pool.threads();
             if l.parallel && t > 1 && l.work >= PARALLEL_GRAIN && outer >= t {
+                // A few chunks per thread so a late worker still gets a share.
+                let chunks = (t * 4).min(outer);
                 let p = SendPtrs(l.argv.as_ptr());
                 let job = move |part: usize| {
                     let p = &p;
-                    let lo = outer * part / t;
-                    let hi = outer * (part + 1) / t;
+                    let lo = outer * part / chunks;
+                    let hi = outer * (part + 1) / chunks;
                     if lo < hi {
                         unsafe { f(p.0, lo as i64, hi as i64) };
                     }
                 };
-                pool.run(&job);
+                pool.run(chunks, &job);
             } else {
                 unsafe { f(l.argv.as_ptr(), 0, outer as i64) };
             }

@@ -6,6 +6,7 @@
 use kiln_ir::{Activation, Conv2dAttrs, DType, NodeId, Op, Pool2dAttrs, RunError, TensorType};
 
 use crate::buffers::{load, store};
+use crate::pool::Pool;
 
 /// One non-loop op with its operand and result slots.
 #[derive(Debug, Clone)]
@@ -17,7 +18,7 @@ pub struct NativeOp {
 }
 
 /// The f32/f64 arithmetic the contraction kernels are written over.
-pub trait Float: Copy + Default + PartialOrd + std::ops::Add<Output = Self> + std::ops::AddAssign + std::ops::Mul<Output = Self> + 'static {
+pub trait Float: Send + Sync + Copy + Default + PartialOrd + std::ops::Add<Output = Self> + std::ops::AddAssign + std::ops::Mul<Output = Self> + 'static {
     fn of(v: f64) -> Self;
     fn f64(self) -> f64;
     /// C = alpha * A B + beta * C with arbitrary strides (in elements).
@@ -65,13 +66,13 @@ fn unsupported(n: &NativeOp) -> RunError {
     RunError::Backend(format!("{}: {} on {} is not supported by the CPU backend", n.node, n.op.name(), n.ins[0].1.dtype))
 }
 
-/// Scratch elements (of the op's dtype) a native op needs.
-pub fn scratch_elems(op: &Op, ins: &[TensorType], out: &TensorType) -> usize {
-    match op {
-        Op::Conv2d(a) | Op::FusedConv2d { attrs: a, .. } => {
-            let (x, w) = (&ins[0].shape.0, &ins[1].shape.0);
-            let _ = a;
-            w[1] * w[2] * w[3] * out.shape.0[2] * out.shape.0[3] * usize::from(x[0] > 0)
+/// Scratch elements (of the op's dtype) a native op needs when it runs on
+/// `threads` threads (one region per thread).
+pub fn scratch_elems(op: &Op, ins: &[TensorType], out: &TensorType, threads: usize) -> usize {
+    let per = match op {
+        Op::Conv2d(_) | Op::FusedConv2d { .. } => {
+            let w = &ins[1].shape.0;
+            w[1] * w[2] * w[3] * out.shape.0[2] * out.shape.0[3]
         }
         Op::Conv1d(_) => {
             let w = &ins[1].shape.0;
@@ -82,13 +83,13 @@ pub fn scratch_elems(op: &Op, ins: &[TensorType], out: &TensorType) -> usize {
             w[1] * w[2] * w[3] * dy[2] * dy[3]
         }
         Op::Conv2dGradWeight { kernel_hw, .. } => {
-            let (x, dy) = (&ins[0].shape.0, &ins[1].shape.0);
-            let g = x[1] / out.shape.0[1].max(1);
-            let _ = g;
-            out.shape.0[1] * kernel_hw[0] * kernel_hw[1] * dy[2] * dy[3]
+            let dy = &ins[1].shape.0;
+            // im2col of one image plus a private dW accumulator.
+            out.shape.0[1] * kernel_hw[0] * kernel_hw[1] * dy[2] * dy[3] + out.numel()
         }
         _ => 0,
-    }
+    };
+    per * threads.max(1)
 }
 
 /// Runs one native op.
@@ -96,7 +97,7 @@ pub fn scratch_elems(op: &Op, ins: &[TensorType], out: &TensorType) -> usize {
 /// # Safety
 /// Slots must point at buffers of the types in `n`; `scratch` must hold
 /// `scratch_elems` elements.
-pub unsafe fn run(n: &NativeOp, slots: &[*mut u8], scratch: *mut u8) -> Result<(), RunError> {
+pub unsafe fn run(n: &NativeOp, slots: &[*mut u8], scratch: *mut u8, pool: &Pool) -> Result<(), RunError> {
     let p = |i: usize| slots[n.ins[i].0];
     let t = |i: usize| &n.ins[i].1;
     let out = slots[n.out.0];
@@ -112,18 +113,18 @@ pub unsafe fn run(n: &NativeOp, slots: &[*mut u8], scratch: *mut u8) -> Result<(
         };
     }
     match &n.op {
-        Op::MatMul { trans_a, trans_b } => by_float!(matmul(p(0), t(0), p(1), t(1), *trans_a, *trans_b, out, oty)),
+        Op::MatMul { trans_a, trans_b } => by_float!(matmul(pool, p(0), t(0), p(1), t(1), *trans_a, *trans_b, out, oty)),
         Op::FusedDense { trans_b, bias, act } => {
             let x = t(0);
             let k = *x.shape.0.last().expect("rank >= 2");
             let m = x.numel() / k.max(1);
             let nn = *oty.shape.0.last().expect("rank >= 2");
             let bias_p = if *bias { Some(p(2)) } else { None };
-            by_float!(dense(p(0), p(1), m, k, nn, *trans_b, bias_p, *act, out))
+            by_float!(dense(pool, p(0), p(1), m, k, nn, *trans_b, bias_p, *act, out))
         }
-        Op::Conv2d(a) => by_float!(conv2d(p(0), t(0), p(1), t(1), a, out, oty, scratch)),
+        Op::Conv2d(a) => by_float!(conv2d(pool, p(0), t(0), p(1), t(1), a, out, oty, scratch)),
         Op::FusedConv2d { attrs, bias, act } => {
-            by_float!(conv2d(p(0), t(0), p(1), t(1), attrs, out, oty, scratch));
+            by_float!(conv2d(pool, p(0), t(0), p(1), t(1), attrs, out, oty, scratch));
             let (nb, o) = (oty.shape.0[0], oty.shape.0[1]);
             let hw = oty.shape.0[2] * oty.shape.0[3];
             let bias_p = if *bias { Some(p(2)) } else { None };
@@ -133,10 +134,10 @@ pub unsafe fn run(n: &NativeOp, slots: &[*mut u8], scratch: *mut u8) -> Result<(
             let x4 = TensorType::new(t(0).dtype, [t(0).shape.0[0], t(0).shape.0[1], 1, t(0).shape.0[2]]);
             let w4 = TensorType::new(t(1).dtype, [t(1).shape.0[0], t(1).shape.0[1], 1, t(1).shape.0[2]]);
             let o4 = TensorType::new(oty.dtype, [oty.shape.0[0], oty.shape.0[1], 1, oty.shape.0[2]]);
-            by_float!(conv2d(p(0), &x4, p(1), &w4, &a.as_conv2d(), out, &o4, scratch))
+            by_float!(conv2d(pool, p(0), &x4, p(1), &w4, &a.as_conv2d(), out, &o4, scratch))
         }
-        Op::Conv2dGradInput { attrs, .. } => by_float!(conv2d_grad_input(p(0), t(0), p(1), t(1), attrs, out, oty, scratch)),
-        Op::Conv2dGradWeight { attrs, .. } => by_float!(conv2d_grad_weight(p(0), t(0), p(1), t(1), attrs, out, oty, scratch)),
+        Op::Conv2dGradInput { attrs, .. } => by_float!(conv2d_grad_input(pool, p(0), t(0), p(1), t(1), attrs, out, oty, scratch)),
+        Op::Conv2dGradWeight { attrs, .. } => by_float!(conv2d_grad_weight(pool, p(0), t(0), p(1), t(1), attrs, out, oty, scratch)),
         Op::MaxPool2d(pa) => by_float!(max_pool(p(0), t(0), pa, out, oty, None)),
         Op::MaxPool2dGrad(pa) => by_float!(max_pool(p(0), t(0), pa, out, t(1), Some(p(1)))),
         Op::AvgPool2d { pool, count_include_pad } => by_float!(avg_pool(p(0), t(0), pool, *count_include_pad, out, oty)),
@@ -171,7 +172,7 @@ pub unsafe fn run(n: &NativeOp, slots: &[*mut u8], scratch: *mut u8) -> Result<(
 // ---- contractions ------------------------------------------------------------
 
 #[allow(clippy::too_many_arguments)]
-unsafe fn matmul<F: Float>(a: *mut u8, at: &TensorType, b: *mut u8, bt: &TensorType, ta: bool, tb: bool, c: *mut u8, ct: &TensorType) {
+unsafe fn matmul<F: Float>(pool: &Pool, a: *mut u8, at: &TensorType, b: *mut u8, bt: &TensorType, ta: bool, tb: bool, c: *mut u8, ct: &TensorType) {
     let (ra, rb, rc) = (at.shape.rank(), bt.shape.rank(), ct.shape.rank());
     let (m, n) = (ct.shape.0[rc - 2], ct.shape.0[rc - 1]);
     let k = if ta { at.shape.0[ra - 2] } else { at.shape.0[ra - 1] };
@@ -203,7 +204,7 @@ unsafe fn matmul<F: Float>(a: *mut u8, at: &TensorType, b: *mut u8, bt: &TensorT
     };
     let (oa, ob) = (bstr(at, ra), bstr(bt, rb));
     for bi in 0..nb {
-        unsafe { F::gemm(m, k, n, a.add(oa[bi]), rsa, csa, b.add(ob[bi]), rsb, csb, F::default(), c.add(bi * m * n), n as isize, 1) };
+        unsafe { par_gemm(pool, m, k, n, a.add(oa[bi]), rsa, csa, b.add(ob[bi]), rsb, csb, F::default(), c.add(bi * m * n), n as isize, 1) };
     }
 }
 
@@ -232,10 +233,10 @@ unsafe fn bias_act<F: Float>(out: *mut u8, nb: usize, ch: usize, inner: usize, b
 }
 
 #[allow(clippy::too_many_arguments)]
-unsafe fn dense<F: Float>(x: *mut u8, w: *mut u8, m: usize, k: usize, n: usize, tb: bool, bias: Option<*mut u8>, act: Activation, out: *mut u8) {
+unsafe fn dense<F: Float>(pool: &Pool, x: *mut u8, w: *mut u8, m: usize, k: usize, n: usize, tb: bool, bias: Option<*mut u8>, act: Activation, out: *mut u8) {
     let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
     unsafe {
-        F::gemm(m, k, n, x as *const F, k as isize, 1, w as *const F, rsb, csb, F::default(), out as *mut F, n as isize, 1);
+        par_gemm(pool, m, k, n, x as *const F, k as isize, 1, w as *const F, rsb, csb, F::default(), out as *mut F, n as isize, 1);
         if bias.is_some() || !matches!(act, Activation::None) {
             // Each row: n channels of one element.
             bias_act::<F>(out, m, n, 1, bias, act);
@@ -328,54 +329,129 @@ impl ConvGeom {
     }
 }
 
+/// Raw pointers shared by the chunks of one parallel kernel.
+#[derive(Clone, Copy)]
+struct Sp<T>(*mut T);
+unsafe impl<T> Send for Sp<T> {}
+unsafe impl<T> Sync for Sp<T> {}
+impl<T> Sp<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// C = A B + beta C split across the pool along the larger of m and n
+/// (each part packs only its share of the split operand).
 #[allow(clippy::too_many_arguments)]
-unsafe fn conv2d<F: Float>(x: *mut u8, xt: &TensorType, w: *mut u8, wt: &TensorType, a: &Conv2dAttrs, y: *mut u8, yt: &TensorType, scratch: *mut u8) {
+pub unsafe fn par_gemm<F: Float>(pool: &Pool, m: usize, k: usize, n: usize, a: *const F, rsa: isize, csa: isize, b: *const F, rsb: isize, csb: isize, beta: F, c: *mut F, rsc: isize, csc: isize) {
+    let t = pool.threads();
+    if t == 1 || m * n * k < 48 * 48 * 48 || (m < 16 && n < 16) {
+        unsafe { F::gemm(m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) };
+        return;
+    }
+    let (a, b, c) = (Sp(a as *mut F), Sp(b as *mut F), Sp(c));
+    let split_n = m < n;
+    let ext = if split_n { n } else { m };
+    let align = 16;
+    let bound = |i: usize| (ext * i / t).div_ceil(align) * align;
+    pool.run(t, &|part| {
+        let (lo, hi) = (bound(part).min(ext), bound(part + 1).min(ext));
+        if lo >= hi {
+            return;
+        }
+        let (a, b, c) = (a, b, c);
+        unsafe {
+            if split_n {
+                F::gemm(m, k, hi - lo, a.0, rsa, csa, b.0.offset(lo as isize * csb), rsb, csb, beta, c.0.offset(lo as isize * csc), rsc, csc);
+            } else {
+                F::gemm(hi - lo, k, n, a.0.offset(lo as isize * rsa), rsa, csa, b.0, rsb, csb, beta, c.0.offset(lo as isize * rsc), rsc, csc);
+            }
+        }
+    });
+}
+
+/// Images `[lo, hi)` of chunk `part` when `n` images go to `t` chunks.
+fn images(n: usize, t: usize, part: usize) -> std::ops::Range<usize> {
+    (n * part / t)..(n * (part + 1) / t)
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv2d<F: Float>(pool: &Pool, x: *mut u8, xt: &TensorType, w: *mut u8, wt: &TensorType, a: &Conv2dAttrs, y: *mut u8, yt: &TensorType, scratch: *mut u8) {
     let gm = ConvGeom::new(&xt.shape.0, &wt.shape.0, &yt.shape.0, a);
-    let (x, w, y, col) = (x as *const F, w as *const F, y as *mut F, scratch as *mut F);
+    let (x, w, y, col) = (Sp(x as *mut F), Sp(w as *mut F), Sp(y as *mut F), Sp(scratch as *mut F));
     let (kd, pix) = (gm.kdim(), gm.pix());
-    for n in 0..gm.n {
-        for gi in 0..gm.g {
-            unsafe {
-                gm.im2col(x.add(n * gm.c * gm.h * gm.w), gi * gm.cg(), col);
-                F::gemm(gm.og(), kd, pix, w.add(gi * gm.og() * kd), kd as isize, 1, col, pix as isize, 1, F::default(), y.add((n * gm.o + gi * gm.og()) * pix), pix as isize, 1);
+    let t = pool.threads();
+    pool.run(t, &|part| {
+        let (x, w, y) = (x, w, y);
+        let col = unsafe { col.get().add(part * kd * pix) };
+        for n in images(gm.n, t, part) {
+            for gi in 0..gm.g {
+                unsafe {
+                    gm.im2col(x.0.add(n * gm.c * gm.h * gm.w), gi * gm.cg(), col);
+                    F::gemm(gm.og(), kd, pix, w.0.add(gi * gm.og() * kd), kd as isize, 1, col, pix as isize, 1, F::default(), y.0.add((n * gm.o + gi * gm.og()) * pix), pix as isize, 1);
+                }
             }
         }
-    }
+    });
 }
 
 #[allow(clippy::too_many_arguments)]
-unsafe fn conv2d_grad_input<F: Float>(dy: *mut u8, dyt: &TensorType, w: *mut u8, wt: &TensorType, a: &Conv2dAttrs, dx: *mut u8, dxt: &TensorType, scratch: *mut u8) {
+unsafe fn conv2d_grad_input<F: Float>(pool: &Pool, dy: *mut u8, dyt: &TensorType, w: *mut u8, wt: &TensorType, a: &Conv2dAttrs, dx: *mut u8, dxt: &TensorType, scratch: *mut u8) {
     let gm = ConvGeom::new(&dxt.shape.0, &wt.shape.0, &dyt.shape.0, a);
-    let (dy, w, dx, col) = (dy as *const F, w as *const F, dx as *mut F, scratch as *mut F);
+    let (dy, w, dx, col) = (Sp(dy as *mut F), Sp(w as *mut F), Sp(dx as *mut F), Sp(scratch as *mut F));
     let (kd, pix) = (gm.kdim(), gm.pix());
-    for i in 0..dxt.numel() {
-        unsafe { *dx.add(i) = F::default() };
-    }
-    for n in 0..gm.n {
-        for gi in 0..gm.g {
+    let t = pool.threads();
+    let plane = gm.c * gm.h * gm.w;
+    pool.run(t, &|part| {
+        let (dy, w, dx) = (dy, w, dx);
+        let col = unsafe { col.get().add(part * kd * pix) };
+        for n in images(gm.n, t, part) {
             unsafe {
-                F::gemm(kd, gm.og(), pix, w.add(gi * gm.og() * kd), 1, kd as isize, dy.add((n * gm.o + gi * gm.og()) * pix), pix as isize, 1, F::default(), col, pix as isize, 1);
-                gm.col2im(col, gi * gm.cg(), dx.add(n * gm.c * gm.h * gm.w));
+                for i in 0..plane {
+                    *dx.0.add(n * plane + i) = F::default();
+                }
+            }
+            for gi in 0..gm.g {
+                unsafe {
+                    F::gemm(kd, gm.og(), pix, w.0.add(gi * gm.og() * kd), 1, kd as isize, dy.0.add((n * gm.o + gi * gm.og()) * pix), pix as isize, 1, F::default(), col, pix as isize, 1);
+                    gm.col2im(col, gi * gm.cg(), dx.0.add(n * plane));
+                }
             }
         }
-    }
+    });
 }
 
 #[allow(clippy::too_many_arguments)]
-unsafe fn conv2d_grad_weight<F: Float>(x: *mut u8, xt: &TensorType, dy: *mut u8, dyt: &TensorType, a: &Conv2dAttrs, dw: *mut u8, dwt: &TensorType, scratch: *mut u8) {
+unsafe fn conv2d_grad_weight<F: Float>(pool: &Pool, x: *mut u8, xt: &TensorType, dy: *mut u8, dyt: &TensorType, a: &Conv2dAttrs, dw: *mut u8, dwt: &TensorType, scratch: *mut u8) {
     let gm = ConvGeom::new(&xt.shape.0, &dwt.shape.0, &dyt.shape.0, a);
-    let (x, dy, dw, col) = (x as *const F, dy as *const F, dw as *mut F, scratch as *mut F);
+    let (x, dy, dw) = (Sp(x as *mut F), Sp(dy as *mut F), dw as *mut F);
     let (kd, pix) = (gm.kdim(), gm.pix());
-    for i in 0..dwt.numel() {
-        unsafe { *dw.add(i) = F::default() };
-    }
-    for n in 0..gm.n {
-        for gi in 0..gm.g {
-            unsafe {
-                gm.im2col(x.add(n * gm.c * gm.h * gm.w), gi * gm.cg(), col);
-                F::gemm(gm.og(), pix, kd, dy.add((n * gm.o + gi * gm.og()) * pix), pix as isize, 1, col, 1, pix as isize, F::of(1.0), dw.add(gi * gm.og() * kd), kd as isize, 1);
+    let nw = dwt.numel();
+    let per = kd * pix + nw;
+    let t = pool.threads();
+    let scr = Sp(scratch as *mut F);
+    pool.run(t, &|part| {
+        let (x, dy) = (x, dy);
+        let col = unsafe { scr.get().add(part * per) };
+        let acc = unsafe { col.add(kd * pix) };
+        for i in 0..nw {
+            unsafe { *acc.add(i) = F::default() };
+        }
+        for n in images(gm.n, t, part) {
+            for gi in 0..gm.g {
+                unsafe {
+                    gm.im2col(x.0.add(n * gm.c * gm.h * gm.w), gi * gm.cg(), col);
+                    F::gemm(gm.og(), pix, kd, dy.0.add((n * gm.o + gi * gm.og()) * pix), pix as isize, 1, col, 1, pix as isize, F::of(1.0), acc.add(gi * gm.og() * kd), kd as isize, 1);
+                }
             }
         }
+    });
+    for i in 0..nw {
+        let mut v = F::default();
+        for part in 0..t {
+            v += unsafe { *scr.0.add(part * per + kd * pix + i) };
+        }
+        unsafe { *dw.add(i) = v };
     }
 }
 

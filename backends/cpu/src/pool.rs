@@ -1,25 +1,36 @@
-//! A persistent worker pool: threads are started once per executable and
+//! A persistent worker pool: threads start once per executable and are
 //! woken per parallel kernel (spin briefly, then park), so a training step
 //! spawns nothing.
+//!
+//! Work is split into chunks claimed from an atomic counter, so the calling
+//! thread never waits for a worker that is slow to wake: it claims every
+//! chunk itself and then closes the job to workers that have not joined.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 type Job = *const (dyn Fn(usize) + Sync);
 
+const OPEN: u8 = 0;
+const JOINED: u8 = 1;
+const CLOSED: u8 = 2;
+const FINISHED: u8 = 3;
+
 struct Shared {
     epoch: AtomicUsize,
-    done: AtomicUsize,
     quit: AtomicBool,
     job: std::sync::Mutex<Option<JobPtr>>,
+    chunks: AtomicUsize,
+    next: AtomicUsize,
+    state: Vec<AtomicU8>,
     sleeping: Vec<AtomicBool>,
 }
 
 #[derive(Clone, Copy)]
 struct JobPtr(Job);
-// The pointee is `Sync` and outlives every use (`run` waits for completion).
+// The pointee is `Sync` and outlives every use (`run` waits for joined workers).
 unsafe impl Send for JobPtr {}
 
 pub struct Pool {
@@ -28,7 +39,7 @@ pub struct Pool {
 }
 
 /// How long an idle worker spins before parking.
-const SPIN: Duration = Duration::from_micros(60);
+const SPIN: Duration = Duration::from_micros(40);
 
 impl Pool {
     /// A pool running jobs on `threads` threads in total (the caller's
@@ -37,18 +48,17 @@ impl Pool {
         let extra = threads.max(1) - 1;
         let shared = Arc::new(Shared {
             epoch: AtomicUsize::new(0),
-            done: AtomicUsize::new(0),
             quit: AtomicBool::new(false),
             job: std::sync::Mutex::new(None),
+            chunks: AtomicUsize::new(0),
+            next: AtomicUsize::new(0),
+            state: (0..extra).map(|_| AtomicU8::new(FINISHED)).collect(),
             sleeping: (0..extra).map(|_| AtomicBool::new(false)).collect(),
         });
         let workers = (0..extra)
             .map(|w| {
                 let s = shared.clone();
-                let h = thread::Builder::new()
-                    .name(format!("kiln-cpu-{w}"))
-                    .spawn(move || worker(s, w))
-                    .expect("spawning a pool thread");
+                let h = thread::Builder::new().name(format!("kiln-cpu-{w}")).spawn(move || worker(s, w)).expect("spawning a pool thread");
                 let t = h.thread().clone();
                 (h, t)
             })
@@ -60,26 +70,43 @@ impl Pool {
         self.workers.len() + 1
     }
 
-    /// Runs `f(part)` for every part in `0..threads()`, part 0 on the
-    /// calling thread, and returns when all are done.
-    pub fn run(&self, f: &(dyn Fn(usize) + Sync)) {
-        if self.workers.is_empty() {
-            f(0);
+    /// Runs `f(chunk)` for every chunk in `0..chunks` on the pool's threads
+    /// (the caller's included) and returns when all are done.
+    pub fn run(&self, chunks: usize, f: &(dyn Fn(usize) + Sync)) {
+        if self.workers.is_empty() || chunks <= 1 {
+            for c in 0..chunks {
+                f(c);
+            }
             return;
         }
-        // SAFETY: erase the lifetime; we wait below until no worker uses it.
+        let s = &*self.shared;
+        // SAFETY: erase the lifetime; joined workers are waited for below.
         let ptr: Job = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(f) };
-        *self.shared.job.lock().expect("pool lock") = Some(JobPtr(ptr));
-        self.shared.done.store(0, Ordering::SeqCst);
-        self.shared.epoch.fetch_add(1, Ordering::SeqCst);
+        *s.job.lock().expect("pool lock") = Some(JobPtr(ptr));
+        s.chunks.store(chunks, Ordering::SeqCst);
+        s.next.store(0, Ordering::SeqCst);
+        for st in &s.state {
+            st.store(OPEN, Ordering::SeqCst);
+        }
+        s.epoch.fetch_add(1, Ordering::SeqCst);
         for (w, (_, t)) in self.workers.iter().enumerate() {
-            if self.shared.sleeping[w].load(Ordering::SeqCst) {
+            if s.sleeping[w].load(Ordering::SeqCst) {
                 t.unpark();
             }
         }
-        f(0);
-        while self.shared.done.load(Ordering::Acquire) < self.workers.len() {
-            std::hint::spin_loop();
+        loop {
+            let c = s.next.fetch_add(1, Ordering::AcqRel);
+            if c >= chunks {
+                break;
+            }
+            f(c);
+        }
+        for st in &s.state {
+            if st.compare_exchange(OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                while st.load(Ordering::Acquire) != FINISHED {
+                    std::hint::spin_loop();
+                }
+            }
         }
     }
 }
@@ -109,10 +136,20 @@ fn worker(s: Arc<Shared>, w: usize) {
                 std::hint::spin_loop();
             }
         }
+        if s.state[w].compare_exchange(OPEN, JOINED, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            continue;
+        }
         let job = s.job.lock().expect("pool lock").expect("a job is set before the epoch moves");
-        // SAFETY: `run` keeps the closure alive until `done` counts us.
-        unsafe { (*job.0)(w + 1) };
-        s.done.fetch_add(1, Ordering::Release);
+        let chunks = s.chunks.load(Ordering::Acquire);
+        loop {
+            let c = s.next.fetch_add(1, Ordering::AcqRel);
+            if c >= chunks {
+                break;
+            }
+            // SAFETY: `run` keeps the closure alive until we are FINISHED.
+            unsafe { (*job.0)(c) };
+        }
+        s.state[w].store(FINISHED, Ordering::Release);
     }
 }
 

@@ -44,3 +44,30 @@ fn fused_kernels_are_jit_compiled_and_dumped() {
     assert_eq!(files.iter().filter(|f| f.ends_with(".clif")).count(), 2, "{files:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Shapes big enough to take the parallel paths (split GEMM, chunked loops,
+/// parallel reductions) on a multi-core machine.
+#[test]
+fn large_shapes_take_parallel_paths() {
+    let mut g = Graph::new();
+    let a = g.input("a", f32_shape([150, 70])).unwrap();
+    let b = g.input("b", f32_shape([70, 90])).unwrap();
+    let c = g.input("c", f32_shape([90, 150])).unwrap();
+    let ab = g.matmul(a, b).unwrap();
+    let r = g.relu(ab).unwrap();
+    // b^T [90,70] @ a^T [70,150] -> [90,150], plus c: a transposed GEMM with an epilogue.
+    let bt_at = g.matmul_t(b, a, true, true).unwrap();
+    let z = g.add(bt_at, c).unwrap();
+    g.set_output("z", z).unwrap();
+    let x = g.input("x", f32_shape([300, 211])).unwrap();
+    let y = g.input("y", f32_shape([211])).unwrap();
+    let xy = g.mul(x, y).unwrap();
+    let t = g.tanh(xy).unwrap();
+    let s0 = g.sum(t, &[0], false).unwrap();
+    let s1 = g.reduce_max(t, &[1], true).unwrap();
+    g.set_output("r", r).unwrap();
+    g.set_output("t", t).unwrap();
+    g.set_output("s0", s0).unwrap();
+    g.set_output("s1", s1).unwrap();
+    check(&g, &random_inputs(&g, 9), 1e-4, 1e-3);
+}
