@@ -188,3 +188,31 @@ fn run_save_resumes_a_training_step() {
     assert_exit(&o, 1);
     assert!(text(&o.stderr).contains("--save needs a compiled .kiln program"), "{}", text(&o.stderr));
 }
+
+#[test]
+fn compile_for_the_cpu_backend_inspect_its_kernels_and_run_it() {
+    let d = scratch("compile_cpu");
+    let prog = d.join("mlp_cpu.kiln");
+    let o = kiln(&["compile", MLP, "--weights", MLP_IN, "-o", prog.to_str().unwrap()]);
+    assert_exit(&o, 0);
+    assert!(text(&o.stdout).contains("(cpu backend)"), "cpu is the default: {}", text(&o.stdout));
+
+    let o = kiln(&["inspect", prog.to_str().unwrap(), "--plan"]);
+    assert_exit(&o, 0);
+    let info = text(&o.stdout);
+    for want in ["backend: cpu", "peak memory: ", "kernels", "== plan entry `partition`", "== plan entry `memory`", "(clif) =="] {
+        assert!(info.contains(want), "inspect lacks `{want}`:\n{info}");
+    }
+
+    let (direct, res) = (d.join("direct.safetensors"), d.join("res.safetensors"));
+    assert_exit(&run_kir("interp", &direct), 0);
+    let o = kiln(&["run", prog.to_str().unwrap(), "--inputs", MLP_IN, "--out", res.to_str().unwrap(), "-q"]);
+    assert_exit(&o, 0);
+    let (a, b) = (read_safetensors(&direct).unwrap(), read_safetensors(&res).unwrap());
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (k, ta) in &a {
+        for (x, y) in ta.to_f64_vec().iter().zip(b[k].to_f64_vec()) {
+            assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs()), "{k}: interp {x} vs compiled cpu {y}");
+        }
+    }
+}
