@@ -295,3 +295,32 @@ output \"y\" = %3
     assert!(line.contains("also needed by") && line.contains("graph output"), "{line}");
     assert!(!r.changed, "{text}");
 }
+
+/// With `reassociate: false`, value-changing algebra is off but fusion and
+/// exact simplifications still happen.
+#[test]
+fn reassociate_off_keeps_fusion_and_exact_rules_only() {
+    let text = "%0 = input \"x\" : f32[4,3]
+%1 = param \"w\" : f32[3,5]
+%2 = param \"b\" : f32[5]
+%3 = const 2 : f32[]
+%4 = const 3 : f32[]
+%5 = mul %0, %3 : f32[4,3]
+%6 = mul %5, %4 : f32[4,3]
+%7 = neg %6 : f32[4,3]
+%8 = neg %7 : f32[4,3]
+%9 = matmul %8, %1 : f32[4,5]
+%10 = add %9, %2 : f32[4,5]
+%11 = relu %10 : f32[4,5]
+output \"y\" = %11
+";
+    let mut g = kiln_ir::text::parse(text, "strict").unwrap();
+    let cfg = EGraphConfig { reassociate: false, ..Default::default() };
+    let r = optimize(&mut g, &cfg, None).unwrap();
+    assert_eq!(r.fired("neg-neg"), 1, "{r}");
+    assert_eq!(r.fired("dense-relu"), 1, "{r}");
+    assert!(!r.fired.contains_key("scalar-mul-mul") && !r.fired.contains_key("matmul-scalar-hoist"), "{r}");
+    let mut g2 = kiln_ir::text::parse(text, "fast").unwrap();
+    let r2 = optimize(&mut g2, &EGraphConfig::default(), None).unwrap();
+    assert_eq!(r2.fired("scalar-mul-mul"), 1, "{r2}");
+}

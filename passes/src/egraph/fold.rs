@@ -11,9 +11,19 @@ use kiln_ir::{BinaryOp, HostTensor, Op, Shape, TensorType, UnaryOp};
 use crate::ConstEvaluator;
 
 /// Evaluates `op` on constant operands; `None` when it cannot.
-pub fn eval(op: &Op, ty: &TensorType, args: &[&HostTensor], ev: Option<&dyn ConstEvaluator>) -> Option<HostTensor> {
+/// Without an evaluator and with `inexact` false, only ops whose native
+/// result is exactly the correctly rounded one are folded.
+pub fn eval(op: &Op, ty: &TensorType, args: &[&HostTensor], ev: Option<&dyn ConstEvaluator>, inexact: bool) -> Option<HostTensor> {
     if let Some(Ok(t)) = ev.map(|ev| ev.eval(op, ty, args)) {
         return (t.ty() == *ty).then_some(t);
+    }
+    let exact = match op {
+        Op::Unary(u) => matches!(u, UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sqrt | UnaryOp::Relu | UnaryOp::Sign),
+        Op::Binary(b) => !matches!(b, BinaryOp::Pow),
+        _ => true,
+    };
+    if !exact && !inexact {
+        return None;
     }
     native(op, ty, args)
 }
@@ -132,13 +142,16 @@ mod tests {
     fn broadcast_binary_matches_numpy() {
         let a = HostTensor::from_f32([2, 1], vec![1.0, 2.0]).unwrap();
         let b = HostTensor::from_f32([3], vec![10.0, 20.0, 30.0]).unwrap();
-        let t = eval(&Op::Binary(BinaryOp::Add), &f32_shape([2, 3]), &[&a, &b], None).unwrap();
+        let t = eval(&Op::Binary(BinaryOp::Add), &f32_shape([2, 3]), &[&a, &b], None, true).unwrap();
         assert_eq!(t.as_f32().unwrap(), &[11.0, 21.0, 31.0, 12.0, 22.0, 32.0]);
     }
 
     #[test]
     fn unsupported_ops_are_not_folded() {
         let a = HostTensor::from_f32([2, 2], vec![1.0; 4]).unwrap();
-        assert!(eval(&Op::MatMul { trans_a: false, trans_b: false }, &f32_shape([2, 2]), &[&a, &a], None).is_none());
+        assert!(eval(&Op::MatMul { trans_a: false, trans_b: false }, &f32_shape([2, 2]), &[&a, &a], None, true).is_none());
+        let x = HostTensor::scalar_f32(1.0);
+        assert!(eval(&Op::Unary(UnaryOp::Exp), &f32_shape([]), &[&x], None, false).is_none());
+        assert!(eval(&Op::Unary(UnaryOp::Exp), &f32_shape([]), &[&x], None, true).is_some());
     }
 }

@@ -53,6 +53,22 @@ pub struct EGraphConfig {
     pub fold_limit: usize,
     /// Enabled rule groups.
     pub groups: Vec<Group>,
+    /// Allow the rules in [`rules::VALUE_CHANGING`] (reassociation, BN
+    /// folding, signed zeros, ...), which change results by rounding. Off,
+    /// results differ from the input graph only by the intermediate
+    /// rounding a fusion skips, and constants fold only through the
+    /// evaluator or exactly rounded native ops.
+    pub reassociate: bool,
+}
+
+impl EGraphConfig {
+    /// The three limits in one call (what `CompileOptions` carries).
+    pub fn with_limits(mut self, node_limit: usize, iter_limit: usize, time_limit: Duration) -> EGraphConfig {
+        self.node_limit = node_limit;
+        self.iter_limit = iter_limit;
+        self.time_limit = time_limit;
+        self
+    }
 }
 
 impl Default for EGraphConfig {
@@ -64,6 +80,7 @@ impl Default for EGraphConfig {
             match_limit: 5_000,
             fold_limit: 4096,
             groups: Group::ALL.to_vec(),
+            reassociate: true,
         }
     }
 }
@@ -103,7 +120,10 @@ fn fail(message: impl Into<String>) -> PassError {
 /// unchanged when extraction finds nothing better.
 pub fn optimize(g: &mut Graph, config: &EGraphConfig, ev: Option<&dyn ConstEvaluator>) -> Result<Report, PassError> {
     let start = Instant::now();
-    let rules = rules::rules(&config.groups).map_err(fail)?;
+    let mut rules = rules::rules(&config.groups).map_err(fail)?;
+    if !config.reassociate {
+        rules.retain(|r| !rules::VALUE_CHANGING.contains(&r.name));
+    }
     let nodes_before = g.live_nodes().len();
     let mut built = convert::build(g).map_err(fail)?;
     let roots = built.root_classes();

@@ -108,7 +108,7 @@ pub fn saturate(
             }
         }
         if cfg.fold_limit > 0 && stop.is_none() {
-            let n = fold_constants(eg, cfg.fold_limit, ev);
+            let n = fold_constants(eg, cfg.fold_limit, ev, cfg.reassociate);
             *fired.entry(CONST_FOLD).or_default() += n;
             changed |= n > 0;
         }
@@ -147,7 +147,7 @@ fn classes_by_head(eg: &EG) -> HashMap<&'static str, Vec<Id>> {
 
 /// Folds every small class whose operands are all constant; returns how
 /// many classes got a constant.
-fn fold_constants(eg: &mut EG, limit: usize, ev: Option<&dyn ConstEvaluator>) -> usize {
+fn fold_constants(eg: &mut EG, limit: usize, ev: Option<&dyn ConstEvaluator>, inexact_native: bool) -> usize {
     let mut ids: Vec<Id> = eg.classes().map(|c| c.id).collect();
     ids.sort();
     let mut todo: Vec<(Id, HostTensor)> = Vec::new();
@@ -171,7 +171,7 @@ fn fold_constants(eg: &mut EG, limit: usize, ev: Option<&dyn ConstEvaluator>) ->
                 })
                 .collect();
             let Some(args) = args else { continue };
-            if let Some(t) = fold::eval(op, ty, &args, ev) {
+            if let Some(t) = fold::eval(op, ty, &args, ev, inexact_native) {
                 todo.push((id, t));
                 break;
             }

@@ -10,6 +10,28 @@ pub mod algebra;
 pub mod fusion;
 pub mod layout;
 
+/// Rules whose result can differ from the original by more than the one
+/// skipped intermediate rounding of a fusion: reassociation, scalar
+/// hoisting, reciprocal for division, BN folding (scales the weights before
+/// the product), log/exp cancellation, and the signed zero of `x+0`/`x*0`.
+/// `EGraphConfig::reassociate = false` turns them off.
+pub const VALUE_CHANGING: &[&str] = &[
+    "add-zero",
+    "mul-zero",
+    "log-exp",
+    "exp-log",
+    "scalar-mul-mul",
+    "matmul-scalar-hoist",
+    "reduce-scalar-hoist",
+    "div-static-to-mul",
+    "bias-reassociate",
+    "dense-scale-fold",
+    "conv-scale-fold",
+    "dense-sub-fold",
+    "conv-sub-fold",
+    "softmax-cross-entropy",
+];
+
 /// Every rule of the enabled groups, in a fixed order.
 pub fn rules(groups: &[Group]) -> Result<Vec<Rule>, String> {
     let mut out = Vec::new();
