@@ -324,3 +324,20 @@ output \"y\" = %11
     let r2 = optimize(&mut g2, &EGraphConfig::default(), None).unwrap();
     assert_eq!(r2.fired("scalar-mul-mul"), 1, "{r2}");
 }
+
+/// The pass may also run before autodiff: grad requests are roots, and the
+/// fused ops it introduces have gradient rules, so the gradients match.
+#[test]
+fn egraph_before_autodiff_gives_the_same_gradients() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kir/mlp_grad.kir");
+    let Ok(text) = std::fs::read_to_string(&path) else { return };
+    let g0 = kiln_ir::text::parse(&text, "mlp_grad").unwrap();
+    let mut plain = g0.clone();
+    PassManager::from_names(&["autodiff"]).unwrap().run(&mut plain, &mut PassCx::new()).unwrap();
+    let mut fused = g0.clone();
+    let mut cx = PassCx::new().with_evaluator(common::InterpEvaluator);
+    let rep = PassManager::from_names(&["egraph", "autodiff", "dce"]).unwrap().run(&mut fused, &mut cx).unwrap();
+    let _ = rep;
+    assert!(fused.node_ids().iter().any(|&id| matches!(fused.op(id), Op::FusedDense { .. })), "{}", kiln_ir::text::print(&fused));
+    check_same(&plain, &fused, "mlp_grad: egraph before autodiff");
+}
