@@ -67,7 +67,8 @@ fn compare(name: &str, got: &HostTensor, want: &HostTensor, tol: &Tol, fails: &m
     let mut worst: Option<(usize, f64)> = None;
     for (i, (a, b)) in g.iter().zip(&w).enumerate() {
         let excess = (a - b).abs() - (tol.atol + tol.rtol * b.abs());
-        if !(excess <= 0.0) && worst.is_none_or(|(_, x)| excess > x || excess.is_nan()) {
+        let bad = excess > 0.0 || excess.is_nan();
+        if bad && worst.is_none_or(|(_, x)| excess > x || excess.is_nan()) {
             worst = Some((i, excess));
         }
     }

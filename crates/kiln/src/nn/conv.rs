@@ -53,7 +53,7 @@ impl Conv2dConfig {
     /// [out] with PyTorch's default init (fan_in = in/groups * kh * kw).
     pub fn build(self, store: &mut ParamStore, name: &str) -> Result<Conv2d> {
         let g = self.attrs.groups;
-        if g == 0 || self.in_channels % g != 0 || self.out_channels % g != 0 {
+        if g == 0 || !self.in_channels.is_multiple_of(g) || !self.out_channels.is_multiple_of(g) {
             return Err(Error::Config(format!(
                 "conv2d `{name}`: groups {g} must divide in {} and out {} channels",
                 self.in_channels, self.out_channels
@@ -139,7 +139,7 @@ impl Conv1dConfig {
     }
     pub fn build(self, store: &mut ParamStore, name: &str) -> Result<Conv1d> {
         let g = self.attrs.groups;
-        if g == 0 || self.in_channels % g != 0 || self.out_channels % g != 0 {
+        if g == 0 || !self.in_channels.is_multiple_of(g) || !self.out_channels.is_multiple_of(g) {
             return Err(Error::Config(format!(
                 "conv1d `{name}`: groups {g} must divide in {} and out {} channels",
                 self.in_channels, self.out_channels

@@ -27,10 +27,10 @@ impl Embedding {
         dim: usize,
         padding_idx: Option<usize>,
     ) -> Result<Embedding> {
-        if let Some(p) = padding_idx {
-            if p >= num_embeddings {
-                return Err(Error::Config(format!("embedding `{name}`: padding_idx {p} >= {num_embeddings}")));
-            }
+        if let Some(p) = padding_idx
+            && p >= num_embeddings
+        {
+            return Err(Error::Config(format!("embedding `{name}`: padding_idx {p} >= {num_embeddings}")));
         }
         let w = pname(name, "weight");
         store.register(&w, InputRole::Param, [num_embeddings, dim], Init::Normal { mean: 0.0, std: 1.0 })?;

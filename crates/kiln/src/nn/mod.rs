@@ -167,10 +167,10 @@ pub(crate) fn expect_rank(g: &kiln_ir::Graph, layer: &str, x: NodeId, ranks: &[u
     if !ranks.contains(&s.rank()) {
         return Err(Error::Config(format!("{layer}({x}: {}): expected rank {ranks:?}", g.ty(x))));
     }
-    if let Some((axis, n)) = dim {
-        if s.0[axis] != n {
-            return Err(Error::Config(format!("{layer}({x}: {}): expected {n} features at dim {axis}", g.ty(x))));
-        }
+    if let Some((axis, n)) = dim
+        && s.0[axis] != n
+    {
+        return Err(Error::Config(format!("{layer}({x}: {}): expected {n} features at dim {axis}", g.ty(x))));
     }
     Ok(s)
 }

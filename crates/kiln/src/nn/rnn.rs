@@ -109,6 +109,7 @@ pub struct Lstm;
 /// GRU constructors.
 pub struct Gru;
 
+#[allow(clippy::new_ret_no_self)]
 impl Lstm {
     pub fn config(input_size: usize, hidden_size: usize) -> RnnConfig {
         Rnn::config_of(RnnKind::Lstm, input_size, hidden_size)
@@ -118,6 +119,7 @@ impl Lstm {
     }
 }
 
+#[allow(clippy::new_ret_no_self)]
 impl Gru {
     pub fn config(input_size: usize, hidden_size: usize) -> RnnConfig {
         Rnn::config_of(RnnKind::Gru, input_size, hidden_size)
@@ -169,10 +171,10 @@ impl Rnn {
         let h = cfg.hidden_size;
         let nstate = cfg.num_layers * self.dirs();
         for (init, what) in [(h0, "h0"), (c0, "c0")] {
-            if let Some(i) = init {
-                if cx.ty(i).shape.0 != [nstate, b, h] {
-                    return Err(Error::Config(format!("rnn `{}`: {what} {i}: {} must be [{nstate}, {b}, {h}]", self.name, cx.ty(i))));
-                }
+            if let Some(i) = init
+                && cx.ty(i).shape.0 != [nstate, b, h]
+            {
+                return Err(Error::Config(format!("rnn `{}`: {what} {i}: {} must be [{nstate}, {b}, {h}]", self.name, cx.ty(i))));
             }
         }
         if c0.is_some() && cfg.kind != RnnKind::Lstm {
