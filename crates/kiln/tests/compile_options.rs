@@ -77,3 +77,47 @@ fn a_saved_training_program_resumes_identically() {
     assert_eq!(a["loss"], b["loss"]);
     std::fs::remove_file(&path).ok();
 }
+
+/// A CNN with BatchNorm and dropout and an LSTM head, trained for a few
+/// steps on both backends: same losses, same running statistics.
+#[test]
+fn cpu_and_interpreter_agree_on_a_conv_bn_dropout_lstm_model() {
+    use kiln::optim::{Rule, Sgd};
+    let build = || {
+        let mut s = ParamStore::new(17);
+        let conv = nn::Sequential::new()
+            .add(nn::Conv2d::config(1, 4, 3).padding(1).build(&mut s, "conv").unwrap())
+            .add(nn::BatchNorm::new2d(&mut s, "bn", 4).unwrap())
+            .add(nn::ReLU)
+            .add(nn::MaxPool2d::new(2))
+            .add(nn::Dropout::new(&mut s, 0.2).unwrap());
+        let lstm = nn::Lstm::config(8, 6).batch_first(true).build(&mut s, "lstm").unwrap();
+        let head = nn::Linear::new(&mut s, "head", 6, 3).unwrap();
+        let mut b = Builder::train();
+        let x = b.input("x", f32_shape([5, 1, 8, 8])).unwrap();
+        let y = b.input("y", i64_shape([5])).unwrap();
+        let f = conv.forward(&mut b, x).unwrap(); // [5, 4, 4, 4]
+        let seq = b.reshape(f, [5, 4, 16]).unwrap();
+        let seq = b.slice_axis(seq, 2, 0, 8).unwrap(); // [5, 4 steps, 8]
+        let o = lstm.forward_seq(&mut b, seq, None, None).unwrap();
+        let last = b.reshape(o.h_n, [5, 6]).unwrap();
+        let logits = head.forward(&mut b, last).unwrap();
+        let l = loss::cross_entropy_mean(&mut b, logits, y).unwrap();
+        kiln::train_step(&b, l, &s, Sgd::new(0.1).momentum(0.9).clip_grad_norm(5.0)).unwrap()
+    };
+    let xs = ramp(&[5, 1, 8, 8], 3.0);
+    let ys = HostTensor::from_i64([5], vec![0, 1, 2, 1, 0]).unwrap();
+    let mut a = kiln::compile(&build(), CompileOptions::interp()).unwrap();
+    let mut c = kiln::compile(&build(), CompileOptions::cpu()).unwrap();
+    for step in 0..4 {
+        let la = a.run(&[("x", &xs), ("y", &ys)]).unwrap()["loss"].scalar().unwrap();
+        let lc = c.run(&[("x", &xs), ("y", &ys)]).unwrap()["loss"].scalar().unwrap();
+        assert!((la - lc).abs() <= 1e-4 * (1.0 + la.abs()), "step {step}: interp {la} vs cpu {lc}");
+    }
+    for name in ["bn.running_var", "lstm.weight_hh_l0", "head.weight"] {
+        let (x, y) = (a.state(name).unwrap().to_f64_vec(), c.state(name).unwrap().to_f64_vec());
+        for (p, q) in x.iter().zip(&y) {
+            assert!((p - q).abs() <= 1e-4 * (1.0 + p.abs()), "{name}: {p} vs {q}");
+        }
+    }
+}
