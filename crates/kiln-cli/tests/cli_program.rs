@@ -35,21 +35,33 @@ fn run_kir(backend: &str, out: &std::path::Path) -> Output {
     kiln(&["run", MLP, "--backend", backend, "--inputs", MLP_IN, "--out", out.to_str().unwrap(), "-q"])
 }
 
+/// Every shipped example with an inputs file gives the same numbers on the
+/// CPU backend as on the interpreter (gradients included).
 #[test]
-fn cpu_backend_matches_the_interpreter_on_the_mlp_gradients() {
+fn cpu_backend_matches_the_interpreter_on_every_example() {
     let d = scratch("cpu_vs_interp");
-    let (a, b) = (d.join("interp.safetensors"), d.join("cpu.safetensors"));
-    assert_exit(&run_kir("interp", &a), 0);
-    assert_exit(&run_kir("cpu", &b), 0);
-    let (ra, rb) = (read_safetensors(&a).unwrap(), read_safetensors(&b).unwrap());
-    assert_eq!(ra.keys().collect::<Vec<_>>(), rb.keys().collect::<Vec<_>>());
-    for (k, ta) in &ra {
-        let (va, vb) = (ta.to_f64_vec(), rb[k].to_f64_vec());
-        assert_eq!(ta.ty(), rb[k].ty(), "{k}");
-        for (x, y) in va.iter().zip(&vb) {
-            assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs()), "{k}: interp {x} vs cpu {y}");
+    let mut checked = 0;
+    for e in std::fs::read_dir(repo().join("examples/kir")).unwrap() {
+        let p = e.unwrap().path();
+        let Some(stem) = p.file_name().unwrap().to_str().unwrap().strip_suffix(".kir") else { continue };
+        let inputs = format!("examples/kir/{stem}.inputs.safetensors");
+        let file = format!("examples/kir/{stem}.kir");
+        let (a, b) = (d.join(format!("{stem}.interp")), d.join(format!("{stem}.cpu")));
+        for (backend, out) in [("interp", &a), ("cpu", &b)] {
+            let o = kiln(&["run", &file, "--backend", backend, "--inputs", &inputs, "--out", out.to_str().unwrap(), "-q"]);
+            assert_exit(&o, 0);
         }
+        let (ra, rb) = (read_safetensors(&a).unwrap(), read_safetensors(&b).unwrap());
+        assert_eq!(ra.keys().collect::<Vec<_>>(), rb.keys().collect::<Vec<_>>(), "{stem}");
+        for (k, ta) in &ra {
+            assert_eq!(ta.ty(), rb[k].ty(), "{stem}: {k}");
+            for (x, y) in ta.to_f64_vec().iter().zip(rb[k].to_f64_vec()) {
+                assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs()), "{stem}: {k}: interp {x} vs cpu {y}");
+            }
+        }
+        checked += 1;
     }
+    assert!(checked >= 3, "only {checked} examples found");
 }
 
 #[test]
@@ -213,6 +225,40 @@ fn compile_for_the_cpu_backend_inspect_its_kernels_and_run_it() {
     for (k, ta) in &a {
         for (x, y) in ta.to_f64_vec().iter().zip(b[k].to_f64_vec()) {
             assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs()), "{k}: interp {x} vs compiled cpu {y}");
+        }
+    }
+}
+
+/// The gradients `kiln run` reports for the CNN example agree with central
+/// finite differences of the loss it reports (f64 interpreter).
+#[test]
+fn cnn_example_gradients_match_finite_differences() {
+    let d = scratch("cnn_fd");
+    let file = "examples/kir/cnn_grad.kir";
+    let base = read_safetensors(&repo().join("examples/kir/cnn_grad.inputs.safetensors")).unwrap();
+    let run = |inputs: &std::collections::BTreeMap<String, kiln_ir::HostTensor>, tag: &str| {
+        let (i, o) = (d.join(format!("{tag}.in")), d.join(format!("{tag}.out")));
+        kiln_ir::write_safetensors(&i, inputs).unwrap();
+        let r = kiln(&["run", file, "--precision", "f64", "--inputs", i.to_str().unwrap(), "--out", o.to_str().unwrap(), "-q"]);
+        assert_exit(&r, 0);
+        read_safetensors(&o).unwrap()
+    };
+    let res = run(&base, "base");
+    let h = 1e-4;
+    for (param, indices) in [("conv.bias", vec![0, 1, 2]), ("conv.weight", vec![0, 13, 26]), ("fc.weight", vec![5, 50, 107])] {
+        let grad = res[&format!("grad.{param}")].to_f64_vec();
+        for &k in &indices {
+            let mut loss = [0.0; 2];
+            for (s, sign) in [1.0, -1.0].into_iter().enumerate() {
+                let mut inputs = base.clone();
+                let t = &inputs[param];
+                let mut v = t.to_f64_vec();
+                v[k] += sign * h;
+                inputs.insert(param.to_string(), kiln_ir::HostTensor::from_f64(t.shape().clone(), v).unwrap());
+                loss[s] = run(&inputs, &format!("{param}{k}{s}"))["loss"].scalar().unwrap();
+            }
+            let fd = (loss[0] - loss[1]) / (2.0 * h);
+            assert!((fd - grad[k]).abs() <= 1e-6 + 1e-4 * fd.abs(), "d loss / d {param}[{k}]: autodiff {} vs finite difference {fd}", grad[k]);
         }
     }
 }

@@ -40,6 +40,17 @@ pub fn affine_inputs() -> BTreeMap<String, HostTensor> {
     m
 }
 
+pub fn cnn_grad_inputs() -> BTreeMap<String, HostTensor> {
+    let mut m = BTreeMap::new();
+    m.insert("x".into(), f32t(&[2, 1, 6, 6], wave(72, 0.3, 1.0)));
+    m.insert("y".into(), HostTensor::from_i64([2], vec![3, 1]).unwrap());
+    m.insert("conv.weight".into(), f32t(&[3, 1, 3, 3], wave(27, 1.5, 0.4)));
+    m.insert("conv.bias".into(), f32t(&[3], vec![0.05, -0.05, 0.0]));
+    m.insert("fc.weight".into(), f32t(&[4, 27], wave(108, 2.5, 0.2)));
+    m.insert("fc.bias".into(), f32t(&[4], vec![0.0, 0.01, -0.01, 0.02]));
+    m
+}
+
 fn check_or_bless(file: &str, want: BTreeMap<String, HostTensor>) {
     let path = examples().join(file);
     let bytes = safetensors_to_bytes(&want).unwrap();
@@ -59,4 +70,9 @@ fn mlp_grad_inputs_are_current() {
 #[test]
 fn affine_inputs_are_current() {
     check_or_bless("affine.inputs.safetensors", affine_inputs());
+}
+
+#[test]
+fn cnn_grad_inputs_are_current() {
+    check_or_bless("cnn_grad.inputs.safetensors", cnn_grad_inputs());
 }
