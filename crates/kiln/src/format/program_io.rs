@@ -79,7 +79,7 @@ fn same_plan(a: &[PlanEntry], b: &[PlanEntry]) -> bool {
 }
 
 fn canonical_clif(text: &str) -> String {
-    let mut names: Vec<String> = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
         let t = line.trim_start();
@@ -87,19 +87,30 @@ fn canonical_clif(text: &str) -> String {
         if is_decl("fn") || is_decl("sig") {
             continue;
         }
-        let mut rest = line;
-        while let Some(i) = rest.find("fn").filter(|&i| rest[i + 2..].starts_with(|c: char| c.is_ascii_digit())) {
-            let end = i + 2 + rest[i + 2..].find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len() - i - 2);
-            let tok = &rest[i..end];
-            let k = names.iter().position(|n| n == tok).unwrap_or_else(|| {
-                names.push(tok.to_string());
-                names.len() - 1
-            });
-            out.push_str(&rest[..i]);
-            out.push_str(&format!("ext{k}"));
-            rest = &rest[end..];
+        let b = line.as_bytes();
+        let (mut i, mut copied) = (0, 0);
+        while i + 2 < b.len() {
+            let word_start = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
+            if word_start && &b[i..i + 2] == b"fn" && b[i + 2].is_ascii_digit() {
+                let mut end = i + 2;
+                while end < b.len() && b[end].is_ascii_digit() {
+                    end += 1;
+                }
+                let tok = &line[i..end];
+                let k = names.iter().position(|n| *n == tok).unwrap_or_else(|| {
+                    names.push(tok);
+                    names.len() - 1
+                });
+                out.push_str(&line[copied..i]);
+                out.push_str("ext");
+                out.push_str(&k.to_string());
+                copied = end;
+                i = end;
+            } else {
+                i += 1;
+            }
         }
-        out.push_str(rest);
+        out.push_str(&line[copied..]);
         out.push('\n');
     }
     out

@@ -224,3 +224,4 @@ fn unknown_sections_required_or_optional() {
     assert!(matches!(ProgramFile::from_bytes(&container::write(&swapped)), Err(FormatError::Corrupt { .. })));
 }
 
+
