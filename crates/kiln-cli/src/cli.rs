@@ -163,7 +163,8 @@ pub struct CompileArgs {
     /// Interpreter precision (with --backend interp).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: PrecisionArg,
-    /// Initial values of params/state, by name (other tensors in the file are an error).
+    /// Initial values of params/state, by name (data inputs in the file are
+    /// ignored; a name the graph does not have is an error).
     #[arg(long, value_name = "W.safetensors")]
     pub weights: Option<PathBuf>,
     /// Write the graph after every pass that changed it into DIR.
