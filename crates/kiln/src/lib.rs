@@ -2,20 +2,35 @@
 //! pass to one program, run it on the interpreter or the CPU JIT.
 //!
 //! - Layers register their parameters in a seeded [`ParamStore`] under
-//!   PyTorch's names and layouts (`fc1.weight` is [out, in]) with PyTorch's
-//!   default initialization.
+//!   PyTorch's names and layouts (`fc1.weight` is [out, in], conv weights
+//!   OIHW, `lstm.weight_ih_l0`, `bn1.running_mean`) with PyTorch's default
+//!   initialization; [`init`] has the other initializers
+//!   (`store.reinit(name, Init::XavierUniform { gain: 1.0 })`).
 //! - A [`Builder`] is a graph under construction in a [`Mode`] (train or
 //!   eval); `layer.forward(&mut b, x)` adds the layer's ops and its
-//!   parameters as named graph inputs. Shape errors surface there, naming
-//!   the op and the `%N`s.
+//!   parameters as named graph inputs, so one layer applied twice shares its
+//!   parameters. Shape errors surface there, naming the op and the `%N`s.
+//! - [`nn`]: Linear, Conv1d/Conv2d, pooling (max, avg, adaptive, global),
+//!   BatchNorm1d/2d, LayerNorm, Dropout, Flatten, Embedding, RNN/LSTM/GRU,
+//!   Sequential/Residual, and the activations. [`loss`]: MSE, L1,
+//!   SmoothL1/Huber, log-cosh, cross-entropy/NLL (weights, label smoothing,
+//!   ignore_index), BCE, BCE-with-logits, L1/L2/elastic-net penalties.
+//! - [`optim`]: SGD, Adam/AdamW (AMSGrad), NAdam, RMSprop, Adagrad, Adadelta
+//!   as graph nodes, with parameter groups, gradient clipping, and the
+//!   learning rate as runtime state ([`Program::set_lr`], schedules in
+//!   [`optim::schedule`]). PyTorch's update formulas, checked against
+//!   PyTorch's own numbers by the golden tests.
 //! - [`train_step`] turns forward + loss into one training graph (autodiff
-//!   and the optimizer's updates appended); [`compile`] runs the pass
-//!   pipeline and a backend and returns a [`Program`] that keeps params and
-//!   optimizer state between runs.
+//!   and the optimizer's updates appended); [`inference`] takes an eval-mode
+//!   graph as is; [`compile`] runs the pass pipeline (verified after every
+//!   pass, dumped with [`CompileOptions::dump`] or `KILN_DUMP`) and a backend
+//!   and returns a [`Program`], which keeps params and optimizer state
+//!   between runs, exposes `state_dict`s (safetensors, PyTorch names) and
+//!   saves to a `.kiln` file ([`Program::save`]).
 //!
 //! ```
+//! use kiln::prelude::*;
 //! use kiln::{nn, optim, loss, Builder, CompileOptions, HostTensor, ParamStore, f32_shape, i64_shape};
-//! use kiln::nn::Module;
 //!
 //! # fn main() -> kiln::Result<()> {
 //! let mut store = ParamStore::new(0);

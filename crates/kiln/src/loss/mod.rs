@@ -151,10 +151,10 @@ fn class_weights(g: &mut Graph, w: &[f64], classes: usize, like: NodeId) -> Resu
     Ok(g.constant(t)?)
 }
 
-/// Negative log-likelihood of log-probabilities `logp` [N, C] at integer
-/// `labels` [N], with optional label smoothing and class weights (PyTorch's
+/// Negative log-likelihood of log-probabilities `logp` `[N, C]` at integer
+/// `labels` `[N]`, with optional label smoothing and class weights (PyTorch's
 /// exact formulas: `(1-eps) w[t] (-logp[t]) + eps/C sum_c w[c] (-logp[c])`,
-/// mean divides by sum_i w[t_i]).
+/// mean divides by `sum_i w[t_i]`).
 pub fn nll(g: &mut Graph, logp: NodeId, labels: NodeId, opts: &CrossEntropyOptions) -> Result<NodeId> {
     let c = check_class_input(g, "nll", logp, labels)?;
     // Ignored samples look up class 0 and are masked out afterwards.
@@ -210,7 +210,7 @@ pub fn nll(g: &mut Graph, logp: NodeId, labels: NodeId, opts: &CrossEntropyOptio
     }
 }
 
-/// Cross-entropy from logits [N, C] and integer labels [N] (a stable
+/// Cross-entropy from logits `[N, C]` and integer labels `[N]` (a stable
 /// log-softmax followed by [`nll`]).
 pub fn cross_entropy(g: &mut Graph, logits: NodeId, labels: NodeId, opts: &CrossEntropyOptions) -> Result<NodeId> {
     check_class_input(g, "cross_entropy", logits, labels)?;

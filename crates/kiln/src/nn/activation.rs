@@ -33,7 +33,7 @@ pub fn elu(g: &mut Graph, x: NodeId, alpha: f64) -> Result<NodeId> {
     Ok(g.select(m, x, n)?)
 }
 
-/// PReLU with slopes `weight` ([1] or [C], C along dim 1).
+/// PReLU with slopes `weight` (`[1]` or `[C]`, C along dim 1).
 pub fn prelu(g: &mut Graph, x: NodeId, weight: NodeId) -> Result<NodeId> {
     let xs = g.ty(x).shape.clone();
     let n = g.ty(weight).shape.numel();
@@ -219,7 +219,7 @@ impl Module for LogSoftmax {
     }
 }
 
-/// PReLU with learnable slopes `<name>.weight` ([num_parameters], init 0.25).
+/// PReLU with learnable slopes `<name>.weight` (`[num_parameters]`, init 0.25).
 #[derive(Debug, Clone)]
 pub struct PReLU {
     pub name: String,

@@ -50,7 +50,7 @@ impl Conv2dConfig {
         self
     }
     /// Registers `<name>.weight` [out, in/groups, kh, kw] and `<name>.bias`
-    /// [out] with PyTorch's default init (fan_in = in/groups * kh * kw).
+    /// `[out]` with PyTorch's default init (fan_in = in/groups * kh * kw).
     pub fn build(self, store: &mut ParamStore, name: &str) -> Result<Conv2d> {
         let g = self.attrs.groups;
         if g == 0 || !self.in_channels.is_multiple_of(g) || !self.out_channels.is_multiple_of(g) {

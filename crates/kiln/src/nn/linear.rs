@@ -18,7 +18,7 @@ impl LinearConfig {
         self.bias = on;
         self
     }
-    /// Registers `<name>.weight` [out, in] and `<name>.bias` [out], both
+    /// Registers `<name>.weight` `[out, in]` and `<name>.bias` `[out]`, both
     /// U(-1/sqrt(in), 1/sqrt(in)) like PyTorch.
     pub fn build(self, store: &mut ParamStore, name: &str) -> Result<Linear> {
         let init = Init::torch_default(self.in_features);

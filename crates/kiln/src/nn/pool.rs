@@ -64,7 +64,7 @@ impl Module for AvgPool2d {
     }
 }
 
-/// Mean over H and W, keeping them as size 1: [N,C,H,W] -> [N,C,1,1].
+/// Mean over H and W, keeping them as size 1: `[N,C,H,W] -> [N,C,1,1]`.
 pub fn global_avg_pool2d(g: &mut Graph, x: NodeId) -> Result<NodeId> {
     expect_rank(g, "global_avg_pool2d", x, &[4], None)?;
     Ok(g.mean(x, &[2, 3], true)?)
