@@ -200,12 +200,10 @@ fn build_forward(case: &Value, t: &Tensors) -> Res<Forward> {
         "BatchNorm1d" | "BatchNorm2d" => {
             let n = cfg_usize(c, "num_features")?;
             let cfg = if module == "BatchNorm1d" { nn::BatchNorm::config1d(n) } else { nn::BatchNorm::config2d(n) };
-            if !cfg_bool(c, "track_running_stats")? {
-                return Err("track_running_stats=False not supported".into());
-            }
+            let cfg = if c["momentum"].is_null() { cfg.cumulative_average() } else { cfg.momentum(cfg_f64(c, "momentum")?) };
             let l = cfg
                 .eps(cfg_f64(c, "eps")?)
-                .momentum(cfg_f64(c, "momentum")?)
+                .track_running_stats(cfg_bool(c, "track_running_stats")?)
                 .affine(cfg_bool(c, "affine")?)
                 .build(&mut store, "")
                 .map_err(e)?;

@@ -356,3 +356,38 @@ fn cross_entropy_ignores_the_ignore_index() {
     let without = run(vec![2, 0, 1], 3, w);
     assert!((with_ignored - without).abs() < 1e-6, "{with_ignored} vs {without}");
 }
+
+#[test]
+fn batchnorm_cumulative_average_and_no_running_stats() {
+    let mut s = ParamStore::new(0);
+    let bn = nn::BatchNorm::config1d(3).cumulative_average().build(&mut s, "bn").unwrap();
+    let plain = nn::BatchNorm::config1d(3).track_running_stats(false).affine(false).build(&mut s, "plain").unwrap();
+    assert!(!s.contains("plain.running_mean"));
+    let mut b = Builder::train();
+    let x = b.input("x", f32_shape([4, 3])).unwrap();
+    let y = bn.forward(&mut b, x).unwrap();
+    b.output("y", y).unwrap();
+    let mut p = kiln::compile(&kiln::inference(&b, &s).unwrap(), CompileOptions::interp()).unwrap();
+    let batches = [ramp(&[4, 3], 2.0), ramp(&[4, 3], -5.0)];
+    for xs in &batches {
+        p.run(&[("x", xs)]).unwrap();
+    }
+    // Cumulative average: the running mean is the mean of the batch means.
+    let rm = p.state("bn.running_mean").unwrap().to_f64_vec();
+    for (c, got) in rm.iter().enumerate() {
+        let mean = |t: &HostTensor| (0..4).map(|i| t.to_f64_vec()[i * 3 + c]).sum::<f64>() / 4.0;
+        let want = (mean(&batches[0]) + mean(&batches[1])) / 2.0;
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
+    // Without running stats, eval mode still normalizes with the batch.
+    let mut e = Builder::eval();
+    let x = e.input("x", f32_shape([4, 3])).unwrap();
+    let y = plain.forward(&mut e, x).unwrap();
+    e.output("y", y).unwrap();
+    let mut q = kiln::compile(&kiln::inference(&e, &s).unwrap(), CompileOptions::interp()).unwrap();
+    let out = q.run(&[("x", &batches[0])]).unwrap()["y"].to_f64_vec();
+    for c in 0..3 {
+        let m: f64 = (0..4).map(|i| out[i * 3 + c]).sum::<f64>() / 4.0;
+        assert!(m.abs() < 1e-5);
+    }
+}

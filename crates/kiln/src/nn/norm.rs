@@ -10,8 +10,11 @@ use crate::{Builder, Error, Mode, ParamStore, Result};
 pub struct BatchNormConfig {
     pub num_features: usize,
     pub eps: f64,
-    pub momentum: f64,
+    /// `None`: cumulative moving average (PyTorch `momentum=None`).
+    pub momentum: Option<f64>,
     pub affine: bool,
+    /// `false`: no running statistics; batch statistics in both modes.
+    pub track_running_stats: bool,
     /// Input ranks accepted: [2, 3] for BatchNorm1d, [4] for BatchNorm2d.
     ranks: Vec<usize>,
 }
@@ -22,7 +25,16 @@ impl BatchNormConfig {
         self
     }
     pub fn momentum(mut self, m: f64) -> Self {
-        self.momentum = m;
+        self.momentum = Some(m);
+        self
+    }
+    /// Running statistics as the plain average over all batches seen.
+    pub fn cumulative_average(mut self) -> Self {
+        self.momentum = None;
+        self
+    }
+    pub fn track_running_stats(mut self, on: bool) -> Self {
+        self.track_running_stats = on;
         self
     }
     pub fn affine(mut self, on: bool) -> Self {
@@ -38,9 +50,11 @@ impl BatchNormConfig {
             store.register(&pname(name, "weight"), InputRole::Param, [c], Init::Ones)?;
             store.register(&pname(name, "bias"), InputRole::Param, [c], Init::Zeros)?;
         }
-        store.register(&pname(name, "running_mean"), InputRole::State, [c], Init::Zeros)?;
-        store.register(&pname(name, "running_var"), InputRole::State, [c], Init::Ones)?;
-        store.register_value(&pname(name, "num_batches_tracked"), InputRole::State, HostTensor::scalar_i64(0))?;
+        if self.track_running_stats {
+            store.register(&pname(name, "running_mean"), InputRole::State, [c], Init::Zeros)?;
+            store.register(&pname(name, "running_var"), InputRole::State, [c], Init::Ones)?;
+            store.register_value(&pname(name, "num_batches_tracked"), InputRole::State, HostTensor::scalar_i64(0))?;
+        }
         Ok(BatchNorm { name: name.to_string(), cfg: self })
     }
 }
@@ -57,11 +71,11 @@ pub struct BatchNorm {
 impl BatchNorm {
     /// BatchNorm1d: input [N, C] or [N, C, L].
     pub fn config1d(num_features: usize) -> BatchNormConfig {
-        BatchNormConfig { num_features, eps: 1e-5, momentum: 0.1, affine: true, ranks: vec![2, 3] }
+        BatchNormConfig { num_features, eps: 1e-5, momentum: Some(0.1), affine: true, track_running_stats: true, ranks: vec![2, 3] }
     }
     /// BatchNorm2d: input [N, C, H, W].
     pub fn config2d(num_features: usize) -> BatchNormConfig {
-        BatchNormConfig { num_features, eps: 1e-5, momentum: 0.1, affine: true, ranks: vec![4] }
+        BatchNormConfig { num_features, eps: 1e-5, momentum: Some(0.1), affine: true, track_running_stats: true, ranks: vec![4] }
     }
     pub fn new1d(store: &mut ParamStore, name: &str, num_features: usize) -> Result<BatchNorm> {
         Self::config1d(num_features).build(store, name)
@@ -76,47 +90,71 @@ impl Module for BatchNorm {
         let c = self.cfg.num_features;
         expect_rank(cx, &format!("batch_norm `{}`", self.name), x, &self.cfg.ranks, Some((1, c)))?;
         let n = &self.name;
-        let f32c = TensorType::new(DType::F32, [c]);
-        let rm = cx.buffer(&pname(n, "running_mean"), f32c.clone())?;
-        let rv = cx.buffer(&pname(n, "running_var"), f32c)?;
         let (w, b) = if self.cfg.affine {
             (Some(cx.param(&pname(n, "weight"), [c])?), Some(cx.param(&pname(n, "bias"), [c])?))
         } else {
             (None, None)
         };
-        let mode = cx.mode();
-        let out = batch_norm(cx, x, rm, rv, w, b, mode, self.cfg.eps, self.cfg.momentum)?;
-        if let Some((new_mean, new_var)) = out.running {
-            cx.set_update(&pname(n, "running_mean"), new_mean)?;
-            cx.set_update(&pname(n, "running_var"), new_var)?;
-            let nbt = cx.buffer(&pname(n, "num_batches_tracked"), TensorType::new(DType::I64, Shape::scalar()))?;
-            let inc = cx.add_scalar(nbt, 1.0)?;
-            cx.set_update(&pname(n, "num_batches_tracked"), inc)?;
+        if !self.cfg.track_running_stats {
+            return Ok(normalize(cx, x, None, w, b, self.cfg.eps)?.y);
         }
+        let f32c = TensorType::new(DType::F32, [c]);
+        let rm = cx.buffer(&pname(n, "running_mean"), f32c.clone())?;
+        let rv = cx.buffer(&pname(n, "running_var"), f32c)?;
+        if cx.mode() == Mode::Eval {
+            return Ok(normalize(cx, x, Some((rm, rv)), w, b, self.cfg.eps)?.y);
+        }
+        let nbt = cx.buffer(&pname(n, "num_batches_tracked"), TensorType::new(DType::I64, Shape::scalar()))?;
+        let nbt1 = cx.add_scalar(nbt, 1.0)?;
+        cx.set_update(&pname(n, "num_batches_tracked"), nbt1)?;
+        let factor = match self.cfg.momentum {
+            Some(m) => Factor::Fixed(m),
+            None => {
+                let k = cx.cast(nbt1, DType::F32)?;
+                Factor::Node(cx.recip(k)?)
+            }
+        };
+        let out = normalize(cx, x, None, w, b, self.cfg.eps)?;
+        let (new_mean, new_var) = out.batch.expect("train mode has batch statistics");
+        let upd = |cx: &mut Builder, old: NodeId, new: NodeId| -> Result<NodeId> {
+            // (1 - f) old + f new = old + f (new - old)
+            let d = cx.sub(new, old)?;
+            let fd = match factor {
+                Factor::Fixed(m) => cx.mul_scalar(d, m)?,
+                Factor::Node(f) => cx.mul(d, f)?,
+            };
+            Ok(cx.add(old, fd)?)
+        };
+        let m = upd(cx, rm, new_mean)?;
+        let v = upd(cx, rv, new_var)?;
+        cx.set_update(&pname(n, "running_mean"), m)?;
+        cx.set_update(&pname(n, "running_var"), v)?;
         Ok(out.y)
     }
 }
 
-/// What [`batch_norm`] produced: the output and, in train mode, the new
-/// running mean and variance.
-pub struct BatchNormOut {
-    pub y: NodeId,
-    pub running: Option<(NodeId, NodeId)>,
+#[derive(Debug, Clone, Copy)]
+enum Factor {
+    Fixed(f64),
+    Node(NodeId),
 }
 
-/// Functional batch norm over dim 1 of `x` ([N, C, ...]).
-#[allow(clippy::too_many_arguments)]
-pub fn batch_norm(
+struct Normalized {
+    y: NodeId,
+    /// Batch mean and unbiased batch variance, `[C]`, gradient-stopped.
+    batch: Option<(NodeId, NodeId)>,
+}
+
+/// Normalizes over every dim but 1 with the given running statistics, or
+/// with the batch's (biased) statistics when `running` is `None`.
+fn normalize(
     g: &mut Graph,
     x: NodeId,
-    running_mean: NodeId,
-    running_var: NodeId,
+    running: Option<(NodeId, NodeId)>,
     weight: Option<NodeId>,
     bias: Option<NodeId>,
-    mode: Mode,
     eps: f64,
-    momentum: f64,
-) -> Result<BatchNormOut> {
+) -> Result<Normalized> {
     let s = g.ty(x).shape.clone();
     if s.rank() < 2 {
         return Err(Error::Config(format!("batch_norm({x}: {}): needs [N, C, ...]", g.ty(x))));
@@ -126,8 +164,8 @@ pub fn batch_norm(
     let count: usize = axes.iter().map(|&a| s.0[a]).product();
     let mut bshape = vec![c];
     bshape.extend(std::iter::repeat_n(1, s.rank() - 2));
-    let (mean, var, running) = match mode {
-        Mode::Train => {
+    let (mean, var, batch) = match running {
+        None => {
             let mean = g.mean(x, &axes, true)?;
             let d = g.sub(x, mean)?;
             let d2 = g.mul(d, d)?;
@@ -138,15 +176,9 @@ pub fn batch_norm(
             let v_flat = g.stop_gradient(v_flat)?;
             let unbias = if count > 1 { count as f64 / (count - 1) as f64 } else { 1.0 };
             let v_unb = g.mul_scalar(v_flat, unbias)?;
-            let a = g.mul_scalar(running_mean, 1.0 - momentum)?;
-            let b = g.mul_scalar(m_flat, momentum)?;
-            let new_mean = g.add(a, b)?;
-            let a = g.mul_scalar(running_var, 1.0 - momentum)?;
-            let b = g.mul_scalar(v_unb, momentum)?;
-            let new_var = g.add(a, b)?;
-            (mean, var, Some((new_mean, new_var)))
+            (mean, var, Some((m_flat, v_unb)))
         }
-        Mode::Eval => (g.reshape(running_mean, bshape.clone())?, g.reshape(running_var, bshape.clone())?, None),
+        Some((rm, rv)) => (g.reshape(rm, bshape.clone())?, g.reshape(rv, bshape.clone())?, None),
     };
     let d = g.sub(x, mean)?;
     let ve = g.add_scalar(var, eps)?;
@@ -160,7 +192,45 @@ pub fn batch_norm(
         let b = g.reshape(b, bshape)?;
         y = g.add(y, b)?;
     }
-    Ok(BatchNormOut { y, running })
+    Ok(Normalized { y, batch })
+}
+
+/// What [`batch_norm`] produced: the output and, in train mode, the new
+/// running mean and variance.
+pub struct BatchNormOut {
+    pub y: NodeId,
+    pub running: Option<(NodeId, NodeId)>,
+}
+
+/// Functional batch norm over dim 1 of `x` (`[N, C, ...]`): train mode
+/// normalizes with the batch statistics and returns the new running mean
+/// and variance (`(1 - momentum) * old + momentum * batch`, unbiased batch
+/// variance); eval mode uses the running statistics.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm(
+    g: &mut Graph,
+    x: NodeId,
+    running_mean: NodeId,
+    running_var: NodeId,
+    weight: Option<NodeId>,
+    bias: Option<NodeId>,
+    mode: Mode,
+    eps: f64,
+    momentum: f64,
+) -> Result<BatchNormOut> {
+    if mode == Mode::Eval {
+        let y = normalize(g, x, Some((running_mean, running_var)), weight, bias, eps)?.y;
+        return Ok(BatchNormOut { y, running: None });
+    }
+    let out = normalize(g, x, None, weight, bias, eps)?;
+    let (bm, bv) = out.batch.expect("batch statistics in train mode");
+    let a = g.mul_scalar(running_mean, 1.0 - momentum)?;
+    let b = g.mul_scalar(bm, momentum)?;
+    let new_mean = g.add(a, b)?;
+    let a = g.mul_scalar(running_var, 1.0 - momentum)?;
+    let b = g.mul_scalar(bv, momentum)?;
+    let new_var = g.add(a, b)?;
+    Ok(BatchNormOut { y: out.y, running: Some((new_mean, new_var)) })
 }
 
 /// Layer normalization over the trailing `normalized_shape` dims with the
