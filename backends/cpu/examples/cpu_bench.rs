@@ -13,7 +13,12 @@ use models::*;
 
 fn bench(name: &str, g: &kiln_ir::Graph, classes: usize, steps: usize) {
     let t0 = Instant::now();
-    let mut exe = CpuBackend::new().compile_cpu(g).unwrap();
+    let threads: usize = std::env::var("THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
+    let mut be = CpuBackend::new().with_threads(threads);
+    if let Ok(d) = std::env::var("DUMP") {
+        be = be.with_dump(format!("{d}/{name}"));
+    }
+    let mut exe = be.compile_cpu(g).unwrap();
     let compile = t0.elapsed();
     for (k, v) in init_state(g, 1) {
         exe.set_state(&k, v).unwrap();
@@ -29,6 +34,13 @@ fn bench(name: &str, g: &kiln_ir::Graph, classes: usize, steps: usize) {
         let out = exe.run(&data).unwrap();
         times.push(t.elapsed().as_secs_f64() * 1e3);
         loss = out["loss"].scalar().unwrap();
+    }
+    if std::env::var("PROFILE").is_ok() {
+        exe.enable_profiling();
+        for _ in 0..steps {
+            exe.run(&data).unwrap();
+        }
+        println!("{}", exe.profile_report());
     }
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let p = |q: f64| times[((times.len() - 1) as f64 * q) as usize];

@@ -116,7 +116,21 @@ pub fn compile(be: &CpuBackend, g: &Graph) -> Result<CpuExecutable, CpuError> {
         }
         let args: Vec<usize> = prog.leaves.iter().map(|l| l.slot).chain(prog.stores.iter().map(|s| s.slot)).collect();
         let argv = vec![std::ptr::null_mut(); args.len()];
-        steps.push(Step::Loop(LoopStep { kernel: k.id, prog, jit: None, args, argv, outer: cd[0], parallel, work, reduce_outs }));
+        // Epilogue loops cut at GEMM row boundaries: [rows, cols] or flat.
+        let row_unit = match (k.kind, k.shape.rank()) {
+            (KernelKind::Contraction, 2) => {
+                let (m, n) = (k.shape.0[0], k.shape.0[1]);
+                if cd.len() == 2 && cd[0] == m {
+                    1
+                } else if cd.len() == 1 && cd[0] == m * n {
+                    n
+                } else {
+                    0
+                }
+            }
+            _ => 0,
+        };
+        steps.push(Step::Loop(LoopStep { kernel: k.id, prog, jit: None, args, argv, outer: cd[0], parallel, work, row_unit, reduce_outs }));
     }
     let (module, code) = match jit {
         Some(j) => {
@@ -151,6 +165,13 @@ pub fn compile(be: &CpuBackend, g: &Graph) -> Result<CpuExecutable, CpuError> {
         }
     }
     let n_slots = slots.len();
+    let step_names = steps
+        .iter()
+        .map(|s| match s {
+            Step::Native { op, .. } => format!("{} {} -> {}", op.node, op.op.name(), op.out.1),
+            Step::Loop(l) => format!("k{} loop {:?} ({} instrs, {} stores{})", l.kernel, l.prog.dims, l.prog.instrs.len(), l.prog.stores.len(), if l.jit.is_some() { "" } else { ", portable" }),
+        })
+        .collect();
     let _ = DType::F32;
     Ok(CpuExecutable {
         sig,
@@ -169,5 +190,7 @@ pub fn compile(be: &CpuBackend, g: &Graph) -> Result<CpuExecutable, CpuError> {
         code,
         peak: plan.peak_bytes(),
         arena_bytes: plan.arena_bytes,
+        profile: None,
+        step_names,
     })
 }

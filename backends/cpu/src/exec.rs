@@ -37,6 +37,9 @@ pub(crate) struct LoopStep {
     pub outer: usize,
     pub parallel: bool,
     pub work: usize,
+    /// For a contraction's epilogue: collapsed dim-0 units per GEMM output
+    /// row (0 when the loop cannot be cut at row boundaries).
+    pub row_unit: usize,
     /// Reduction outputs: (slot, dtype, numel, identity, mean divisor).
     pub reduce_outs: Vec<(usize, DType, usize, f64, Option<f64>)>,
 }
@@ -72,6 +75,9 @@ pub struct CpuExecutable {
     pub(crate) code: Vec<KernelCode>,
     pub(crate) peak: usize,
     pub(crate) arena_bytes: usize,
+    /// Per-step accumulated seconds and calls when profiling is on.
+    pub(crate) profile: Option<Vec<(f64, usize)>>,
+    pub(crate) step_names: Vec<String>,
 }
 
 // Raw pointers in `ptrs` point into buffers this value owns (or, during a
@@ -106,6 +112,28 @@ impl CpuExecutable {
         &self.memory_text
     }
 
+    /// Starts (or restarts) per-step timing.
+    pub fn enable_profiling(&mut self) {
+        self.profile = Some(vec![(0.0, 0); self.steps.len()]);
+    }
+
+    /// Time per step (mean microseconds per call), slowest first.
+    pub fn profile_report(&self) -> String {
+        let Some(p) = &self.profile else { return "profiling is off".into() };
+        let mut rows: Vec<(f64, &str)> = p
+            .iter()
+            .zip(&self.step_names)
+            .map(|((t, n), name)| (if *n > 0 { t / *n as f64 * 1e6 } else { 0.0 }, name.as_str()))
+            .collect();
+        let total: f64 = rows.iter().map(|r| r.0).sum();
+        rows.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+        let mut s = format!("total {total:.1} us per run\n");
+        for (t, n) in rows {
+            s.push_str(&format!("{t:>9.1} us  {n}\n"));
+        }
+        s
+    }
+
     /// The Cranelift IR of every JIT-compiled kernel.
     pub fn kernel_code(&self) -> &[KernelCode] {
         &self.code
@@ -138,8 +166,41 @@ impl CpuExecutable {
         }
         let arena = self.arena.ptr();
         let (steps, ptrs, pool) = (&mut self.steps, &self.ptrs, &self.pool);
-        for step in steps.iter_mut() {
-            match step {
+        let mut prof = self.profile.take();
+        let mut skip = false;
+        for si in 0..steps.len() {
+            if std::mem::take(&mut skip) {
+                continue;
+            }
+            let t0 = prof.as_ref().map(|_| std::time::Instant::now());
+            // A GEMM followed by its row-cuttable epilogue runs them block by block.
+            if let (Step::Native { op, .. }, Some(Step::Loop(l))) = (&steps[si], steps.get(si + 1)) {
+                if let (true, Some(f)) = (l.row_unit > 0, l.jit) {
+                    let op = op.clone();
+                    let l = match &mut steps[si + 1] {
+                        Step::Loop(l) => l,
+                        Step::Native { .. } => unreachable!("checked above"),
+                    };
+                    for (a, &s) in l.argv.iter_mut().zip(&l.args) {
+                        *a = ptrs[s];
+                    }
+                    let argv = SendPtrs(l.argv.as_ptr());
+                    let unit = l.row_unit;
+                    let epi = move |r0: usize, r1: usize| {
+                        let p = &argv;
+                        unsafe { f(p.0, (r0 * unit) as i64, (r1 * unit) as i64) };
+                    };
+                    if unsafe { kernels::gemm_with_epilogue(&op, ptrs, pool, &epi) } {
+                        skip = true;
+                        if let (Some(p), Some(t0)) = (prof.as_mut(), t0) {
+                            p[si].0 += t0.elapsed().as_secs_f64();
+                            p[si].1 += 1;
+                        }
+                        continue;
+                    }
+                }
+            }
+            match &mut steps[si] {
                 Step::Native { op, scratch } => {
                     let sp = scratch.map(|o| unsafe { arena.add(o) }).unwrap_or(std::ptr::null_mut());
                     unsafe { kernels::run(op, ptrs, sp, pool)? };
@@ -151,7 +212,12 @@ impl CpuExecutable {
                     unsafe { run_loop(l, ptrs, pool)? }
                 }
             }
+            if let (Some(p), Some(t0)) = (prof.as_mut(), t0) {
+                p[si].0 += t0.elapsed().as_secs_f64();
+                p[si].1 += 1;
+            }
         }
+        self.profile = prof;
         let mut out = BTreeMap::new();
         for (name, slot, ty) in &self.outputs {
             let bytes = unsafe { std::slice::from_raw_parts(self.ptrs[*slot], ty.size_bytes()) };

@@ -312,92 +312,100 @@ impl<'a> Emitter<'a> {
 
     fn inner(&mut self, b: &mut FunctionBuilder, d: usize, offs: Vec<Value>, lo: Value, hi: Value) {
         let n = offs.len();
+        let nl = self.nl();
         let strides: Vec<isize> = (0..n).map(|i| self.stride(i, d)).collect();
-        let vectorizable = strides.iter().all(|&s| s == 0 || s == 1);
+        let vectorizable = strides.iter().all(|&s| s == 0 || s == 1)
+            && self.p.stores.iter().enumerate().all(|(si, st)| st.reduce.is_some() || strides[nl + si] == 1);
+        // Loop-invariant row pointers: one add per access inside the loop.
+        let ptrs: Vec<Value> = (0..n).map(|j| b.ins().iadd(self.bases[j], offs[j])).collect();
         // Hoisted broadcast leaves and constants.
-        let mut hoisted: Vec<Option<(Value, Value)>> = vec![None; self.nl()];
+        let mut hoisted: Vec<Option<(Value, Value)>> = vec![None; nl];
         for (li, leaf) in self.p.leaves.iter().enumerate() {
             if let Some(c) = leaf.constant {
                 let s = b.ins().f32const(c as f32);
                 let v = b.ins().splat(F32X4, s);
                 hoisted[li] = Some((s, v));
             } else if strides[li] == 0 {
-                let a = b.ins().iadd(self.bases[li], offs[li]);
-                let s = b.ins().load(types::F32, flags(), a, 0);
+                let s = b.ins().load(types::F32, flags(), ptrs[li], 0);
                 let v = b.ins().splat(F32X4, s);
                 hoisted[li] = Some((s, v));
             }
         }
-        // Register accumulators for reductions along this dimension.
-        let mut accs: Vec<Option<(ReduceOp, Variable, Variable)>> = vec![None; self.p.stores.len()];
+        // Register accumulators (two vectors for ILP, one scalar) for
+        // reductions along this dimension.
+        let mut accs: Vec<Option<(ReduceOp, [Variable; 2], Variable)>> = vec![None; self.p.stores.len()];
         for (si, st) in self.p.stores.iter().enumerate() {
             if let Some(op) = st.reduce {
-                if strides[self.nl() + si] == 0 {
+                if strides[nl + si] == 0 {
                     let id = b.ins().f32const(reduce_identity(op) as f32);
                     let idv = b.ins().splat(F32X4, id);
-                    let vv = b.declare_var(F32X4);
-                    b.def_var(vv, idv);
+                    let v0 = b.declare_var(F32X4);
+                    let v1 = b.declare_var(F32X4);
+                    b.def_var(v0, idv);
+                    b.def_var(v1, idv);
                     let vs = b.declare_var(types::F32);
                     b.def_var(vs, id);
-                    accs[si] = Some((op, vv, vs));
+                    accs[si] = Some((op, [v0, v1], vs));
                 }
             }
         }
-        let addr = |b: &mut FunctionBuilder, base: Value, off: Value, i: Value, s: isize| -> Value {
-            let a = b.ins().iadd(base, off);
-            if s == 0 {
-                a
-            } else {
-                let m = b.ins().imul_imm_s(i, (s * 4) as i64);
-                b.ins().iadd(a, m)
-            }
-        };
         let this: *mut Emitter = self;
-        let mut start = lo;
-        if vectorizable {
-            let len = b.ins().isub(hi, lo);
-            let full = b.ins().band_imm_s(len, !3i64);
-            let vend = b.ins().iadd(lo, full);
-            start = Self::for_loop(b, lo, vend, 4, |b, i| {
-                // SAFETY: as in `level`.
-                let me = unsafe { &mut *this };
-                let vals = me.eval(b, true, &hoisted, &|b, li| {
-                    let a = addr(b, me.bases[li], offs[li], i, strides[li]);
-                    b.ins().load(F32X4, flags(), a, 0)
-                });
+        // One vector body at element `i` for each sub-block offset in `subs`.
+        let mut vec_body = |b: &mut FunctionBuilder, i: Value, subs: &[i32]| {
+            // SAFETY: `this` is the unique emitter; closures run synchronously.
+            let me = unsafe { &mut *this };
+            let bo = b.ins().ishl_imm(i, 2);
+            let addrs: Vec<Option<Value>> = (0..n).map(|j| (strides[j] == 1).then(|| b.ins().iadd(ptrs[j], bo))).collect();
+            for (u, &so) in subs.iter().enumerate() {
+                let vals = me.eval(b, true, &hoisted, &|b, li| b.ins().load(F32X4, flags(), addrs[li].expect("stride-1 leaf"), so));
                 for (si, st) in me.p.stores.iter().enumerate() {
                     let v = vals[st.instr];
-                    let k = me.nl() + si;
                     match (st.reduce, accs[si]) {
                         (_, Some((op, vv, _))) => {
-                            let acc = b.use_var(vv);
+                            let acc = b.use_var(vv[u.min(1)]);
                             let nv = combine(b, op, acc, v);
-                            b.def_var(vv, nv);
+                            b.def_var(vv[u.min(1)], nv);
                         }
                         (Some(op), None) => {
-                            let a = addr(b, me.bases[k], offs[k], i, strides[k]);
-                            let o = b.ins().load(F32X4, flags(), a, 0);
+                            let a = addrs[nl + si].expect("stride-1 store");
+                            let o = b.ins().load(F32X4, flags(), a, so);
                             let nv = combine(b, op, o, v);
-                            b.ins().store(flags(), nv, a, 0);
+                            b.ins().store(flags(), nv, a, so);
                         }
                         (None, None) => {
-                            let a = addr(b, me.bases[k], offs[k], i, strides[k]);
-                            b.ins().store(flags(), v, a, 0);
+                            b.ins().store(flags(), v, addrs[nl + si].expect("stride-1 store"), so);
                         }
                     }
                 }
-            });
+            }
+        };
+        let mut start = lo;
+        if vectorizable {
+            let len = b.ins().isub(hi, lo);
+            let l8 = b.ins().band_imm_s(len, !7i64);
+            let end8 = b.ins().iadd(lo, l8);
+            let l4 = b.ins().band_imm_s(len, !3i64);
+            let end4 = b.ins().iadd(lo, l4);
+            let mid = Self::for_loop(b, lo, end8, 8, |b, i| vec_body(b, i, &[0, 16]));
+            start = Self::for_loop(b, mid, end4, 4, |b, i| vec_body(b, i, &[0]));
         }
         Self::for_loop(b, start, hi, 1, |b, i| {
-            // SAFETY: as in `level`.
+            // SAFETY: as above.
             let me = unsafe { &mut *this };
+            let addr = |b: &mut FunctionBuilder, j: usize| -> Value {
+                if strides[j] == 0 {
+                    ptrs[j]
+                } else {
+                    let m = b.ins().imul_imm_s(i, (strides[j] * 4) as i64);
+                    b.ins().iadd(ptrs[j], m)
+                }
+            };
             let vals = me.eval(b, false, &hoisted, &|b, li| {
-                let a = addr(b, me.bases[li], offs[li], i, strides[li]);
+                let a = addr(b, li);
                 b.ins().load(types::F32, flags(), a, 0)
             });
             for (si, st) in me.p.stores.iter().enumerate() {
                 let v = vals[st.instr];
-                let k = me.nl() + si;
                 match (st.reduce, accs[si]) {
                     (_, Some((op, _, vs))) => {
                         let acc = b.use_var(vs);
@@ -405,13 +413,13 @@ impl<'a> Emitter<'a> {
                         b.def_var(vs, nv);
                     }
                     (Some(op), None) => {
-                        let a = addr(b, me.bases[k], offs[k], i, strides[k]);
+                        let a = addr(b, nl + si);
                         let o = b.ins().load(types::F32, flags(), a, 0);
                         let nv = combine(b, op, o, v);
                         b.ins().store(flags(), nv, a, 0);
                     }
                     (None, None) => {
-                        let a = addr(b, me.bases[k], offs[k], i, strides[k]);
+                        let a = addr(b, nl + si);
                         b.ins().store(flags(), v, a, 0);
                     }
                 }
@@ -420,14 +428,15 @@ impl<'a> Emitter<'a> {
         // Fold register accumulators into the output element.
         for (si, acc) in accs.iter().enumerate() {
             if let Some((op, vv, vs)) = *acc {
-                let v = b.use_var(vv);
+                let v0 = b.use_var(vv[0]);
+                let v1 = b.use_var(vv[1]);
+                let v = combine(b, op, v0, v1);
                 let mut t = b.use_var(vs);
                 for lane in 0..4u8 {
                     let x = b.ins().extractlane(v, lane);
                     t = combine(b, op, t, x);
                 }
-                let k = self.nl() + si;
-                let a = b.ins().iadd(self.bases[k], offs[k]);
+                let a = ptrs[nl + si];
                 let o = b.ins().load(types::F32, flags(), a, 0);
                 let nv = combine(b, op, o, t);
                 b.ins().store(flags(), nv, a, 0);

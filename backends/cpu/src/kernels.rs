@@ -370,6 +370,47 @@ pub unsafe fn par_gemm<F: Float>(pool: &Pool, m: usize, k: usize, n: usize, a: *
     });
 }
 
+/// A 2-D f32 GEMM whose elementwise epilogue runs on each block of rows
+/// right after the block is computed (while it is in cache). `epi(r0, r1)`
+/// runs the epilogue over rows `[r0, r1)`. Returns `false` (nothing done)
+/// when the op or its shapes do not suit this path.
+///
+/// # Safety
+/// As `run`.
+pub unsafe fn gemm_with_epilogue(n: &NativeOp, slots: &[*mut u8], pool: &Pool, epi: &(dyn Fn(usize, usize) + Sync)) -> bool {
+    let (at, bt, ct) = (&n.ins[0].1, &n.ins[1].1, &n.out.1);
+    if ct.dtype != DType::F32 || ct.shape.rank() != 2 || at.shape.rank() != 2 || bt.shape.rank() != 2 {
+        return false;
+    }
+    let (ta, tb) = match n.op {
+        Op::MatMul { trans_a, trans_b } => (trans_a, trans_b),
+        Op::FusedDense { trans_b, bias: false, act: Activation::None } => (false, trans_b),
+        _ => return false,
+    };
+    let (m, nn) = (ct.shape.0[0], ct.shape.0[1]);
+    let k = if ta { at.shape.0[0] } else { at.shape.0[1] };
+    if m < nn || m < 64 {
+        return false;
+    }
+    let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
+    let (rsb, csb) = if tb { (1, k as isize) } else { (nn as isize, 1) };
+    let (a, b, c) = (Sp(slots[n.ins[0].0] as *mut f32), Sp(slots[n.ins[1].0] as *mut f32), Sp(slots[n.out.0] as *mut f32));
+    let t = pool.threads();
+    // Row blocks of about 256 rows keep a block's output in L2 for the epilogue.
+    let parts = (m.div_ceil(256)).div_ceil(t).max(1) * t;
+    let bound = |i: usize| ((m * i / parts).div_ceil(8) * 8).min(m);
+    pool.run(parts, &|part| {
+        let (a, b, c) = (a, b, c);
+        let (lo, hi) = (bound(part), bound(part + 1));
+        if lo >= hi {
+            return;
+        }
+        unsafe { f32::gemm(hi - lo, k, nn, a.0.offset(lo as isize * rsa), rsa, csa, b.0, rsb, csb, 0.0, c.0.add(lo * nn), nn as isize, 1) };
+        epi(lo, hi);
+    });
+    true
+}
+
 /// Images `[lo, hi)` of chunk `part` when `n` images go to `t` chunks.
 fn images(n: usize, t: usize, part: usize) -> std::ops::Range<usize> {
     (n * part / t)..(n * (part + 1) / t)

@@ -67,3 +67,11 @@ fn training_step_updates_params_in_place() {
     assert_eq!(plan.matches("in place").count(), 8, "{plan}");
     assert!(!plan.contains("copied after the run"), "{plan}");
 }
+
+/// Weight gradients tall enough (96x70) for the blocked GEMM + in-place
+/// optimizer epilogue path.
+#[test]
+fn blocked_gemm_epilogue_updates_match_interpreter() {
+    let g = mlp_train(8, &[96, 70, 10], Optim::Sgd { lr: 0.05, momentum: 0.9 });
+    trajectory(&g, 10, 10, 1e-4, 1e-5);
+}
