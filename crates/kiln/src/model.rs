@@ -107,6 +107,11 @@ impl ParamStore {
         self.order.iter().filter(|n| self.role(n) == Some(InputRole::Param)).cloned().collect()
     }
 
+    /// Number of trainable scalars.
+    pub fn num_params(&self) -> usize {
+        self.values.values().filter(|(r, _)| *r == InputRole::Param).map(|(_, t)| t.numel()).sum()
+    }
+
     /// Every parameter and buffer by PyTorch name.
     pub fn state_dict(&self) -> BTreeMap<String, HostTensor> {
         self.values.iter().map(|(k, (_, t))| (k.clone(), t.clone())).collect()

@@ -391,3 +391,30 @@ fn batchnorm_cumulative_average_and_no_running_stats() {
         assert!(m.abs() < 1e-5);
     }
 }
+
+#[test]
+fn weighted_bce_scales_each_element() {
+    let mut b = Builder::train();
+    let x = b.input("x", f32_shape([2, 2])).unwrap();
+    let t = b.input("t", f32_shape([2, 2])).unwrap();
+    let w = b.input("w", f32_shape([2])).unwrap();
+    let plain = loss::bce_with_logits(&mut b, x, t, None, loss::Reduction::None).unwrap();
+    let weighted = loss::bce_weighted(&mut b, x, t, w, true, loss::Reduction::Sum).unwrap();
+    b.output("plain", plain).unwrap();
+    b.output("weighted", weighted).unwrap();
+    let mut p = kiln::compile(&kiln::inference(&b, &ParamStore::new(0)).unwrap(), CompileOptions::interp()).unwrap();
+    let out = p
+        .run(&[
+            ("x", HostTensor::from_f32([2, 2], vec![0.5, -1.0, 40.0, -2.0]).unwrap()),
+            ("t", HostTensor::from_f32([2, 2], vec![1.0, 0.0, 0.0, 1.0]).unwrap()),
+            ("w", HostTensor::from_f32([2], vec![2.0, 0.5]).unwrap()),
+        ])
+        .unwrap();
+    let pl = out["plain"].to_f64_vec();
+    let want = 2.0 * pl[0] + 0.5 * pl[1] + 2.0 * pl[2] + 0.5 * pl[3];
+    assert!((out["weighted"].scalar().unwrap() - want).abs() < 1e-4);
+    assert!((pl[2] - 40.0).abs() < 1e-4, "stable for large logits: {}", pl[2]);
+    let mut s = ParamStore::new(0);
+    nn::Linear::new(&mut s, "fc", 3, 2).unwrap();
+    assert_eq!(s.num_params(), 8);
+}

@@ -19,7 +19,8 @@ pub enum Reduction {
     None,
 }
 
-fn reduce(g: &mut Graph, x: NodeId, r: Reduction) -> Result<NodeId> {
+/// Applies a reduction to per-element losses.
+pub fn reduce(g: &mut Graph, x: NodeId, r: Reduction) -> Result<NodeId> {
     Ok(match r {
         Reduction::Mean => g.mean_all(x)?,
         Reduction::Sum => g.sum_all(x)?,
@@ -272,6 +273,15 @@ pub fn bce_with_logits(g: &mut Graph, x: NodeId, target: NodeId, pos_weight: Opt
     };
     let l = g.add(lin, weighted)?;
     reduce(g, l, r)
+}
+
+/// BCE (on probabilities, or on logits when `logits`) with a per-element
+/// weight `weight` broadcast against the input, as PyTorch's `weight=`
+/// argument: each element's loss is multiplied before the reduction.
+pub fn bce_weighted(g: &mut Graph, x: NodeId, target: NodeId, weight: NodeId, logits: bool, r: Reduction) -> Result<NodeId> {
+    let per = if logits { bce_with_logits(g, x, target, None, Reduction::None)? } else { bce(g, x, target, Reduction::None)? };
+    let w = g.mul(per, weight)?;
+    reduce(g, w, r)
 }
 
 /// `coeff * sum |p|` over the given parameters.
