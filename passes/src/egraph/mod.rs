@@ -77,7 +77,7 @@ impl Default for EGraphConfig {
             node_limit: 50_000,
             iter_limit: 16,
             time_limit: Duration::from_millis(2000),
-            match_limit: 5_000,
+            match_limit: 20_000,
             fold_limit: 4096,
             groups: Group::ALL.to_vec(),
             reassociate: true,

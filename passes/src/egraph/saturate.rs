@@ -83,7 +83,10 @@ pub fn saturate(
         for (ri, rule) in rules.iter().enumerate() {
             let Some(classes) = by_head.get(rule.pattern.root_head()) else { continue };
             let mut found = Vec::new();
-            for &c in classes {
+            // Start where the previous round's search for this rule would
+            // have continued, so a capped rule still reaches every class.
+            let start = (iterations - 1) * cfg.match_limit.max(1) % classes.len().max(1);
+            for &c in classes[start..].iter().chain(&classes[..start]) {
                 rule.pattern.search_class(eg, c, cfg.match_limit, &mut found);
                 if found.len() >= cfg.match_limit {
                     break;
