@@ -36,7 +36,17 @@ fn syntax_errors() {
 #[test]
 fn unknown_ops_and_attributes() {
     assert_eq!(one(&format!("{X}%1 = softmax %0")), "bad.kir:2:6: unknown op `softmax`");
-    assert_eq!(one(&format!("{X}%1 = neg %0 axis=1")), "bad.kir:2:13: unknown attribute `axis` for op `neg`");
+    assert_eq!(one(&format!("{X}%1 = neg %0 axis=1")), "bad.kir:2:13: unknown attribute `axis` for op `neg`; `neg` takes no attributes");
+    assert_eq!(one(&format!("{X}%1 = sum %0 axes=[0]")), "bad.kir:2:6: unknown op `sum` (did you mean `reduce_sum`?)");
+    assert_eq!(one(&format!("{X}%1 = tahn %0")), "bad.kir:2:6: unknown op `tahn` (did you mean `tanh`?)");
+    assert_eq!(
+        one("%0 = input \"x\" : f32[1,2,5,5]\n%1 = param \"w\" : f32[4,2,3,3]\n%2 = conv2d %0, %1 padding=[1,1]"),
+        "bad.kir:3:20: unknown attribute `padding` for op `conv2d` (did you mean `pad`?); `conv2d` takes `stride`, `pad`, `dilation`, `groups`"
+    );
+    assert_eq!(
+        one(&format!("{X}%1 = reduce_sum %0 axes=[0] keepdim=true")),
+        "bad.kir:2:29: unknown attribute `keepdim` for op `reduce_sum` (did you mean `keepdims`?); `reduce_sum` takes `axes`, `keepdims`"
+    );
     assert_eq!(one(&format!("{X}%1 = reduce_sum %0 keepdims=true")), "bad.kir:2:6: missing attribute `axes`");
     assert_eq!(one(&format!("{X}%1 = reduce_sum %0 axes=[0] axes=[1]")), "bad.kir:2:29: attribute `axes` is given twice");
     assert_eq!(one(&format!("{X}%1 = reduce_sum %0 axes=0")), "bad.kir:2:25: attribute `axes` expects a list `[...]`, got `0`");

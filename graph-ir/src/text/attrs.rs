@@ -5,6 +5,7 @@ use crate::op::*;
 use crate::{DType, Shape};
 
 use super::numbers::parse_float_f64;
+use super::suggest::hint;
 use super::syntax::E;
 
 pub(crate) enum AttrVal {
@@ -25,6 +26,8 @@ struct Attr {
 pub(crate) struct Attrs {
     list: Vec<Attr>,
     missing_col: usize,
+    /// Every attribute name the op asked for: what it accepts.
+    known: Vec<&'static str>,
 }
 
 impl Attrs {
@@ -38,23 +41,29 @@ impl Attrs {
 
     /// Rejects attributes the op does not take.
     pub fn finish(&self, op: &str) -> Result<(), E> {
-        match self.list.iter().find(|a| !a.used) {
-            Some(a) => Err((a.col, format!("unknown attribute `{}` for op `{op}`", a.name))),
-            None => Ok(()),
-        }
+        let Some(a) = self.list.iter().find(|a| !a.used) else { return Ok(()) };
+        let accepts = if self.known.is_empty() {
+            format!("`{op}` takes no attributes")
+        } else {
+            format!("`{op}` takes {}", self.known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))
+        };
+        Err((a.col, format!("unknown attribute `{}` for op `{op}`{}; {accepts}", a.name, hint(&a.name, &self.known))))
     }
 
-    fn take(&mut self, name: &str) -> Option<&Attr> {
+    fn take(&mut self, name: &'static str) -> Option<&Attr> {
+        if !self.known.contains(&name) {
+            self.known.push(name);
+        }
         let a = self.list.iter_mut().find(|a| a.name == name)?;
         a.used = true;
         Some(a)
     }
 
-    fn missing(&self, name: &str) -> E {
+    fn missing(&self, name: &'static str) -> E {
         (self.missing_col, format!("missing attribute `{name}`"))
     }
 
-    fn word<T>(&mut self, name: &str, what: &str, f: impl Fn(&str) -> Option<T>) -> Result<Option<T>, E> {
+    fn word<T>(&mut self, name: &'static str, what: &str, f: impl Fn(&str) -> Option<T>) -> Result<Option<T>, E> {
         let Some(a) = self.take(name) else { return Ok(None) };
         match &a.val {
             AttrVal::Word(w, c) => f(w).map(Some).ok_or_else(|| (*c, format!("attribute `{name}` expects {what}, got `{w}`"))),
@@ -62,19 +71,19 @@ impl Attrs {
         }
     }
 
-    fn usize_opt(&mut self, name: &str) -> Result<Option<usize>, E> {
+    fn usize_opt(&mut self, name: &'static str) -> Result<Option<usize>, E> {
         self.word(name, "a non-negative integer", |w| w.parse().ok())
     }
 
-    fn usize(&mut self, name: &str) -> Result<usize, E> {
+    fn usize(&mut self, name: &'static str) -> Result<usize, E> {
         self.usize_opt(name)?.ok_or_else(|| self.missing(name))
     }
 
-    fn usize_or(&mut self, name: &str, default: usize) -> Result<usize, E> {
+    fn usize_or(&mut self, name: &'static str, default: usize) -> Result<usize, E> {
         Ok(self.usize_opt(name)?.unwrap_or(default))
     }
 
-    fn bool_or(&mut self, name: &str, default: bool) -> Result<bool, E> {
+    fn bool_or(&mut self, name: &'static str, default: bool) -> Result<bool, E> {
         let v = self.word(name, "`true` or `false`", |w| match w {
             "true" => Some(true),
             "false" => Some(false),
@@ -83,11 +92,11 @@ impl Attrs {
         Ok(v.unwrap_or(default))
     }
 
-    fn f64_or(&mut self, name: &str, default: f64) -> Result<f64, E> {
+    fn f64_or(&mut self, name: &'static str, default: f64) -> Result<f64, E> {
         Ok(self.word(name, "a number", parse_float_f64)?.unwrap_or(default))
     }
 
-    fn list_opt(&mut self, name: &str) -> Result<Option<Vec<usize>>, E> {
+    fn list_opt(&mut self, name: &'static str) -> Result<Option<Vec<usize>>, E> {
         let Some(a) = self.take(name) else { return Ok(None) };
         match &a.val {
             AttrVal::List(items) => items
@@ -99,11 +108,11 @@ impl Attrs {
         }
     }
 
-    fn list(&mut self, name: &str) -> Result<Vec<usize>, E> {
+    fn list(&mut self, name: &'static str) -> Result<Vec<usize>, E> {
         self.list_opt(name)?.ok_or_else(|| self.missing(name))
     }
 
-    fn pair_opt(&mut self, name: &str) -> Result<Option<[usize; 2]>, E> {
+    fn pair_opt(&mut self, name: &'static str) -> Result<Option<[usize; 2]>, E> {
         let col = self.list.iter().find(|a| a.name == name).map_or(0, |a| a.col);
         match self.list_opt(name)? {
             None => Ok(None),
@@ -113,11 +122,11 @@ impl Attrs {
         }
     }
 
-    fn pair(&mut self, name: &str) -> Result<[usize; 2], E> {
+    fn pair(&mut self, name: &'static str) -> Result<[usize; 2], E> {
         self.pair_opt(name)?.ok_or_else(|| self.missing(name))
     }
 
-    fn pair_or(&mut self, name: &str, default: [usize; 2]) -> Result<[usize; 2], E> {
+    fn pair_or(&mut self, name: &'static str, default: [usize; 2]) -> Result<[usize; 2], E> {
         Ok(self.pair_opt(name)?.unwrap_or(default))
     }
 
@@ -171,6 +180,16 @@ const OTHER_OPS: [&str; 25] = [
 ];
 
 const MORE_OPS: [&str; 5] = ["one_hot", "random_uniform", "fused_dense", "fused_conv2d", "softmax_cross_entropy"];
+
+/// Every op keyword, for "did you mean" hints.
+pub(crate) fn op_names() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = OTHER_OPS.iter().chain(MORE_OPS.iter()).copied().collect();
+    v.extend(UnaryOp::ALL.iter().map(|u| u.name()));
+    v.extend(BinaryOp::ALL.iter().map(|b| b.name()));
+    v.extend(CompareOp::ALL.iter().map(|c| c.name()));
+    v.extend(ReduceOp::ALL.iter().map(|r| r.name()));
+    v
+}
 
 pub(crate) fn is_op_name(name: &str) -> bool {
     OTHER_OPS.contains(&name)

@@ -18,6 +18,7 @@ mod build;
 mod lexer;
 mod numbers;
 mod print;
+mod suggest;
 mod syntax;
 
 pub use build::parse;

@@ -180,7 +180,8 @@ fn parse_node(cur: &mut Cur) -> Result<NodeStmt, E> {
     cur.expect(&Tok::Eq, "`=`")?;
     let (opname, op_col) = cur.word("an op name")?;
     if !is_op_name(&opname) {
-        return Err((op_col, format!("unknown op `{opname}`")));
+        let hint = super::suggest::hint(&opname, &super::attrs::op_names());
+        return Err((op_col, format!("unknown op `{opname}`{hint}")));
     }
     let mut input_name = None;
     let mut literal = None;
