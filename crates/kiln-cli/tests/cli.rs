@@ -322,3 +322,26 @@ fn opt_renders_dumped_dot_files_with_graphviz_when_installed() {
     assert!(svg.starts_with("<svg><!-- ") && svg.contains(".dot"), "{svg}");
     assert!(text(&o.stderr).contains("graphs rendered to SVG"), "{}", text(&o.stderr));
 }
+
+/// `kiln opt` with the e-graph (fusion) keeps the numbers: the optimized
+/// CNN file gives the interpreter the same outputs and gradients.
+#[test]
+fn optimized_file_computes_what_the_original_does() {
+    let d = scratch("opt_differential");
+    let opt = d.join("cnn_opt.kir");
+    let o = kiln(&["opt", "examples/kir/cnn_grad.kir", "--passes", "autodiff,cse,const_fold,egraph,dce", "-o", opt.to_str().unwrap()]);
+    assert_exit(&o, 0);
+    let src = std::fs::read_to_string(&opt).unwrap();
+    assert!(src.contains("= fused_conv2d "), "conv + bias + relu should fuse:\n{src}");
+    let inputs = "examples/kir/cnn_grad.inputs.safetensors";
+    let (a, b) = (d.join("a.safetensors"), d.join("b.safetensors"));
+    assert_exit(&kiln(&["run", "examples/kir/cnn_grad.kir", "--inputs", inputs, "--out", a.to_str().unwrap(), "-q"]), 0);
+    assert_exit(&kiln(&["run", opt.to_str().unwrap(), "--inputs", inputs, "--out", b.to_str().unwrap(), "-q"]), 0);
+    let (ra, rb) = (read_safetensors(&a).unwrap(), read_safetensors(&b).unwrap());
+    assert_eq!(ra.keys().collect::<Vec<_>>(), rb.keys().collect::<Vec<_>>());
+    for (k, ta) in &ra {
+        for (x, y) in ta.to_f64_vec().iter().zip(rb[k].to_f64_vec()) {
+            assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs()), "{k}: original {x} vs optimized {y}");
+        }
+    }
+}
