@@ -25,8 +25,13 @@ thread_local! {
     static BACKEND: std::cell::Cell<BackendKind> = const { std::cell::Cell::new(BackendKind::Interp) };
 }
 
+/// `KILN_GOLDEN_PASSES=cse,egraph,dce` runs the cases through another pipeline.
 fn options() -> CompileOptions {
-    CompileOptions::default().backend(BACKEND.with(|b| b.get()))
+    let o = CompileOptions::default().backend(BACKEND.with(|b| b.get()));
+    match std::env::var("KILN_GOLDEN_PASSES") {
+        Ok(list) => o.passes(&list.split(',').map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>()),
+        Err(_) => o,
+    }
 }
 
 fn golden_dir() -> PathBuf {

@@ -47,11 +47,14 @@ pub struct CompileOptions {
     /// Run the optimization pipeline (autodiff requests are resolved either way).
     pub optimize: bool,
     pub egraph: EgraphLimits,
+    /// Pass names to run instead of the default pipeline (see
+    /// `kiln_passes::registry`); `None` runs the default one.
+    pub passes: Option<Vec<String>>,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { backend: BackendKind::Interp, dump: None, optimize: true, egraph: EgraphLimits::default() }
+        CompileOptions { backend: BackendKind::Interp, dump: None, optimize: true, egraph: EgraphLimits::default(), passes: None }
     }
 }
 
@@ -75,6 +78,12 @@ impl CompileOptions {
     }
     pub fn optimize(mut self, on: bool) -> Self {
         self.optimize = on;
+        self
+    }
+    /// Runs exactly these passes (by registry name) instead of the default
+    /// pipeline.
+    pub fn passes<S: AsRef<str>>(mut self, names: &[S]) -> Self {
+        self.passes = Some(names.iter().map(|s| s.as_ref().to_string()).collect());
         self
     }
     pub fn egraph_limits(mut self, l: EgraphLimits) -> Self {
@@ -108,10 +117,13 @@ fn backend_for(kind: BackendKind, dump: Option<&std::path::Path>) -> Result<Box<
 
 /// The default pipeline by name, with the e-graph pass configured from
 /// the options.
-fn pipeline(opts: &CompileOptions) -> Vec<Box<dyn kiln_passes::Pass>> {
-    kiln_passes::registry::DEFAULT_PIPELINE
+fn pipeline(opts: &CompileOptions) -> Result<Vec<Box<dyn kiln_passes::Pass>>> {
+    let default: Vec<String> = kiln_passes::registry::DEFAULT_PIPELINE.iter().map(|s| s.to_string()).collect();
+    opts.passes
+        .as_ref()
+        .unwrap_or(&default)
         .iter()
-        .filter_map(|&name| {
+        .map(|name| {
             if name == "egraph" {
                 let config = kiln_passes::egraph::EGraphConfig {
                     node_limit: opts.egraph.nodes,
@@ -119,9 +131,9 @@ fn pipeline(opts: &CompileOptions) -> Vec<Box<dyn kiln_passes::Pass>> {
                     time_limit: opts.egraph.time,
                     ..Default::default()
                 };
-                Some(Box::new(kiln_passes::egraph::EGraphPass::new(config)) as Box<dyn kiln_passes::Pass>)
+                Ok(Box::new(kiln_passes::egraph::EGraphPass::new(config)) as Box<dyn kiln_passes::Pass>)
             } else {
-                kiln_passes::pass_by_name(name)
+                kiln_passes::pass_by_name(name).ok_or_else(|| kiln_passes::registry::unknown_pass(name).into())
             }
         })
         .collect()
@@ -138,7 +150,7 @@ pub fn compile(spec: &Spec, opts: CompileOptions) -> Result<Program> {
         pm = PassManager::from_names(&["autodiff"])?;
     }
     if opts.optimize {
-        for p in pipeline(&opts) {
+        for p in pipeline(&opts)? {
             pm.push(p);
         }
     }
