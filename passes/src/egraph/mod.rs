@@ -1,7 +1,7 @@
 //! The e-graph pass: algebraic simplification, fusion and layout rewrites by
 //! equality saturation (egg), then DAG-aware extraction.
 //!
-//! Pipeline: the graph becomes an e-graph ([`convert`]: one e-class per
+//! Pipeline: the graph becomes an e-graph (`convert`: one e-class per
 //! value, inputs and constants as leaves) whose analysis ([`lang`]) carries
 //! every class's tensor type; the named rules ([`rules`]: algebra, fusion,
 //! layout) and constant folding run until saturation or a limit
@@ -9,6 +9,30 @@
 //! shared values counted once) and written back into the same graph, with
 //! outputs/updates rewired by `replace_all_uses`. Replaced nodes stay in the
 //! graph for DCE.
+//!
+//! Rule groups (names as they appear in the report; each file's docs give
+//! the exact patterns and float semantics):
+//! - algebra ([`rules::algebra`]): `add-zero`, `mul-one`, `mul-zero`,
+//!   `neg-neg`, `relu-relu`, `log-exp`, `exp-log`, `permute-permute`,
+//!   `permute-identity`, `reshape-reshape`, `reshape-identity`,
+//!   `broadcast-broadcast`, `broadcast-identity`, `broadcast-implicit`,
+//!   `bias-reassociate`, `scalar-mul-mul`, `matmul-scalar-hoist`,
+//!   `reduce-scalar-hoist`, `div-static-to-mul`, and `const-fold`;
+//! - fusion ([`rules::fusion`]): `dense-from-matmul`, `conv-from-conv2d`,
+//!   `dense-bias`, `conv-bias`, `dense-sub-fold`, `conv-sub-fold`,
+//!   `dense-scale-fold`, `conv-scale-fold` (batch-norm folding),
+//!   `dense-relu|sigmoid|tanh`, `conv-relu|sigmoid|tanh`,
+//!   `relu-mask-from-output` (backward), `softmax-cross-entropy`;
+//! - layout ([`rules::layout`]): `matmul-trans-a`, `matmul-trans-b`,
+//!   `dense-trans-b`, `transpose-matmul`.
+//!
+//! Reading the report (`NN-egraph-report.txt` in the dump folder): the stop
+//! reason and limits, e-graph size, live nodes and estimated cost before and
+//! after, unions per rule, one line per fused op in the result with the
+//! chain of rules that built it (`%41 = fused_conv2d bias=true act=relu <-
+//! conv-relu <- conv-bias <- conv-from-conv2d`), and one line per product
+//! left without a fused epilogue saying why (its value is needed elsewhere,
+//! the added operand is not a bias, the scale is not static, ...).
 //!
 //! Safety: rules add nodes only through a type-checking builder and a
 //! rewrite is unioned only when its result has the matched value's type, so
