@@ -109,6 +109,18 @@ pub trait Executable: Send {
     /// Updates are written back to the params/state.
     fn run(&mut self, inputs: &BTreeMap<String, HostTensor>) -> Result<BTreeMap<String, HostTensor>, RunError>;
 
+    /// The backend's compiled plan as text (kernels, buffer plan, generated
+    /// code), for inspection; `None` for backends without one.
+    fn plan_text(&self) -> Option<String> {
+        None
+    }
+
+    /// Peak bytes of tensor storage while running, for backends that plan
+    /// memory ahead of time.
+    fn peak_bytes(&self) -> Option<usize> {
+        None
+    }
+
     /// Every param/state that has a value.
     fn state_dict(&self) -> BTreeMap<String, HostTensor> {
         self.signature()

@@ -308,4 +308,12 @@ impl Executable for CpuExecutable {
     fn run(&mut self, inputs: &BTreeMap<String, HostTensor>) -> Result<BTreeMap<String, HostTensor>, RunError> {
         self.run_inner(inputs)
     }
+
+    fn plan_text(&self) -> Option<String> {
+        Some(CpuExecutable::plan_text(self))
+    }
+
+    fn peak_bytes(&self) -> Option<usize> {
+        Some(self.peak)
+    }
 }

@@ -177,11 +177,19 @@ impl Jit {
         let id = self.module.declare_function(&fname, Linkage::Local, &ctx.func.signature).map_err(cg)?;
         {
             let mut b = FunctionBuilder::new(&mut ctx.func, &mut self.fctx);
+            // Import only the helpers this kernel calls, in a fixed order, so
+            // the CLIF text is deterministic.
             let mut calls: HashMap<UnaryOp, FuncRef> = HashMap::new();
-            for (&u, &fid) in &self.unary_ids {
-                calls.insert(u, self.module.declare_func_in_func(fid, b.func));
+            for (_, u) in UNARY_CALLS {
+                if p.instrs.iter().any(|i| matches!(i.ins, Ins::Unary(v, _) if v == u)) {
+                    calls.insert(u, self.module.declare_func_in_func(self.unary_ids[&u], b.func));
+                }
             }
-            let pow = self.module.declare_func_in_func(self.pow_id, b.func);
+            let pow = p
+                .instrs
+                .iter()
+                .any(|i| matches!(i.ins, Ins::Binary(BinaryOp::Pow, _, _)))
+                .then(|| self.module.declare_func_in_func(self.pow_id, b.func));
             let entry = b.create_block();
             b.append_block_params_for_function_params(entry);
             b.switch_to_block(entry);
@@ -231,7 +239,7 @@ struct Emitter<'a> {
     ss: Vec<Vec<isize>>,
     bases: Vec<Value>,
     calls: HashMap<UnaryOp, FuncRef>,
-    pow: FuncRef,
+    pow: Option<FuncRef>,
 }
 
 const F32X4: Type = types::F32X4;
@@ -245,7 +253,7 @@ fn le() -> MemFlags {
 }
 
 impl<'a> Emitter<'a> {
-    fn new(p: &'a Program, calls: HashMap<UnaryOp, FuncRef>, pow: FuncRef) -> Emitter<'a> {
+    fn new(p: &'a Program, calls: HashMap<UnaryOp, FuncRef>, pow: Option<FuncRef>) -> Emitter<'a> {
         let (dims, ls, ss) = p.collapsed();
         Emitter { p, dims, ls, ss, bases: Vec::new(), calls, pow }
     }
@@ -531,7 +539,7 @@ impl<'a> Emitter<'a> {
                         BinaryOp::Div => b.ins().fdiv(x, y),
                         BinaryOp::Max => b.ins().fmax(x, y),
                         BinaryOp::Min => b.ins().fmin(x, y),
-                        BinaryOp::Pow => self.per_lane(b, vec, &[x, y], self.pow),
+                        BinaryOp::Pow => self.per_lane(b, vec, &[x, y], self.pow.expect("pow is imported when used")),
                     }
                 }
                 Ins::Compare(c, x, y) => {

@@ -71,3 +71,17 @@ fn large_shapes_take_parallel_paths() {
     g.set_output("s1", s1).unwrap();
     check(&g, &random_inputs(&g, 9), 1e-4, 1e-3);
 }
+
+/// The plan (partition, buffers, CLIF) is a deterministic function of the
+/// graph: a program rebuilt from a saved graph has the same code.
+#[test]
+fn plan_is_deterministic() {
+    #[path = "common/models.rs"]
+    mod models;
+    let g = models::mlp_train(4, &[6, 5, 3], models::Optim::Adam { lr: 1e-3, b1: 0.9, b2: 0.999, eps: 1e-8 });
+    let a = kiln_cpu::CpuBackend::new().compile(&g).unwrap();
+    let b = kiln_cpu::CpuBackend::new().compile(&g).unwrap();
+    assert_eq!(a.plan_text(), b.plan_text());
+    assert!(a.plan_text().unwrap().contains("call fn"), "transcendentals call helpers");
+    assert!(a.peak_bytes().unwrap() > 0);
+}
