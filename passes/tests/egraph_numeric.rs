@@ -378,3 +378,93 @@ output \"f\" = %17
     let printed = kiln_ir::text::print(&after);
     assert!(!printed.contains("permute") && !printed.contains("log"), "{printed}");
 }
+
+/// Random stacks of dense/conv layers with every bias spelling the rules
+/// accept (and some they must refuse), activations, transposed weights,
+/// scalar scales and shared intermediates: same values after the pass.
+#[test]
+fn random_layer_stacks_keep_their_values() {
+    use kiln_ir::{Conv2dAttrs, UnaryOp};
+    for seed in 1..25u64 {
+        let mut rng = Rng(seed * 104729);
+        let mut pick = |n: usize| (rng.next() * n as f64) as usize % n;
+        let mut g = Graph::new();
+        let mut extra = Vec::new();
+        // Conv part.
+        let mut x = g.input("img", f32_shape([2, 2, 5, 5])).unwrap();
+        for l in 0..2 {
+            let w = g.param(&format!("cw{l}"), f32_shape([2, 2, 3, 3])).unwrap();
+            let y = g.conv2d(x, w, Conv2dAttrs { padding: [1, 1], ..Default::default() }).unwrap();
+            let b = g.param(&format!("cb{l}"), f32_shape([2])).unwrap();
+            let y = match pick(4) {
+                0 => y,
+                1 => {
+                    let b = g.reshape(b, [2, 1, 1]).unwrap();
+                    g.add(y, b).unwrap()
+                }
+                2 => {
+                    let b = g.reshape(b, [1, 2, 1, 1]).unwrap();
+                    let b = g.broadcast_to(b, [2, 2, 5, 5]).unwrap();
+                    g.add(b, y).unwrap()
+                }
+                // Not a per-channel bias: along the last axis.
+                _ => {
+                    let b5 = g.param(&format!("cb5_{l}"), f32_shape([5])).unwrap();
+                    let _ = b;
+                    g.add(y, b5).unwrap()
+                }
+            };
+            if pick(3) == 0 {
+                extra.push(y);
+            }
+            x = match pick(4) {
+                0 => g.relu(y).unwrap(),
+                1 => g.sigmoid(y).unwrap(),
+                2 => g.tanh(y).unwrap(),
+                _ => y,
+            };
+        }
+        // Dense part.
+        let mut h = g.reshape(x, [2, 50]).unwrap();
+        let mut k = 50;
+        for l in 0..3 {
+            let n = 3 + pick(4);
+            let y = if pick(2) == 0 {
+                let w = g.param(&format!("w{l}"), f32_shape([k, n])).unwrap();
+                g.matmul(h, w).unwrap()
+            } else {
+                let w = g.param(&format!("w{l}"), f32_shape([n, k])).unwrap();
+                let wt = g.permute(w, &[1, 0]).unwrap();
+                g.matmul(h, wt).unwrap()
+            };
+            let y = if pick(3) == 0 { g.mul_scalar(y, 0.5).unwrap() } else { y };
+            let b = g.param(&format!("b{l}"), f32_shape([n])).unwrap();
+            let y = match pick(3) {
+                0 => y,
+                1 => g.add(y, b).unwrap(),
+                _ => {
+                    let b = g.reshape(b, [1, n]).unwrap();
+                    g.add(b, y).unwrap()
+                }
+            };
+            if pick(4) == 0 {
+                extra.push(y);
+            }
+            h = match pick(3) {
+                0 => g.unary(UnaryOp::Relu, y).unwrap(),
+                1 => g.unary(UnaryOp::Tanh, y).unwrap(),
+                _ => y,
+            };
+            k = n;
+        }
+        g.set_output("out", h).unwrap();
+        for (i, e) in extra.into_iter().enumerate() {
+            g.set_output(&format!("extra{i}"), e).unwrap();
+        }
+        let before = g.clone();
+        let mut after = g.clone();
+        let mut cx = PassCx::new().with_evaluator(common::InterpEvaluator);
+        PassManager::from_names(&["egraph", "dce"]).unwrap().run(&mut after, &mut cx).unwrap();
+        check_same(&before, &after, &format!("layer stack {seed}"));
+    }
+}
