@@ -245,10 +245,12 @@ fn build_forward(case: &Value, t: &Tensors) -> Res<Forward> {
             if c["nonlinearity"].as_str() == Some("relu") {
                 cfg = cfg.relu();
             }
-            if cfg_bool(c, "batch_first")? || c["dropout"].as_f64().unwrap_or(0.0) != 0.0 || c["proj_size"].as_u64().unwrap_or(0) != 0 {
-                return Err("batch_first/dropout/proj_size are not exercised".into());
+            if c["proj_size"].as_u64().unwrap_or(0) != 0 {
+                return Err("LSTM proj_size is not supported".into());
             }
             let l = cfg
+                .batch_first(cfg_bool(c, "batch_first")?)
+                .dropout(cfg_f64(c, "dropout")?)
                 .num_layers(cfg_usize(c, "num_layers")?)
                 .bias(cfg_bool(c, "bias")?)
                 .bidirectional(cfg_bool(c, "bidirectional")?)

@@ -418,3 +418,24 @@ fn weighted_bce_scales_each_element() {
     nn::Linear::new(&mut s, "fc", 3, 2).unwrap();
     assert_eq!(s.num_params(), 8);
 }
+
+#[test]
+fn rnn_dropout_between_layers_only_in_train_mode() {
+    let mut s = ParamStore::new(4);
+    let l = nn::Gru::config(3, 4).num_layers(2).dropout(0.5).build(&mut s, "gru").unwrap();
+    let run = |mode| {
+        let mut b = Builder::new(mode);
+        let x = b.input("x", f32_shape([3, 2, 3])).unwrap();
+        let o = l.forward_seq(&mut b, x, None, None).unwrap();
+        b.output("out", o.out).unwrap();
+        let mut p = kiln::compile(&kiln::inference(&b, &s).unwrap(), CompileOptions::interp()).unwrap();
+        let xs = ramp(&[3, 2, 3], 2.0);
+        let a = p.run(&[("x", &xs)]).unwrap()["out"].clone();
+        let c = p.run(&[("x", &xs)]).unwrap()["out"].clone();
+        (a, c, p.has_state(nn::RNG_STEP))
+    };
+    let (a, c, rng) = run(kiln::Mode::Train);
+    assert!(rng && a != c, "train mode draws masks");
+    let (a, c, rng) = run(kiln::Mode::Eval);
+    assert!(!rng && a == c, "eval mode has no dropout");
+}

@@ -38,6 +38,9 @@ pub struct RnnConfig {
     pub bias: bool,
     pub bidirectional: bool,
     pub batch_first: bool,
+    /// Dropout on every layer's output but the last, in train mode (PyTorch's `dropout`).
+    pub dropout: f64,
+    seed: u64,
 }
 
 impl RnnConfig {
@@ -57,15 +60,23 @@ impl RnnConfig {
         self.batch_first = on;
         self
     }
+    pub fn dropout(mut self, p: f64) -> Self {
+        self.dropout = p;
+        self
+    }
     pub fn relu(mut self) -> Self {
         self.kind = RnnKind::Relu;
         self
     }
 
-    pub fn build(self, store: &mut ParamStore, name: &str) -> Result<Rnn> {
+    pub fn build(mut self, store: &mut ParamStore, name: &str) -> Result<Rnn> {
         if self.num_layers == 0 || self.hidden_size == 0 {
             return Err(Error::Config(format!("rnn `{name}`: num_layers and hidden_size must be positive")));
         }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::Config(format!("rnn `{name}`: dropout must be in [0, 1), got {}", self.dropout)));
+        }
+        self.seed = store.next_seed();
         let h = self.hidden_size;
         let gh = self.kind.gates() * h;
         let init = Init::torch_default(h);
@@ -135,7 +146,7 @@ impl Rnn {
         Self::config_of(RnnKind::Tanh, input_size, hidden_size)
     }
     pub fn config_of(kind: RnnKind, input_size: usize, hidden_size: usize) -> RnnConfig {
-        RnnConfig { kind, input_size, hidden_size, num_layers: 1, bias: true, bidirectional: false, batch_first: false }
+        RnnConfig { kind, input_size, hidden_size, num_layers: 1, bias: true, bidirectional: false, batch_first: false, dropout: 0.0, seed: 0 }
     }
     pub fn new(store: &mut ParamStore, name: &str, input_size: usize, hidden_size: usize) -> Result<Rnn> {
         Self::config(input_size, hidden_size).build(store, name)
@@ -212,6 +223,9 @@ impl Rnn {
                 }
             }
             layer_in = if dir_outs.len() == 1 { dir_outs[0] } else { cx.concat(&dir_outs, 2)? };
+            if l + 1 < cfg.num_layers && cfg.dropout > 0.0 {
+                layer_in = super::dropout(cx, layer_in, cfg.dropout, cfg.seed.wrapping_add(l as u64))?;
+            }
         }
         let cat0 = |cx: &mut Builder, v: &[NodeId]| -> Result<NodeId> {
             Ok(if v.len() == 1 { v[0] } else { cx.concat(v, 0)? })
