@@ -1,0 +1,122 @@
+//! Memory planning: liveness-based reuse, persistent buffers, in-place updates.
+
+use std::collections::HashMap;
+
+use kiln_ir::*;
+use kiln_passes::memory_plan::{plan_memory, Storage};
+use kiln_passes::partition::partition;
+
+/// A training step: y = relu(x @ w + b), loss = mean(y^2), SGD momentum.
+fn train_step() -> Graph {
+    let mut g = Graph::new();
+    let x = g.input("x", f32_shape([16, 8])).unwrap();
+    let w = g.param("w", f32_shape([8, 4])).unwrap();
+    let b = g.param("b", f32_shape([4])).unwrap();
+    let y = g.matmul(x, w).unwrap();
+    let yb = g.add(y, b).unwrap();
+    let r = g.relu(yb).unwrap();
+    let sq = g.mul(r, r).unwrap();
+    let loss = g.mean_all(sq).unwrap();
+    g.set_output("loss", loss).unwrap();
+    let grads = kiln_passes::autodiff::grad(&mut g, loss, &[w, b]).unwrap();
+    for (name, p, gr) in [("w", w, grads[0]), ("b", b, grads[1])] {
+        let bn = format!("{name}.buf");
+        let buf = g.state_input(&bn, g.ty(p).clone()).unwrap();
+        let m = g.mul_scalar(buf, 0.9).unwrap();
+        let nb = g.add(m, gr).unwrap();
+        let st = g.mul_scalar(nb, 0.1).unwrap();
+        let np = g.sub(p, st).unwrap();
+        g.set_update(&bn, nb).unwrap();
+        g.set_update(name, np).unwrap();
+    }
+    g
+}
+
+#[test]
+fn live_arena_buffers_never_overlap() {
+    let g = train_step();
+    let p = partition(&g).unwrap();
+    let plan = plan_memory(&g, &p, &|_| 0).unwrap();
+    // Interval of kernels during which each arena value is live.
+    let mut def: HashMap<NodeId, usize> = HashMap::new();
+    let mut last: HashMap<NodeId, usize> = HashMap::new();
+    for k in &p.kernels {
+        for &o in &k.outputs {
+            def.insert(o, k.id);
+            last.insert(o, k.id);
+        }
+        for &i in &k.inputs {
+            let r = p.root(i);
+            if let Some(l) = last.get_mut(&r) {
+                *l = (*l).max(k.id);
+            }
+        }
+    }
+    for (_, n) in g.outputs() {
+        if let Some(l) = last.get_mut(&p.root(*n)) {
+            *l = usize::MAX;
+        }
+    }
+    let arena: Vec<(NodeId, usize, usize)> = plan
+        .values
+        .iter()
+        .filter_map(|(n, s)| match s {
+            Storage::Arena { offset, bytes } => Some((*n, *offset, *bytes)),
+            _ => None,
+        })
+        .collect();
+    for (i, &(a, ao, ab)) in arena.iter().enumerate() {
+        assert!(ao + ab <= plan.arena_bytes);
+        for &(b, bo, bb) in &arena[i + 1..] {
+            let live_together = def[&a] <= last[&b] && def[&b] <= last[&a];
+            let overlap = ao < bo + bb && bo < ao + ab;
+            assert!(!(live_together && overlap), "{a} and {b} overlap while both live\n{}", plan.to_text(&g));
+        }
+    }
+    assert!(plan.arena_bytes < plan.unshared_bytes, "buffers are reused\n{}", plan.to_text(&g));
+    assert_eq!(plan.peak_bytes(), plan.arena_bytes + plan.persistent_bytes + plan.constant_bytes);
+}
+
+#[test]
+fn params_and_state_are_updated_in_place() {
+    let g = train_step();
+    let p = partition(&g).unwrap();
+    let plan = plan_memory(&g, &p, &|_| 0).unwrap();
+    let mut names: Vec<&str> = plan.in_place.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["b", "b.buf", "w", "w.buf"], "{}", plan.to_text(&g));
+    assert!(plan.copied.is_empty());
+    for (name, n) in &plan.in_place {
+        assert_eq!(plan.values[n], Storage::Persistent(name.clone()));
+    }
+    let x = g.find_input("x").unwrap();
+    assert_eq!(plan.values[&x], Storage::Input("x".into()));
+}
+
+#[test]
+fn an_update_read_later_by_another_kernel_is_copied() {
+    // p_new = p * 2, but p (old) is read again after p_new's kernel.
+    let mut g = Graph::new();
+    let p = g.param("p", f32_shape([3])).unwrap();
+    let p2 = g.mul_scalar(p, 2.0).unwrap();
+    let s = g.sum_all(p2).unwrap();
+    let later = g.mul(p, s).unwrap(); // reads old p after the sum
+    let t = g.sum_all(later).unwrap();
+    g.set_output("t", t).unwrap();
+    g.set_update("p", p2).unwrap();
+    let part = partition(&g).unwrap();
+    let plan = plan_memory(&g, &part, &|_| 0).unwrap();
+    assert_eq!(plan.copied, vec![("p".to_string(), p2)], "{}", plan.to_text(&g));
+    assert!(plan.in_place.is_empty());
+}
+
+#[test]
+fn scratch_is_planned_inside_the_arena() {
+    let g = train_step();
+    let p = partition(&g).unwrap();
+    let plan = plan_memory(&g, &p, &|k| if k.id == 0 { 1000 } else { 0 }).unwrap();
+    let (off, bytes) = plan.scratch[&0];
+    assert_eq!(bytes, 1000);
+    assert!(off + bytes <= plan.arena_bytes);
+    assert!(plan.to_text(&g).contains("scratch k0"));
+}
