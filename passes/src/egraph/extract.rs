@@ -11,6 +11,7 @@
 //! un-activated conv output is still needed by the backward pass.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use egg::Id;
 use kiln_ir::{Op, TensorType};
@@ -100,14 +101,104 @@ fn index(eg: &EG) -> Ix {
     Ix { classes, pos, nodes }
 }
 
+/// Above this many e-classes the bitset greedy (quadratic time and memory)
+/// is skipped and the local search starts from the input graph's own nodes.
+pub const DAG_GREEDY_MAX_CLASSES: usize = 6000;
+
+/// The result of [`extract`].
+pub struct Extracted {
+    pub choice: Choice,
+    pub cost: f64,
+    /// The local search stopped at the deadline.
+    pub truncated: bool,
+}
+
 /// Extracts the roots' DAG; `None` only if some root has no acyclic choice.
-pub fn extract(eg: &EG, roots: &[Id]) -> Option<(Choice, f64)> {
+/// `original` is each class's e-node from the input graph (the fallback
+/// start); the local search stops at `deadline`.
+pub fn extract(eg: &EG, roots: &[Id], original: &HashMap<Id, ENode>, deadline: Instant) -> Option<Extracted> {
+    extract_with(eg, roots, original, deadline, DAG_GREEDY_MAX_CLASSES)
+}
+
+pub(super) fn extract_with(
+    eg: &EG,
+    roots: &[Id],
+    original: &HashMap<Id, ENode>,
+    deadline: Instant,
+    greedy_max: usize,
+) -> Option<Extracted> {
     let ix = index(eg);
     let n = ix.classes.len();
-    let words = n.div_ceil(64);
     let root_pos: Vec<usize> = roots.iter().map(|r| ix.pos.get(&eg.find(*r)).copied()).collect::<Option<_>>()?;
+    let mut choice = if n <= greedy_max { greedy_dag(&ix) } else { from_original(eg, &ix, original) };
+    if root_pos.iter().any(|&r| choice[r].is_none()) {
+        return None;
+    }
+    let mut truncated = false;
+    let mut cost = dag_cost(&ix, &choice, &root_pos)?;
 
-    // Phase 1: greedy on class sets.
+    // Phase 2: local search on the true DAG cost. Equal-cost moves are
+    // accepted once per class: two classes often have to switch together
+    // (the backward mask reading the activation, then the forward fusing),
+    // and the first switch alone gains nothing.
+    let base = choice.clone();
+    let eps = |c: f64| 1e-9 * c.abs().max(1.0);
+    for _sweep in 0..4 {
+        let mut moved = false;
+        let reached = reached(&ix, &choice, &root_pos);
+        for c in reached {
+            if Instant::now() > deadline {
+                truncated = true;
+                break;
+            }
+            for ni in 0..ix.nodes[c].len() {
+                if Some(ni) == choice[c] || ix.nodes[c][ni].2.iter().any(|&k| choice[k].is_none()) {
+                    continue;
+                }
+                let old = choice[c];
+                choice[c] = Some(ni);
+                match dag_cost(&ix, &choice, &root_pos) {
+                    Some(t) if t < cost - eps(cost) => {
+                        cost = t;
+                        moved = true;
+                    }
+                    Some(t) if t <= cost + eps(cost) && old == base[c] => {
+                        cost = t;
+                        moved = true;
+                    }
+                    _ => choice[c] = old,
+                }
+            }
+        }
+        if !moved || truncated {
+            break;
+        }
+    }
+    // Undo equal-cost moves that unlocked nothing, so ties keep the
+    // greedy (usually original) form.
+    for c in 0..n {
+        if choice[c] != base[c] && base[c].is_some() {
+            let cur = choice[c];
+            choice[c] = base[c];
+            match dag_cost(&ix, &choice, &root_pos) {
+                Some(t) if t <= cost + eps(cost) => cost = t,
+                _ => choice[c] = cur,
+            }
+        }
+    }
+    let mut out = Choice::new();
+    for c in reached(&ix, &choice, &root_pos) {
+        let ni = choice[c]?;
+        out.insert(ix.classes[c], ix.nodes[c][ni].0.clone());
+    }
+    Some(Extracted { choice: out, cost, truncated })
+}
+
+/// Greedy bottom-up on class sets: a class's cost is the cost of the set of
+/// classes its choice reaches (bitsets), so sharing inside it counts once.
+fn greedy_dag(ix: &Ix) -> Vec<Option<usize>> {
+    let n = ix.classes.len();
+    let words = n.div_ceil(64);
     let mut best: Vec<Option<(usize, f64, Vec<u64>)>> = vec![None; n];
     let mut self_cost = vec![0.0f64; n];
     let mut changed = true;
@@ -153,63 +244,47 @@ pub fn extract(eg: &EG, roots: &[Id]) -> Option<(Choice, f64)> {
             }
         }
     }
-    let mut choice: Vec<Option<usize>> = best.iter().map(|b| b.as_ref().map(|b| b.0)).collect();
-    if root_pos.iter().any(|&r| choice[r].is_none()) {
-        return None;
-    }
-    let mut cost = dag_cost(&ix, &choice, &root_pos)?;
+    best.iter().map(|b| b.as_ref().map(|b| b.0)).collect()
+}
 
-    // Phase 2: local search on the true DAG cost. Equal-cost moves are
-    // accepted once per class: two classes often have to switch together
-    // (the backward mask reading the activation, then the forward fusing),
-    // and the first switch alone gains nothing.
-    let base = choice.clone();
-    let eps = |c: f64| 1e-9 * c.abs().max(1.0);
-    for _sweep in 0..4 {
-        let mut moved = false;
-        let reached = reached(&ix, &choice, &root_pos);
-        for c in reached {
-            for ni in 0..ix.nodes[c].len() {
-                if Some(ni) == choice[c] || ix.nodes[c][ni].2.iter().any(|&k| choice[k].is_none()) {
-                    continue;
-                }
-                let old = choice[c];
-                choice[c] = Some(ni);
-                match dag_cost(&ix, &choice, &root_pos) {
-                    Some(t) if t < cost - eps(cost) => {
-                        cost = t;
-                        moved = true;
-                    }
-                    Some(t) if t <= cost + eps(cost) && old == base[c] => {
-                        cost = t;
-                        moved = true;
-                    }
-                    _ => choice[c] = old,
+/// Each class with an input-graph node keeps it (acyclic: it is the input
+/// graph); classes that rules created pick by tree cost, which is acyclic
+/// among them because every node costs at least 1 and they cannot be
+/// reached from the input graph's nodes.
+fn from_original(eg: &EG, ix: &Ix, original: &HashMap<Id, ENode>) -> Vec<Option<usize>> {
+    let n = ix.classes.len();
+    let mut choice: Vec<Option<usize>> = vec![None; n];
+    let mut fixed = vec![false; n];
+    for (c, node) in original {
+        let Some(&p) = ix.pos.get(&eg.find(*c)) else { continue };
+        let canon = ENode { op: node.op, children: node.children.iter().map(|&k| eg.find(k)).collect() };
+        if let Some(ni) = ix.nodes[p].iter().position(|(m, _, _)| *m == canon) {
+            choice[p] = Some(ni);
+            fixed[p] = true;
+        }
+    }
+    let mut tree = vec![f64::INFINITY; n];
+    let mut changed = true;
+    let mut rounds = 0;
+    while changed && rounds < 64 {
+        changed = false;
+        rounds += 1;
+        for c in 0..n {
+            if fixed[c] {
+                tree[c] = 0.0;
+                continue;
+            }
+            for (ni, (_, cost, ch)) in ix.nodes[c].iter().enumerate() {
+                let t = cost + ch.iter().map(|&k| tree[k]).sum::<f64>();
+                if t < tree[c] {
+                    tree[c] = t;
+                    choice[c] = Some(ni);
+                    changed = true;
                 }
             }
         }
-        if !moved {
-            break;
-        }
     }
-    // Undo equal-cost moves that unlocked nothing, so ties keep the
-    // greedy (usually original) form.
-    for c in 0..n {
-        if choice[c] != base[c] && base[c].is_some() {
-            let cur = choice[c];
-            choice[c] = base[c];
-            match dag_cost(&ix, &choice, &root_pos) {
-                Some(t) if t <= cost + eps(cost) => cost = t,
-                _ => choice[c] = cur,
-            }
-        }
-    }
-    let mut out = Choice::new();
-    for c in reached(&ix, &choice, &root_pos) {
-        let ni = choice[c]?;
-        out.insert(ix.classes[c], ix.nodes[c][ni].0.clone());
-    }
-    Some((out, cost))
+    choice
 }
 
 /// Classes reachable from the roots under `choice`, roots first.

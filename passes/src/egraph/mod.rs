@@ -154,7 +154,9 @@ pub fn optimize(g: &mut Graph, config: &EGraphConfig, ev: Option<&dyn ConstEvalu
     let cost_before = extract::original_cost(&built.eg, &built.original, &roots).unwrap_or(f64::NAN);
     let mut prov = rule::Provenance::default();
     let sat = saturate::saturate(&mut built.eg, &rules, config, ev, &mut prov);
-    let extracted = extract::extract(&built.eg, &roots);
+    // Extraction gets its own time budget of the same length.
+    let deadline = Instant::now() + config.time_limit.max(Duration::from_millis(100));
+    let extracted = extract::extract(&built.eg, &roots, &built.original, deadline);
     let mut report = Report {
         iterations: sat.iterations,
         stop: sat.stop,
@@ -170,13 +172,16 @@ pub fn optimize(g: &mut Graph, config: &EGraphConfig, ev: Option<&dyn ConstEvalu
         fused: Vec::new(),
         unfused: Vec::new(),
         changed: false,
+        extraction_truncated: false,
         group_of: rules.iter().map(|r| (r.name, r.group)).collect::<BTreeMap<_, _>>(),
     };
     let mut created = Vec::new();
-    if let Some((choice, cost_after)) = extracted {
+    if let Some(ex) = extracted {
+        report.extraction_truncated = ex.truncated;
+        let cost_after = ex.cost;
         // Keep the original graph unless the extracted one is cheaper.
         if cost_after < cost_before || cost_before.is_nan() {
-            let (made, changed) = convert::write_back(g, &built, &choice).map_err(fail)?;
+            let (made, changed) = convert::write_back(g, &built, &ex.choice).map_err(fail)?;
             created = made;
             report.changed = changed;
             report.cost_after = cost_after;

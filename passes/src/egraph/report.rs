@@ -35,6 +35,9 @@ pub struct Report {
     /// One line per conv2d/matmul left unfused, with the reason.
     pub unfused: Vec<String>,
     pub changed: bool,
+    /// Extraction's local search hit its time budget (the result is valid,
+    /// maybe not the cheapest).
+    pub extraction_truncated: bool,
     pub group_of: BTreeMap<&'static str, Group>,
 }
 
@@ -50,6 +53,9 @@ impl fmt::Display for Report {
         writeln!(f, "e-graph report")?;
         writeln!(f, "  stop reason:  {}", self.stop)?;
         writeln!(f, "  iterations:   {}", self.iterations)?;
+        if self.extraction_truncated {
+            writeln!(f, "  extraction:   stopped at its time budget (valid, maybe not the cheapest)")?;
+        }
         writeln!(f, "  e-graph size: {} e-nodes in {} e-classes", self.enodes, self.eclasses)?;
         writeln!(f, "  live nodes:   {} -> {}", self.nodes_before, self.nodes_after)?;
         let pct = if self.cost_before > 0.0 { 100.0 * (self.cost_after - self.cost_before) / self.cost_before } else { 0.0 };

@@ -110,7 +110,9 @@ fn extraction_counts_shared_values_once() {
     });
     let built = convert::build(&g).unwrap();
     let roots = built.root_classes();
-    let (choice, cost) = extract::extract(&built.eg, &roots).unwrap();
+    let far = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let ex = extract::extract(&built.eg, &roots, &built.original, far).unwrap();
+    let (choice, cost) = (ex.choice, ex.cost);
     let ty = f32_shape([64, 64]);
     let expect = 1.0
         + node_cost(&Op::Unary(UnaryOp::Exp), &ty, &[&ty])
@@ -121,4 +123,36 @@ fn extraction_counts_shared_values_once() {
     let orig = extract::original_cost(&built.eg, &built.original, &roots).unwrap();
     assert!((orig - expect).abs() < 1e-6);
     let _: &HashMap<_, _> = &choice;
+}
+
+/// The large-graph path (start from the input graph's nodes, then local
+/// search) finds the same fusion as the bitset greedy on a small case.
+#[test]
+fn both_extraction_starts_find_the_fusion() {
+    let g = graph(|g| {
+        let x = g.input("x", f32_shape([2, 3, 6, 6])).unwrap();
+        let w = g.param("w", f32_shape([4, 3, 3, 3])).unwrap();
+        let b = g.param("b", f32_shape([4])).unwrap();
+        let y = g.conv2d(x, w, kiln_ir::Conv2dAttrs::default()).unwrap();
+        let b4 = g.reshape(b, [4, 1, 1]).unwrap();
+        let y = g.add(y, b4).unwrap();
+        let y = g.relu(y).unwrap();
+        g.set_output("y", y).unwrap();
+    });
+    let mut built = convert::build(&g).unwrap();
+    let rules = super::rules::rules(&Group::ALL).unwrap();
+    saturate(&mut built.eg, &rules, &EGraphConfig::default(), None, &mut Provenance::default());
+    let roots = built.root_classes();
+    let far = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let a = extract::extract_with(&built.eg, &roots, &built.original, far, usize::MAX).unwrap();
+    let b = extract::extract_with(&built.eg, &roots, &built.original, far, 0).unwrap();
+    assert!((a.cost - b.cost).abs() < 1e-6, "{} vs {}", a.cost, b.cost);
+    let fused = |c: &extract::Choice| {
+        c.values().any(|n| matches!(built.eg.analysis.ops.op(n.op), Op::FusedConv2d { bias: true, act: kiln_ir::Activation::Relu, .. }))
+    };
+    assert!(fused(&a.choice) && fused(&b.choice));
+    // A deadline in the past still gives a valid (truncated) extraction.
+    let past = std::time::Instant::now();
+    let c = extract::extract_with(&built.eg, &roots, &built.original, past, 0).unwrap();
+    assert!(c.truncated);
 }
