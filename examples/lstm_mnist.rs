@@ -64,6 +64,7 @@ fn main() {
         target: TARGET,
         augment: None,
         early_stopping: None,
+        lr_schedule: None,
         out: a.out.clone(),
     });
     finish(&report, TARGET);

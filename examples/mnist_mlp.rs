@@ -63,6 +63,7 @@ fn main() {
         target: TARGET,
         augment: None,
         early_stopping: Some((3, 1e-4)),
+        lr_schedule: None,
         out: a.out.clone(),
     });
     finish(&report, TARGET);

@@ -103,6 +103,9 @@ pub struct Fit<'a> {
     pub augment: Option<Augment>,
     /// `(patience, min_delta)`.
     pub early_stopping: Option<(usize, f64)>,
+    /// The learning rate of each epoch (set on the compiled step, no
+    /// recompilation); `None` keeps the optimizer's.
+    pub lr_schedule: Option<&'a dyn Fn(usize) -> f64>,
     pub out: PathBuf,
 }
 
@@ -146,6 +149,9 @@ pub fn fit(f: Fit<'_>) -> FitReport {
     let mut time_to_target = None;
     let mut last = (f64::NAN, 0.0, ConfusionMatrix::new(f.val_set.num_classes));
     for epoch in 0..f.epochs {
+        if let Some(lr) = f.lr_schedule {
+            f.train.set_lr(lr(epoch)).or_die("set learning rate");
+        }
         bar.start_epoch(epoch);
         let t0 = Instant::now();
         let mut correct = (0usize, 0usize);
@@ -193,6 +199,11 @@ pub fn fit(f: Fit<'_>) -> FitReport {
     }
     let _ = std::fs::write(f.out.join(format!("{}-history.csv", f.name)), history.to_csv());
     FitReport { history, accuracy: last.1, confusion: last.2, time_to_target, train_seconds: train_s }
+}
+
+/// Cosine decay from `lr` to 0 over `epochs` epochs (epoch 0 at full `lr`).
+pub fn cosine(lr: f64, epochs: usize) -> impl Fn(usize) -> f64 {
+    move |e| lr * 0.5 * (1.0 + (std::f64::consts::PI * e as f64 / epochs.max(1) as f64).cos())
 }
 
 /// Prints the time-to-target line and the final metric (the last line).
