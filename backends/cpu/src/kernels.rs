@@ -138,8 +138,8 @@ pub unsafe fn run(n: &NativeOp, slots: &[*mut u8], scratch: *mut u8, pool: &Pool
         }
         Op::Conv2dGradInput { attrs, .. } => by_float!(conv2d_grad_input(pool, p(0), t(0), p(1), t(1), attrs, out, oty, scratch)),
         Op::Conv2dGradWeight { attrs, .. } => by_float!(conv2d_grad_weight(pool, p(0), t(0), p(1), t(1), attrs, out, oty, scratch)),
-        Op::MaxPool2d(pa) => by_float!(max_pool(p(0), t(0), pa, out, oty, None)),
-        Op::MaxPool2dGrad(pa) => by_float!(max_pool(p(0), t(0), pa, out, t(1), Some(p(1)))),
+        Op::MaxPool2d(pa) => by_float!(max_pool(pool, p(0), t(0), pa, out, oty, None)),
+        Op::MaxPool2dGrad(pa) => by_float!(max_pool(pool, p(0), t(0), pa, out, t(1), Some(p(1)))),
         Op::AvgPool2d { pool, count_include_pad } => by_float!(avg_pool(p(0), t(0), pool, *count_include_pad, out, oty)),
         Op::AvgPool2dGrad { pool, count_include_pad, .. } => {
             by_float!(avg_pool_grad(p(0), t(0), pool, *count_include_pad, out, oty))
@@ -275,27 +275,41 @@ impl ConvGeom {
         self.ho * self.wo
     }
 
+    /// Output columns `[lo, hi)` whose input column `ow*stride + j*dil - pad`
+    /// lies inside `0..w` (along `axis`).
+    fn valid(&self, axis: usize, tap: usize, out: usize, bound: usize) -> (usize, usize) {
+        let (s, d, p) = (self.a.stride[axis], self.a.dilation[axis], self.a.padding[axis]);
+        let off = (tap * d) as isize - p as isize;
+        // first o with o*s + off >= 0, first o with o*s + off >= bound
+        let lo = if off >= 0 { 0 } else { ((-off) as usize).div_ceil(s) };
+        let hi = if (bound as isize) <= off { 0 } else { ((bound as isize - off) as usize).div_ceil(s) };
+        (lo.min(out), hi.min(out).max(lo.min(out)))
+    }
+
     /// col[(c*kh+i)*kw+j, oh*wo+ow] = x[c0+c, ih, iw] (0 in the padding).
     unsafe fn im2col<F: Float>(&self, x: *const F, c0: usize, col: *mut F) {
         let a = &self.a;
         for c in 0..self.cg() {
             let plane = unsafe { x.add((c0 + c) * self.h * self.w) };
             for i in 0..self.kh {
+                let (oh_lo, oh_hi) = self.valid(0, i, self.ho, self.h);
                 for j in 0..self.kw {
                     let row = unsafe { col.add(((c * self.kh + i) * self.kw + j) * self.pix()) };
+                    let (ow_lo, ow_hi) = self.valid(1, j, self.wo, self.w);
+                    let col_off = (j * a.dilation[1]) as isize - a.padding[1] as isize;
                     for oh in 0..self.ho {
-                        let ih = (oh * a.stride[0] + i * a.dilation[0]) as isize - a.padding[0] as isize;
-                        let dst = unsafe { row.add(oh * self.wo) };
-                        if ih < 0 || ih >= self.h as isize {
-                            for ow in 0..self.wo {
-                                unsafe { *dst.add(ow) = F::default() };
-                            }
+                        let dst = unsafe { std::slice::from_raw_parts_mut(row.add(oh * self.wo), self.wo) };
+                        if oh < oh_lo || oh >= oh_hi {
+                            dst.fill(F::default());
                             continue;
                         }
-                        let src = unsafe { plane.add(ih as usize * self.w) };
-                        for ow in 0..self.wo {
-                            let iw = (ow * a.stride[1] + j * a.dilation[1]) as isize - a.padding[1] as isize;
-                            unsafe { *dst.add(ow) = if iw < 0 || iw >= self.w as isize { F::default() } else { *src.add(iw as usize) } };
+                        let ih = oh * a.stride[0] + i * a.dilation[0] - a.padding[0];
+                        let src = unsafe { plane.add(ih * self.w) };
+                        dst[..ow_lo].fill(F::default());
+                        dst[ow_hi..].fill(F::default());
+                        let s = a.stride[1];
+                        for (ow, d) in dst.iter_mut().enumerate().take(ow_hi).skip(ow_lo) {
+                            *d = unsafe { *src.offset((ow * s) as isize + col_off) };
                         }
                     }
                 }
@@ -309,18 +323,18 @@ impl ConvGeom {
         for c in 0..self.cg() {
             let plane = unsafe { dx.add((c0 + c) * self.h * self.w) };
             for i in 0..self.kh {
+                let (oh_lo, oh_hi) = self.valid(0, i, self.ho, self.h);
                 for j in 0..self.kw {
                     let row = unsafe { col.add(((c * self.kh + i) * self.kw + j) * self.pix()) };
-                    for oh in 0..self.ho {
-                        let ih = (oh * a.stride[0] + i * a.dilation[0]) as isize - a.padding[0] as isize;
-                        if ih < 0 || ih >= self.h as isize {
-                            continue;
-                        }
-                        for ow in 0..self.wo {
-                            let iw = (ow * a.stride[1] + j * a.dilation[1]) as isize - a.padding[1] as isize;
-                            if iw >= 0 && iw < self.w as isize {
-                                unsafe { *plane.add(ih as usize * self.w + iw as usize) += *row.add(oh * self.wo + ow) };
-                            }
+                    let (ow_lo, ow_hi) = self.valid(1, j, self.wo, self.w);
+                    let col_off = (j * a.dilation[1]) as isize - a.padding[1] as isize;
+                    let s = a.stride[1];
+                    for oh in oh_lo..oh_hi {
+                        let ih = oh * a.stride[0] + i * a.dilation[0] - a.padding[0];
+                        let dst = unsafe { plane.add(ih * self.w) };
+                        let src = unsafe { row.add(oh * self.wo) };
+                        for ow in ow_lo..ow_hi {
+                            unsafe { *dst.offset((ow * s) as isize + col_off) += *src.add(ow) };
                         }
                     }
                 }
@@ -505,44 +519,51 @@ fn window(p: &Pool2dAttrs, axis: usize, o: usize, bound: usize) -> std::ops::Ran
 }
 
 /// Max pooling, or (with `dy`) its gradient into `out` shaped like x.
-unsafe fn max_pool<F: Float>(x: *mut u8, xt: &TensorType, p: &Pool2dAttrs, out: *mut u8, yt: &TensorType, dy: Option<*mut u8>) {
+/// The first maximum of each window wins; a NaN wins like in PyTorch.
+unsafe fn max_pool<F: Float>(pool: &Pool, x: *mut u8, xt: &TensorType, p: &Pool2dAttrs, out: *mut u8, yt: &TensorType, dy: Option<*mut u8>) {
     let s = &xt.shape.0;
     let (planes, h, w) = (s[0] * s[1], s[2], s[3]);
     let (ho, wo) = (yt.shape.0[2], yt.shape.0[3]);
-    let x = x as *const F;
-    let out = out as *mut F;
-    if dy.is_some() {
-        for i in 0..xt.numel() {
-            unsafe { *out.add(i) = F::default() };
-        }
-    }
-    for pl in 0..planes {
-        for oh in 0..ho {
-            let rows = window(p, 0, oh, h);
-            for ow in 0..wo {
-                let cols = window(p, 1, ow, w);
-                let mut best: Option<(usize, F)> = None;
-                for ih in rows.clone() {
-                    for iw in cols.clone() {
-                        let i = (pl * h + ih) * w + iw;
-                        let v = unsafe { *x.add(i) };
-                        let vnan = v.partial_cmp(&v).is_none();
-                        match best {
-                            None => best = Some((i, v)),
-                            Some((_, b)) if b.partial_cmp(&b).is_some() && (v > b || vnan) => best = Some((i, v)),
-                            _ => {}
+    let (x, out) = (Sp(x as *mut F), Sp(out as *mut F));
+    let dy = dy.map(|d| Sp(d as *mut F));
+    let t = pool.threads();
+    let rows: Vec<std::ops::Range<usize>> = (0..ho).map(|o| window(p, 0, o, h)).collect();
+    let cols: Vec<std::ops::Range<usize>> = (0..wo).map(|o| window(p, 1, o, w)).collect();
+    pool.run(t, &|part| {
+        let (x, out, dy) = (x, out, dy);
+        for pl in images(planes, t, part) {
+            let xp = unsafe { x.get().add(pl * h * w) };
+            if dy.is_some() {
+                for i in 0..h * w {
+                    unsafe { *out.get().add(pl * h * w + i) = F::default() };
+                }
+            }
+            for (oh, rr) in rows.iter().enumerate() {
+                for (ow, cr) in cols.iter().enumerate() {
+                    let mut bi = rr.start * w + cr.start;
+                    let mut bv = unsafe { *xp.add(bi) };
+                    'win: for ih in rr.clone() {
+                        for iw in cr.clone() {
+                            if bv != bv {
+                                break 'win;
+                            }
+                            let i = ih * w + iw;
+                            let v = unsafe { *xp.add(i) };
+                            if v > bv || v != v {
+                                bi = i;
+                                bv = v;
+                            }
                         }
                     }
-                }
-                let (bi, bv) = best.expect("pool windows are never empty");
-                let o = (pl * ho + oh) * wo + ow;
-                match dy {
-                    None => unsafe { *out.add(o) = bv },
-                    Some(d) => unsafe { *out.add(bi) += *(d as *const F).add(o) },
+                    let o = (pl * ho + oh) * wo + ow;
+                    match dy {
+                        None => unsafe { *out.get().add(o) = bv },
+                        Some(d) => unsafe { *out.get().add(pl * h * w + bi) += *d.get().add(o) },
+                    }
                 }
             }
         }
-    }
+    });
 }
 
 unsafe fn avg_pool<F: Float>(x: *mut u8, xt: &TensorType, p: &Pool2dAttrs, incl: bool, out: *mut u8, yt: &TensorType) {
