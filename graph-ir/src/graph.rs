@@ -194,6 +194,11 @@ impl Graph {
         if self.find_input(name).is_some() {
             return Err(IrError::DuplicateName(name.to_string()));
         }
+        crate::infer::check_addressable(&ty).map_err(|reason| IrError::Type {
+            op: role.name(),
+            operands: vec![],
+            reason: format!("`{name}`: {reason}"),
+        })?;
         Ok(self.g.add_node(Node { op: Op::Input { name: name.to_string(), role }, ty }).into())
     }
 

@@ -59,9 +59,27 @@ fn same_len(what: &str, n: usize, rank: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Refuses a type whose byte size no allocation could hold, so that the
+/// element-count arithmetic of later passes and backends cannot overflow.
+pub fn check_addressable(t: &TensorType) -> Result<(), String> {
+    if t.checked_size_bytes().is_none() {
+        return Err(format!("{t} has more elements than fit in memory"));
+    }
+    Ok(())
+}
+
 /// Infers the result type of `op` applied to operands of the given types.
 /// `Input` nodes carry a declared type and are not inferred.
 pub fn infer_type(op: &Op, operands: &[TensorType]) -> R {
+    for t in operands {
+        check_addressable(t)?;
+    }
+    let ty = infer_unchecked(op, operands)?;
+    check_addressable(&ty)?;
+    Ok(ty)
+}
+
+fn infer_unchecked(op: &Op, operands: &[TensorType]) -> R {
     match op {
         Op::Input { .. } => Err("inputs have a declared type, not an inferred one".into()),
         Op::Constant(t) => {
@@ -128,6 +146,7 @@ pub fn infer_type(op: &Op, operands: &[TensorType]) -> R {
         Op::Reshape(s) => {
             arity(operands, 1)?;
             let x = &operands[0];
+            check_addressable(&TensorType::new(x.dtype, s.clone()))?;
             if s.numel() != x.numel() {
                 return Err(format!("cannot reshape {} ({} elements) to {s} ({} elements)", x, x.numel(), s.numel()));
             }
@@ -190,7 +209,9 @@ pub fn infer_type(op: &Op, operands: &[TensorType]) -> R {
                 {
                     return Err(format!("operand {k} {} does not match {} outside axis {axis}", t, first));
                 }
-                dims[*axis] += t.shape.0[*axis];
+                dims[*axis] = dims[*axis]
+                    .checked_add(t.shape.0[*axis])
+                    .ok_or_else(|| format!("concatenated extent on axis {axis} overflows"))?;
             }
             Ok(TensorType::new(first.dtype, Shape(dims)))
         }
@@ -199,7 +220,14 @@ pub fn infer_type(op: &Op, operands: &[TensorType]) -> R {
             let x = &operands[0];
             same_len("lo", lo.len(), x.shape.rank())?;
             same_len("hi", hi.len(), x.shape.rank())?;
-            let dims = x.shape.0.iter().enumerate().map(|(i, &d)| d + lo[i] + hi[i]).collect();
+            let dims = x
+                .shape
+                .0
+                .iter()
+                .enumerate()
+                .map(|(i, &d)| d.checked_add(lo[i])?.checked_add(hi[i]))
+                .collect::<Option<Vec<usize>>>()
+                .ok_or_else(|| format!("padding {lo:?}/{hi:?} of {x} overflows"))?;
             Ok(TensorType::new(x.dtype, Shape(dims)))
         }
         Op::MatMul { trans_a, trans_b } => {
@@ -217,7 +245,9 @@ pub fn infer_type(op: &Op, operands: &[TensorType]) -> R {
             same_dtype(dy, w)?;
             rank_is(dy, 4, "dy")?;
             rank_is(w, 4, "weight")?;
-            let c = w.shape.0[1] * attrs.groups;
+            let c = w.shape.0[1]
+                .checked_mul(attrs.groups)
+                .ok_or_else(|| format!("groups {} times weight {w}'s input channels overflows", attrs.groups))?;
             let x = TensorType::new(dy.dtype, [dy.shape.0[0], c, input_hw[0], input_hw[1]]);
             let y = conv2d_type(&x, w, attrs)?;
             if y != *dy {
@@ -298,7 +328,9 @@ pub fn infer_type(op: &Op, operands: &[TensorType]) -> R {
                 return Err("scatter_add updates must be numeric".into());
             }
             let ir = idx.shape.rank();
-            if axis + ir > upd.shape.rank() || upd.shape.0[*axis..axis + ir] != idx.shape.0[..] {
+            if axis.checked_add(ir).is_none_or(|end| end > upd.shape.rank())
+                || upd.shape.0[*axis..axis + ir] != idx.shape.0[..]
+            {
                 return Err(format!(
                     "updates {upd} must have the indices' shape {} at axis {axis}",
                     idx.shape
@@ -419,7 +451,7 @@ pub fn conv2d_type(x: &TensorType, w: &TensorType, attrs: &Conv2dAttrs) -> R {
     if g == 0 || c % g != 0 || o % g != 0 {
         return Err(format!("groups {g} must divide input channels {c} and output channels {o}"));
     }
-    if ci * g != c {
+    if ci.checked_mul(g) != Some(c) {
         return Err(format!("weight {w} expects {} input channels, input {x} has {c}", ci * g));
     }
     if attrs.stride.contains(&0) || attrs.dilation.contains(&0) {
@@ -436,7 +468,7 @@ pub fn conv2d_type(x: &TensorType, w: &TensorType, attrs: &Conv2dAttrs) -> R {
 pub fn pool_type(x: &TensorType, p: &Pool2dAttrs) -> R {
     float(x, "pool input")?;
     rank_is(x, 4, "pool input")?;
-    if p.padding[0] * 2 > p.kernel[0] || p.padding[1] * 2 > p.kernel[1] {
+    if p.padding[0] > p.kernel[0] / 2 || p.padding[1] > p.kernel[1] / 2 {
         return Err(format!("padding {:?} must be at most half the kernel {:?}", p.padding, p.kernel));
     }
     match (p.out_dim(0, x.shape.0[2]), p.out_dim(1, x.shape.0[3])) {

@@ -201,8 +201,8 @@ impl Default for Conv2dAttrs {
 impl Conv2dAttrs {
     /// Output extent along one spatial axis, `None` if the window does not fit.
     pub fn out_dim(&self, axis: usize, input: usize, kernel: usize) -> Option<usize> {
-        let span = self.dilation[axis] * (kernel.checked_sub(1)?) + 1;
-        let padded = input + 2 * self.padding[axis];
+        let span = self.dilation[axis].checked_mul(kernel.checked_sub(1)?)?.checked_add(1)?;
+        let padded = self.padding[axis].checked_mul(2)?.checked_add(input)?;
         if padded < span || self.stride[axis] == 0 {
             return None;
         }
@@ -247,7 +247,7 @@ pub struct Pool2dAttrs {
 
 impl Pool2dAttrs {
     pub fn out_dim(&self, axis: usize, input: usize) -> Option<usize> {
-        let padded = input + 2 * self.padding[axis];
+        let padded = self.padding[axis].checked_mul(2)?.checked_add(input)?;
         if self.kernel[axis] == 0 || self.stride[axis] == 0 || padded < self.kernel[axis] {
             return None;
         }

@@ -25,8 +25,16 @@ impl Shape {
         &self.0
     }
 
+    /// The element count. Only for shapes already known to fit (every shape
+    /// inside a built graph does); see [`Shape::checked_numel`].
     pub fn numel(&self) -> usize {
         self.0.iter().product()
+    }
+
+    /// The element count, `None` when it does not fit in `usize` (a shape
+    /// from user input that no buffer could ever hold).
+    pub fn checked_numel(&self) -> Option<usize> {
+        self.0.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
     }
 
     /// Row-major strides in elements.
@@ -125,6 +133,13 @@ impl TensorType {
 
     pub fn size_bytes(&self) -> usize {
         self.numel() * self.dtype.size_bytes()
+    }
+
+    /// The byte size, `None` when it exceeds what one allocation can hold
+    /// (`isize::MAX`), so that such a type is refused before any arithmetic
+    /// on it can overflow.
+    pub fn checked_size_bytes(&self) -> Option<usize> {
+        self.shape.checked_numel()?.checked_mul(self.dtype.size_bytes()).filter(|&b| b <= isize::MAX as usize)
     }
 }
 

@@ -54,12 +54,11 @@ impl HostTensor {
     /// Builds a tensor, checking that the element count matches the shape.
     pub fn new(shape: impl Into<Shape>, data: TensorData) -> Result<HostTensor, IrError> {
         let shape = shape.into();
-        if shape.numel() != data.len() {
-            return Err(IrError::TensorData(format!(
-                "shape {shape} needs {} elements, got {}",
-                shape.numel(),
-                data.len()
-            )));
+        let Some(n) = shape.checked_numel() else {
+            return Err(IrError::TensorData(format!("shape {shape} has more elements than fit in memory")));
+        };
+        if n != data.len() {
+            return Err(IrError::TensorData(format!("shape {shape} needs {n} elements, got {}", data.len())));
         }
         Ok(HostTensor { shape, data })
     }
@@ -185,7 +184,7 @@ impl HostTensor {
     /// Same data, new shape with the same element count.
     pub fn reshaped(mut self, shape: impl Into<Shape>) -> Result<HostTensor, IrError> {
         let shape = shape.into();
-        if shape.numel() != self.numel() {
+        if shape.checked_numel() != Some(self.numel()) {
             return Err(IrError::TensorData(format!(
                 "cannot reshape {} elements to {shape}",
                 self.numel()
@@ -224,12 +223,9 @@ impl HostTensor {
 
     fn from_le_bytes(dtype: DType, shape: Shape, bytes: &[u8]) -> Result<HostTensor, IrError> {
         let n = dtype.size_bytes();
-        if bytes.len() != shape.numel() * n {
-            return Err(IrError::TensorData(format!(
-                "{dtype}{shape} needs {} bytes, got {}",
-                shape.numel() * n,
-                bytes.len()
-            )));
+        let need = shape.checked_numel().and_then(|e| e.checked_mul(n));
+        if need != Some(bytes.len()) {
+            return Err(IrError::TensorData(format!("{dtype}{shape} does not fit {} bytes of data", bytes.len())));
         }
         let chunks = bytes.chunks_exact(n);
         let data = match dtype {

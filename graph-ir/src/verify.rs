@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 
-use petgraph::visit::EdgeRef;
 
 use crate::infer::infer_type;
 use crate::{Graph, IrError, Op};
@@ -22,6 +21,7 @@ pub fn verify(g: &Graph) -> Result<(), IrError> {
             if g.petgraph().edges_directed(petgraph::stable_graph::NodeIndex::new(id.index()), petgraph::Direction::Incoming).count() != 0 {
                 return Err(IrError::Verify(format!("{id}: input `{name}` has operands")));
             }
+            crate::infer::check_addressable(&node.ty).map_err(|r| IrError::Verify(format!("{id}: input `{name}`: {r}")))?;
             continue;
         }
         let slots: Vec<u32> = {
