@@ -78,6 +78,7 @@ pass. `grad` requests are resolved by autodiff before the pipeline.",
         after_help = "Examples:\n  \
 kiln compile examples/kir/mlp_grad.kir --backend cpu --weights examples/kir/mlp_grad.inputs.safetensors -o /tmp/mlp.kiln\n  \
 kiln compile examples/kir/affine.kir --backend interp --dump /tmp/dump -o /tmp/affine.kiln\n  \
+kiln compile examples/kir/cnn_grad.kir --passes cse,const_fold,egraph,dce -o /tmp/cnn.kiln\n  \
 kiln run /tmp/mlp.kiln --inputs examples/kir/mlp_grad.inputs.safetensors --out /tmp/out.safetensors"
     )]
     Compile(CompileArgs),
@@ -171,8 +172,12 @@ pub struct CompileArgs {
     #[arg(long, value_name = "DIR")]
     pub dump: Option<PathBuf>,
     /// Skip the optimization pipeline (autodiff still resolves `grad` requests).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "passes")]
     pub no_opt: bool,
+    /// Comma-separated pass names to run instead of the default pipeline
+    /// (after autodiff when the file has `grad` requests).
+    #[arg(long, value_name = "a,b,c")]
+    pub passes: Option<String>,
     /// The .kiln file to write.
     #[arg(short = 'o', long = "output", value_name = "OUT.kiln")]
     pub output: PathBuf,

@@ -75,6 +75,12 @@ pub fn compile(a: &CompileArgs) -> Result<(), CliError> {
         .map(|(_, n, _)| n.to_string())
         .collect();
     let mut opts = CompileOptions::default().backend(facade_backend(a.backend, a.precision)?).optimize(!a.no_opt);
+    if let Some(list) = &a.passes {
+        // Validate the names here so the error lists the known passes.
+        kiln_passes::registry::passes_from_list(list)?;
+        let names: Vec<&str> = list.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+        opts = opts.passes(&names);
+    }
     let dump = a.dump.clone().or_else(kiln_passes::dump_dir_from_env);
     if let Some(d) = &dump {
         opts = opts.dump(d);

@@ -262,3 +262,19 @@ fn cnn_example_gradients_match_finite_differences() {
         }
     }
 }
+
+#[test]
+fn compile_with_named_passes() {
+    let d = scratch("compile_passes");
+    let prog = d.join("cnn.kiln");
+    let o = kiln(&["compile", "examples/kir/cnn_grad.kir", "--backend", "interp", "--passes", "cse,egraph,dce", "-o", prog.to_str().unwrap()]);
+    assert_exit(&o, 0);
+    let o = kiln(&["inspect", prog.to_str().unwrap(), "--graph"]);
+    assert_exit(&o, 0);
+    let info = text(&o.stdout);
+    assert!(info.contains("egraph") && info.contains("= fused_conv2d "), "{info}");
+    assert!(!info.contains("const_fold"), "only the named passes run:\n{info}");
+    let o = kiln(&["compile", "examples/kir/cnn_grad.kir", "--passes", "cse,nope", "-o", prog.to_str().unwrap()]);
+    assert_exit(&o, 1);
+    assert!(text(&o.stderr).starts_with("error: unknown pass `nope` (known: "), "{}", text(&o.stderr));
+}
