@@ -77,6 +77,12 @@ struct Ix {
     pos: HashMap<Id, usize>,
     /// Per class: (node, its own cost, children positions).
     nodes: Vec<Vec<(ENode, f64, Vec<usize>)>>,
+    /// The same, flattened for the hot DAG-cost walk: class -> first global
+    /// node; global node -> cost and children range in `kids`.
+    start: Vec<usize>,
+    cost: Vec<f64>,
+    kid_start: Vec<usize>,
+    kids: Vec<usize>,
 }
 
 fn index(eg: &EG) -> Ix {
@@ -92,13 +98,22 @@ fn index(eg: &EG) -> Ix {
                 let kids: Option<Vec<&TensorType>> = n.children.iter().map(|&k| eg[k].data.ty.as_ref()).collect();
                 let Some(kids) = kids else { continue };
                 let cost = node_cost(eg.analysis.ops.op(n.op), out, &kids);
-                let ch = n.children.iter().map(|&k| pos[&eg.find(k)]).collect();
+                let ch: Vec<usize> = n.children.iter().map(|&k| pos[&eg.find(k)]).collect();
                 v.push((n.clone(), cost, ch));
             }
         }
         nodes.push(v);
     }
-    Ix { classes, pos, nodes }
+    let (mut start, mut cost, mut kid_start, mut kids) = (Vec::new(), Vec::new(), vec![0], Vec::new());
+    for v in &nodes {
+        start.push(cost.len());
+        for (_, c, ch) in v {
+            cost.push(*c);
+            kids.extend_from_slice(ch);
+            kid_start.push(kids.len());
+        }
+    }
+    Ix { classes, pos, nodes, start, cost, kid_start, kids }
 }
 
 /// Above this many e-classes the bitset greedy (quadratic time and memory)
@@ -321,11 +336,11 @@ fn dag_cost(ix: &Ix, choice: &[Option<usize>], roots: &[usize]) -> Option<f64> {
             1 => return None,
             _ => {}
         }
-        let ni = choice[c]?;
+        let gnode = ix.start[c] + choice[c]?;
         state[c] = 1;
-        total += ix.nodes[c][ni].1;
+        total += ix.cost[gnode];
         stack.push((c, true));
-        for &k in &ix.nodes[c][ni].2 {
+        for &k in &ix.kids[ix.kid_start[gnode]..ix.kid_start[gnode + 1]] {
             match state[k] {
                 1 => return None,
                 2 => {}

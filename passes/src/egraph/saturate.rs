@@ -105,7 +105,8 @@ pub fn saturate(
                 *fired.entry(rule.name).or_default() += 1;
                 changed = true;
             }
-            if eg.total_number_of_nodes() > cfg.node_limit {
+            // memo size: O(1), unlike counting every class's nodes.
+            if eg.total_size() > cfg.node_limit {
                 stop = Some(StopReason::NodeLimit(cfg.node_limit));
                 break;
             }
