@@ -256,7 +256,7 @@ unsafe fn run_loop(l: &LoopStep, ptrs: &[*mut u8], pool: &Pool) -> Result<(), Ru
                 // A few chunks per thread so a late worker still gets a share.
                 let chunks = (t * 4).min(outer);
                 let p = SendPtrs(l.argv.as_ptr());
-                let job = move |part: usize| {
+                let job = move |part: usize, _thread: usize| {
                     let p = &p;
                     let lo = outer * part / chunks;
                     let hi = outer * (part + 1) / chunks;

@@ -368,7 +368,7 @@ pub unsafe fn par_gemm<F: Float>(pool: &Pool, m: usize, k: usize, n: usize, a: *
     let ext = if split_n { n } else { m };
     let align = 16;
     let bound = |i: usize| (ext * i / t).div_ceil(align) * align;
-    pool.run(t, &|part| {
+    pool.run(t, &|part, _| {
         let (lo, hi) = (bound(part).min(ext), bound(part + 1).min(ext));
         if lo >= hi {
             return;
@@ -413,7 +413,7 @@ pub unsafe fn gemm_with_epilogue(n: &NativeOp, slots: &[*mut u8], pool: &Pool, e
     // Row blocks of about 256 rows keep a block's output in L2 for the epilogue.
     let parts = (m.div_ceil(256)).div_ceil(t).max(1) * t;
     let bound = |i: usize| ((m * i / parts).div_ceil(8) * 8).min(m);
-    pool.run(parts, &|part| {
+    pool.run(parts, &|part, _| {
         let (a, b, c) = (a, b, c);
         let (lo, hi) = (bound(part), bound(part + 1));
         if lo >= hi {
@@ -435,11 +435,11 @@ unsafe fn conv2d<F: Float>(pool: &Pool, x: *mut u8, xt: &TensorType, w: *mut u8,
     let gm = ConvGeom::new(&xt.shape.0, &wt.shape.0, &yt.shape.0, a);
     let (x, w, y, col) = (Sp(x as *mut F), Sp(w as *mut F), Sp(y as *mut F), Sp(scratch as *mut F));
     let (kd, pix) = (gm.kdim(), gm.pix());
-    let t = pool.threads();
-    pool.run(t, &|part| {
+    let chunks = gm.n.min(pool.threads() * 4);
+    pool.run(chunks, &|part, th| {
         let (x, w, y) = (x, w, y);
-        let col = unsafe { col.get().add(part * kd * pix) };
-        for n in images(gm.n, t, part) {
+        let col = unsafe { col.get().add(th * kd * pix) };
+        for n in images(gm.n, chunks, part) {
             for gi in 0..gm.g {
                 unsafe {
                     gm.im2col(x.0.add(n * gm.c * gm.h * gm.w), gi * gm.cg(), col);
@@ -455,12 +455,12 @@ unsafe fn conv2d_grad_input<F: Float>(pool: &Pool, dy: *mut u8, dyt: &TensorType
     let gm = ConvGeom::new(&dxt.shape.0, &wt.shape.0, &dyt.shape.0, a);
     let (dy, w, dx, col) = (Sp(dy as *mut F), Sp(w as *mut F), Sp(dx as *mut F), Sp(scratch as *mut F));
     let (kd, pix) = (gm.kdim(), gm.pix());
-    let t = pool.threads();
+    let chunks = gm.n.min(pool.threads() * 4);
     let plane = gm.c * gm.h * gm.w;
-    pool.run(t, &|part| {
+    pool.run(chunks, &|part, th| {
         let (dy, w, dx) = (dy, w, dx);
-        let col = unsafe { col.get().add(part * kd * pix) };
-        for n in images(gm.n, t, part) {
+        let col = unsafe { col.get().add(th * kd * pix) };
+        for n in images(gm.n, chunks, part) {
             unsafe {
                 for i in 0..plane {
                     *dx.0.add(n * plane + i) = F::default();
@@ -485,14 +485,17 @@ unsafe fn conv2d_grad_weight<F: Float>(pool: &Pool, x: *mut u8, xt: &TensorType,
     let per = kd * pix + nw;
     let t = pool.threads();
     let scr = Sp(scratch as *mut F);
-    pool.run(t, &|part| {
-        let (x, dy) = (x, dy);
-        let col = unsafe { scr.get().add(part * per) };
-        let acc = unsafe { col.add(kd * pix) };
+    for th in 0..t {
         for i in 0..nw {
-            unsafe { *acc.add(i) = F::default() };
+            unsafe { *scr.get().add(th * per + kd * pix + i) = F::default() };
         }
-        for n in images(gm.n, t, part) {
+    }
+    let chunks = gm.n.min(t * 4);
+    pool.run(chunks, &|part, th| {
+        let (x, dy) = (x, dy);
+        let col = unsafe { scr.get().add(th * per) };
+        let acc = unsafe { col.add(kd * pix) };
+        for n in images(gm.n, chunks, part) {
             for gi in 0..gm.g {
                 unsafe {
                     gm.im2col(x.0.add(n * gm.c * gm.h * gm.w), gi * gm.cg(), col);
@@ -526,12 +529,12 @@ unsafe fn max_pool<F: Float>(pool: &Pool, x: *mut u8, xt: &TensorType, p: &Pool2
     let (ho, wo) = (yt.shape.0[2], yt.shape.0[3]);
     let (x, out) = (Sp(x as *mut F), Sp(out as *mut F));
     let dy = dy.map(|d| Sp(d as *mut F));
-    let t = pool.threads();
+    let chunks = planes.min(pool.threads() * 4);
     let rows: Vec<std::ops::Range<usize>> = (0..ho).map(|o| window(p, 0, o, h)).collect();
     let cols: Vec<std::ops::Range<usize>> = (0..wo).map(|o| window(p, 1, o, w)).collect();
-    pool.run(t, &|part| {
+    pool.run(chunks, &|part, _| {
         let (x, out, dy) = (x, out, dy);
-        for pl in images(planes, t, part) {
+        for pl in images(planes, chunks, part) {
             let xp = unsafe { x.get().add(pl * h * w) };
             if dy.is_some() {
                 for i in 0..h * w {

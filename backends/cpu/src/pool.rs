@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
-type Job = *const (dyn Fn(usize) + Sync);
+type Job = *const (dyn Fn(usize, usize) + Sync);
 
 const OPEN: u8 = 0;
 const JOINED: u8 = 1;
@@ -70,18 +70,20 @@ impl Pool {
         self.workers.len() + 1
     }
 
-    /// Runs `f(chunk)` for every chunk in `0..chunks` on the pool's threads
-    /// (the caller's included) and returns when all are done.
-    pub fn run(&self, chunks: usize, f: &(dyn Fn(usize) + Sync)) {
+    /// Runs `f(chunk, thread)` for every chunk in `0..chunks` on the pool's
+    /// threads (the caller's is thread 0; each thread index is used by one
+    /// thread at a time, so it can pick per-thread scratch) and returns when
+    /// all are done.
+    pub fn run(&self, chunks: usize, f: &(dyn Fn(usize, usize) + Sync)) {
         if self.workers.is_empty() || chunks <= 1 {
             for c in 0..chunks {
-                f(c);
+                f(c, 0);
             }
             return;
         }
         let s = &*self.shared;
         // SAFETY: erase the lifetime; joined workers are waited for below.
-        let ptr: Job = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(f) };
+        let ptr: Job = unsafe { std::mem::transmute::<&(dyn Fn(usize, usize) + Sync), &'static (dyn Fn(usize, usize) + Sync)>(f) };
         *s.job.lock().expect("pool lock") = Some(JobPtr(ptr));
         s.chunks.store(chunks, Ordering::SeqCst);
         s.next.store(0, Ordering::SeqCst);
@@ -99,7 +101,7 @@ impl Pool {
             if c >= chunks {
                 break;
             }
-            f(c);
+            f(c, 0);
         }
         for st in &s.state {
             if st.compare_exchange(OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire).is_err() {
@@ -147,7 +149,7 @@ fn worker(s: Arc<Shared>, w: usize) {
                 break;
             }
             // SAFETY: `run` keeps the closure alive until we are FINISHED.
-            unsafe { (*job.0)(c) };
+            unsafe { (*job.0)(c, w + 1) };
         }
         s.state[w].store(FINISHED, Ordering::Release);
     }
