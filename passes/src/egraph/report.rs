@@ -185,7 +185,7 @@ pub(super) fn explain(r: &mut Report, g: &Graph, eg: &EG, prov: &Provenance, cre
                 "fused_dense needs a rank-2 weight".to_string()
             }
             _ if needed.len() > 1 => format!(
-                "its value is also needed by {}, so fusing {first} {} would compute the product twice",
+                "its value is also needed by {}, so it stays materialized (fusing {first} {} into it would compute the product twice)",
                 needed.join(", "),
                 g.op(first).name()
             ),
