@@ -240,6 +240,59 @@ pub fn partition(g: &Graph) -> Result<Partition, PassError> {
     for (i, k) in kernels.iter_mut().enumerate() {
         k.id = i;
     }
+    // Producer fusion: an elementwise kernel whose loop has the shape of a
+    // kernel producing one of its inputs joins that kernel (as more stored
+    // outputs) when everything else it reads is ready by then. This puts
+    // e.g. the ReLU after a bias add into the GEMM epilogue even though the
+    // pre-activation is also kept for the backward pass.
+    loop {
+        let producer: HashMap<NodeId, usize> =
+            kernels.iter().enumerate().flat_map(|(i, k)| k.outputs.iter().map(move |&o| (o, i))).collect();
+        let ready_by = |n: NodeId, at: usize| -> bool {
+            let r = view_root.get(&n).copied().unwrap_or(n);
+            g.op(r).is_source() || producer.get(&r).is_some_and(|&i| i <= at)
+        };
+        let mut merge: Option<(usize, usize)> = None;
+        'find: for e in 0..kernels.len() {
+            if kernels[e].kind != KernelKind::Elementwise {
+                continue;
+            }
+            let mut cands: Vec<usize> = kernels[e].inputs.iter().filter_map(|i| producer.get(i).copied()).collect();
+            cands.sort();
+            cands.dedup();
+            for &pi in cands.iter().rev() {
+                let pk = &kernels[pi];
+                if pi >= e || !matches!(pk.kind, KernelKind::Elementwise | KernelKind::Contraction) || pk.shape != kernels[e].shape {
+                    continue;
+                }
+                if kernels[e].inputs.iter().all(|&i| ready_by(i, pi)) {
+                    merge = Some((e, pi));
+                    break 'find;
+                }
+            }
+        }
+        let Some((e, pi)) = merge else { break };
+        let ek = kernels.remove(e);
+        let pk = &mut kernels[pi];
+        pk.fused.extend(ek.fused);
+        pk.fused.sort_by_key(|n| pos[n]);
+        let inside: HashSet<NodeId> = pk.nodes().into_iter().collect();
+        let mut outs: Vec<NodeId> = pk
+            .nodes()
+            .into_iter()
+            .filter(|&n| Some(n) == pk.anchor || stored_roots.contains(&n) || live_users(n).iter().any(|u| !inside.contains(u)))
+            .collect();
+        outs.sort();
+        pk.outputs = outs;
+        let mut ins: Vec<NodeId> = pk.nodes().iter().flat_map(|&n| g.operands(n)).filter(|o| !inside.contains(o)).collect();
+        ins.sort();
+        ins.dedup();
+        pk.inputs = ins;
+    }
+    for (i, k) in kernels.iter_mut().enumerate() {
+        k.id = i;
+    }
+
     // A kernel's inputs must be produced by earlier kernels.
     let mut done: HashSet<NodeId> = HashSet::new();
     for k in &kernels {

@@ -98,3 +98,28 @@ fn kernels_are_in_dependency_order_and_the_report_lists_them() {
     assert_eq!(cx.reports.len(), 1);
     assert!(cx.reports[0].1.contains("anchor %2 (matmul)"), "{}", cx.reports[0].1);
 }
+
+#[test]
+fn an_activation_joins_its_producer_when_the_preactivation_is_kept() {
+    // The pre-activation is read again later (as a backward pass would), so
+    // the ReLU cannot be fused into a consumer; it joins the GEMM epilogue.
+    let mut g = Graph::new();
+    let x = g.input("x", f32_shape([4, 3])).unwrap();
+    let w = g.param("w", f32_shape([3, 5])).unwrap();
+    let b = g.param("b", f32_shape([5])).unwrap();
+    let y = g.matmul(x, w).unwrap();
+    let yb = g.add(y, b).unwrap();
+    let r = g.relu(yb).unwrap();
+    let w2 = g.param("w2", f32_shape([5, 2])).unwrap();
+    let z = g.matmul(r, w2).unwrap();
+    let zero = g.scalar_f32(0.0).unwrap();
+    let mask = g.compare(CompareOp::Gt, yb, zero).unwrap();
+    let mf = g.cast(mask, DType::F32).unwrap();
+    let s = g.sum_all(mf).unwrap();
+    g.set_output("z", z).unwrap();
+    g.set_output("s", s).unwrap();
+    let p = partition(&g).unwrap();
+    let k = p.kernels.iter().find(|k| k.anchor == Some(y)).unwrap();
+    assert_eq!(k.fused, vec![yb, r], "{}", p.to_text(&g));
+    assert_eq!(k.outputs, vec![y, yb, r]);
+}
