@@ -85,3 +85,22 @@ fn plan_is_deterministic() {
     assert!(a.plan_text().unwrap().contains("call fn"), "transcendentals call helpers");
     assert!(a.peak_bytes().unwrap() > 0);
 }
+
+/// The inline f32x4 exp/sigmoid/tanh over their whole range (overflow,
+/// underflow to denormals and zero, tiny arguments) stay within a few ulp
+/// of the f64 reference rounded to f32.
+#[test]
+fn vector_transcendentals_cover_the_full_range() {
+    let n = 403;
+    let vals: Vec<f32> = (0..n).map(|i| -110.0 + 220.0 * i as f32 / (n - 1) as f32).chain([0.0, -0.0, 1e-8, -1e-8, 0.3, -0.6, 88.7, 88.73, -87.5, -103.0]).collect();
+    let len = vals.len();
+    let mut g = Graph::new();
+    let x = g.input("x", f32_shape([len])).unwrap();
+    for u in [UnaryOp::Exp, UnaryOp::Sigmoid, UnaryOp::Tanh] {
+        let y = g.unary(u, x).unwrap();
+        g.set_output(u.name(), y).unwrap();
+    }
+    let mut m = std::collections::BTreeMap::new();
+    m.insert("x".to_string(), HostTensor::from_f32([len], vals).unwrap());
+    check(&g, &m, 4e-6, 1e-30);
+}
