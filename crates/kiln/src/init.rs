@@ -120,7 +120,15 @@ impl Init {
 
     /// Draws the values for a tensor of `shape` (f32).
     pub fn sample(&self, shape: &Shape, rng: &mut Rng) -> Result<HostTensor, Error> {
-        let n = shape.numel();
+        self.check()?;
+        let n = shape
+            .checked_numel()
+            .filter(|n| n.checked_mul(4).is_some_and(|b| b <= isize::MAX as usize))
+            .ok_or_else(|| Error::Config(format!("a parameter of shape {shape} has more elements than fit in memory")))?;
+        // Refused here, as a typed error, rather than aborting the process
+        // inside the allocator.
+        let mut v: Vec<f32> = Vec::new();
+        v.try_reserve_exact(n).map_err(|e| Error::Config(format!("a parameter of shape {shape}: {e}")))?;
         let (fan_in, fan_out) = fans(shape);
         let need_fans = matches!(
             self,
@@ -134,30 +142,52 @@ impl Init {
             Nonlinearity::LeakyRelu(_) => Nonlinearity::LeakyRelu(a).gain(),
             other => other.gain(),
         };
-        let v: Vec<f32> = match *self {
-            Init::Zeros => vec![0.0; n],
-            Init::Ones => vec![1.0; n],
-            Init::Constant(c) => vec![c as f32; n],
-            Init::Uniform { low, high } => (0..n).map(|_| rng.uniform(low, high) as f32).collect(),
-            Init::Normal { mean, std } => (0..n).map(|_| (mean + std * rng.normal()) as f32).collect(),
+        match *self {
+            Init::Zeros => v.resize(n, 0.0),
+            Init::Ones => v.resize(n, 1.0),
+            Init::Constant(c) => v.resize(n, c as f32),
+            Init::Uniform { low, high } => v.extend((0..n).map(|_| rng.uniform(low, high) as f32)),
+            Init::Normal { mean, std } => v.extend((0..n).map(|_| (mean + std * rng.normal()) as f32)),
             Init::XavierUniform { gain } => {
-                let b = gain * (6.0 / (fan_in + fan_out) as f64).sqrt();
-                (0..n).map(|_| rng.uniform(-b, b) as f32).collect()
+                let b = gain * (6.0 / (fan_in as f64 + fan_out as f64)).sqrt();
+                v.extend((0..n).map(|_| rng.uniform(-b, b) as f32))
             }
             Init::XavierNormal { gain } => {
-                let s = gain * (2.0 / (fan_in + fan_out) as f64).sqrt();
-                (0..n).map(|_| (s * rng.normal()) as f32).collect()
+                let s = gain * (2.0 / (fan_in as f64 + fan_out as f64)).sqrt();
+                v.extend((0..n).map(|_| (s * rng.normal()) as f32))
             }
             Init::KaimingUniform { a, mode, nonlinearity } => {
                 let b = kgain(a, nonlinearity) * (3.0 / fan(mode)).sqrt();
-                (0..n).map(|_| rng.uniform(-b, b) as f32).collect()
+                v.extend((0..n).map(|_| rng.uniform(-b, b) as f32))
             }
             Init::KaimingNormal { a, mode, nonlinearity } => {
                 let s = kgain(a, nonlinearity) / fan(mode).sqrt();
-                (0..n).map(|_| (s * rng.normal()) as f32).collect()
+                v.extend((0..n).map(|_| (s * rng.normal()) as f32))
             }
-        };
+        }
         Ok(HostTensor::from_f32(shape.clone(), v)?)
+    }
+}
+
+impl Init {
+    /// Every numeric setting must be finite (a NaN or infinite bound would
+    /// fill the parameter with NaN/inf, which no run accepts).
+    fn check(&self) -> Result<(), Error> {
+        let vals: &[f64] = match self {
+            Init::Zeros | Init::Ones => &[],
+            Init::Constant(c) => &[*c],
+            Init::Uniform { low, high } => &[*low, *high],
+            Init::Normal { mean, std } => &[*mean, *std],
+            Init::XavierUniform { gain } | Init::XavierNormal { gain } => &[*gain],
+            Init::KaimingUniform { a, nonlinearity, .. } | Init::KaimingNormal { a, nonlinearity, .. } => match nonlinearity {
+                Nonlinearity::LeakyRelu(s) => &[*a, *s],
+                _ => &[*a],
+            },
+        };
+        if vals.iter().any(|v| !v.is_finite()) {
+            return Err(Error::Config(format!("{self:?}: every setting must be finite")));
+        }
+        Ok(())
     }
 }
 
@@ -168,8 +198,10 @@ pub fn fans(shape: &Shape) -> (usize, usize) {
         0 => (1, 1),
         1 => (d[0], d[0]),
         _ => {
-            let rf: usize = d[2..].iter().product();
-            (d[1] * rf, d[0] * rf)
+            // Saturating: with a zero extent elsewhere the tensor is empty
+            // even when these products would overflow.
+            let rf = d[2..].iter().fold(1usize, |a, &b| a.saturating_mul(b));
+            (d[1].saturating_mul(rf), d[0].saturating_mul(rf))
         }
     }
 }

@@ -51,7 +51,10 @@ impl ParamStore {
     /// Registers a new parameter (role Param) or buffer (role State) drawn
     /// from `init`.
     pub fn register(&mut self, name: &str, role: InputRole, shape: impl Into<Shape>, init: Init) -> Result<()> {
-        let t = init.sample(&shape.into(), &mut self.rng)?;
+        let t = init.sample(&shape.into(), &mut self.rng).map_err(|e| match e {
+            Error::Config(m) => Error::Config(format!("`{name}`: {m}")),
+            other => other,
+        })?;
         self.register_value(name, role, t)
     }
 

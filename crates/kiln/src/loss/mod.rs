@@ -29,7 +29,7 @@ pub fn reduce(g: &mut Graph, x: NodeId, r: Reduction) -> Result<NodeId> {
 }
 
 fn same_shape(g: &Graph, what: &str, a: NodeId, b: NodeId) -> Result<()> {
-    if g.ty(a) != g.ty(b) {
+    if g.node(a)?.ty != g.node(b)?.ty {
         return Err(Error::Config(format!("{what}({a}: {}, {b}: {}): input and target must have one type", g.ty(a), g.ty(b))));
     }
     Ok(())
@@ -129,8 +129,24 @@ impl CrossEntropyOptions {
     }
 }
 
+impl CrossEntropyOptions {
+    /// PyTorch's checks: smoothing in [0, 1], finite class weights.
+    fn check(&self, what: &str) -> Result<()> {
+        let eps = self.label_smoothing;
+        if !(0.0..=1.0).contains(&eps) {
+            return Err(Error::Config(format!("{what}: label_smoothing must be in [0, 1], got {eps}")));
+        }
+        if let Some(w) = &self.weight
+            && let Some(bad) = w.iter().find(|v| !v.is_finite())
+        {
+            return Err(Error::Config(format!("{what}: class weight {bad} is not finite")));
+        }
+        Ok(())
+    }
+}
+
 fn check_class_input(g: &Graph, what: &str, x: NodeId, labels: NodeId) -> Result<usize> {
-    let (xt, lt) = (g.ty(x), g.ty(labels));
+    let (xt, lt) = (&g.node(x)?.ty, &g.node(labels)?.ty);
     if xt.shape.rank() != 2 || !lt.dtype.is_int() || lt.shape.0 != [xt.shape.0[0]] {
         return Err(Error::Config(format!("{what}({x}: {xt}, {labels}: {lt}): expected [N, C] scores and integer labels [N]")));
     }
@@ -157,6 +173,7 @@ fn class_weights(g: &mut Graph, w: &[f64], classes: usize, like: NodeId) -> Resu
 /// exact formulas: `(1-eps) w[t] (-logp[t]) + eps/C sum_c w[c] (-logp[c])`,
 /// mean divides by `sum_i w[t_i]`).
 pub fn nll(g: &mut Graph, logp: NodeId, labels: NodeId, opts: &CrossEntropyOptions) -> Result<NodeId> {
+    opts.check("nll")?;
     let c = check_class_input(g, "nll", logp, labels)?;
     // Ignored samples look up class 0 and are masked out afterwards.
     let (labels, keep) = match opts.ignore_index {
@@ -214,6 +231,7 @@ pub fn nll(g: &mut Graph, logp: NodeId, labels: NodeId, opts: &CrossEntropyOptio
 /// Cross-entropy from logits `[N, C]` and integer labels `[N]` (a stable
 /// log-softmax followed by [`nll`]).
 pub fn cross_entropy(g: &mut Graph, logits: NodeId, labels: NodeId, opts: &CrossEntropyOptions) -> Result<NodeId> {
+    opts.check("cross_entropy")?;
     check_class_input(g, "cross_entropy", logits, labels)?;
     let lp = log_softmax(g, logits, 1)?;
     nll(g, lp, labels, opts)

@@ -35,8 +35,8 @@ pub fn elu(g: &mut Graph, x: NodeId, alpha: f64) -> Result<NodeId> {
 
 /// PReLU with slopes `weight` (`[1]` or `[C]`, C along dim 1).
 pub fn prelu(g: &mut Graph, x: NodeId, weight: NodeId) -> Result<NodeId> {
-    let xs = g.ty(x).shape.clone();
-    let n = g.ty(weight).shape.numel();
+    let xs = super::shape_of(g, x)?;
+    let n = super::shape_of(g, weight)?.numel();
     let w = if n == 1 || xs.rank() < 2 {
         weight
     } else {

@@ -7,6 +7,20 @@ use super::{expect_rank, pname, Module};
 use crate::init::Init;
 use crate::{Builder, Error, ParamStore, Result};
 
+/// The settings PyTorch rejects (groups that do not divide the channels,
+/// zero kernel/stride/dilation); returns the weight's fan-in.
+fn check_conv(what: &str, cin: usize, cout: usize, groups: usize, kernel: &[usize], stride: &[usize], dilation: &[usize]) -> Result<usize> {
+    if groups == 0 || !cin.is_multiple_of(groups) || !cout.is_multiple_of(groups) {
+        return Err(Error::Config(format!("{what}: groups {groups} must divide in {cin} and out {cout} channels")));
+    }
+    for (name, v) in [("kernel", kernel), ("stride", stride), ("dilation", dilation)] {
+        if v.contains(&0) {
+            return Err(Error::Config(format!("{what}: {name} {v:?} must be >= 1")));
+        }
+    }
+    Ok(kernel.iter().fold(cin / groups, |a, &k| a.saturating_mul(k)))
+}
+
 #[derive(Debug, Clone)]
 pub struct Conv2dConfig {
     pub in_channels: usize,
@@ -52,15 +66,11 @@ impl Conv2dConfig {
     /// Registers `<name>.weight` [out, in/groups, kh, kw] and `<name>.bias`
     /// `[out]` with PyTorch's default init (fan_in = in/groups * kh * kw).
     pub fn build(self, store: &mut ParamStore, name: &str) -> Result<Conv2d> {
-        let g = self.attrs.groups;
-        if g == 0 || !self.in_channels.is_multiple_of(g) || !self.out_channels.is_multiple_of(g) {
-            return Err(Error::Config(format!(
-                "conv2d `{name}`: groups {g} must divide in {} and out {} channels",
-                self.in_channels, self.out_channels
-            )));
-        }
-        let shape = [self.out_channels, self.in_channels / g, self.kernel[0], self.kernel[1]];
-        let init = Init::torch_default(shape[1] * shape[2] * shape[3]);
+        let a = &self.attrs;
+        let what = format!("conv2d `{name}`");
+        let fan_in = check_conv(&what, self.in_channels, self.out_channels, a.groups, &self.kernel, &a.stride, &a.dilation)?;
+        let shape = [self.out_channels, self.in_channels / a.groups, self.kernel[0], self.kernel[1]];
+        let init = Init::torch_default(fan_in);
         store.register(&pname(name, "weight"), InputRole::Param, shape, init)?;
         if self.bias {
             store.register(&pname(name, "bias"), InputRole::Param, [self.out_channels], init)?;
@@ -138,15 +148,11 @@ impl Conv1dConfig {
         self
     }
     pub fn build(self, store: &mut ParamStore, name: &str) -> Result<Conv1d> {
-        let g = self.attrs.groups;
-        if g == 0 || !self.in_channels.is_multiple_of(g) || !self.out_channels.is_multiple_of(g) {
-            return Err(Error::Config(format!(
-                "conv1d `{name}`: groups {g} must divide in {} and out {} channels",
-                self.in_channels, self.out_channels
-            )));
-        }
-        let shape = [self.out_channels, self.in_channels / g, self.kernel];
-        let init = Init::torch_default(shape[1] * shape[2]);
+        let a = &self.attrs;
+        let what = format!("conv1d `{name}`");
+        let fan_in = check_conv(&what, self.in_channels, self.out_channels, a.groups, &[self.kernel], &[a.stride], &[a.dilation])?;
+        let shape = [self.out_channels, self.in_channels / a.groups, self.kernel];
+        let init = Init::torch_default(fan_in);
         store.register(&pname(name, "weight"), InputRole::Param, shape, init)?;
         if self.bias {
             store.register(&pname(name, "bias"), InputRole::Param, [self.out_channels], init)?;

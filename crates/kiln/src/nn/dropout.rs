@@ -48,7 +48,7 @@ pub fn dropout(cx: &mut Builder, x: NodeId, p: f64, seed: u64) -> Result<NodeId>
     // applied twice draws two masks.
     let k = cx.next_random_index();
     let seed = seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let shape = cx.ty(x).shape.clone();
+    let shape = super::shape_of(cx, x)?;
     let u = cx.random_uniform(counter, shape, seed, 0.0, 1.0)?;
     let pn = cx.scalar_f32(p as f32)?;
     let keep = cx.compare(CompareOp::Ge, u, pn)?;

@@ -46,7 +46,7 @@ impl Embedding {
 impl Module for Embedding {
     /// `indices` (integer, any shape) -> f32 `indices.shape ++ [dim]`.
     fn forward(&self, cx: &mut Builder, indices: NodeId) -> Result<NodeId> {
-        if !cx.ty(indices).dtype.is_int() {
+        if !cx.node(indices)?.ty.dtype.is_int() {
             return Err(Error::Config(format!("embedding `{}`({indices}: {}): indices must be integers", self.name, cx.ty(indices))));
         }
         let w = cx.param(&pname(&self.name, "weight"), [self.num_embeddings, self.dim])?;

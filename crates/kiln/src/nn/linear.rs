@@ -55,7 +55,7 @@ impl Linear {
 impl Module for Linear {
     fn forward(&self, cx: &mut Builder, x: NodeId) -> Result<NodeId> {
         let (i, o) = (self.cfg.in_features, self.cfg.out_features);
-        let s = cx.ty(x).shape.clone();
+        let s = super::shape_of(cx, x)?;
         if s.rank() == 0 || s.0[s.rank() - 1] != i {
             return Err(Error::Config(format!("linear `{}`({x}: {}): expected last dim {i}", self.name, cx.ty(x))));
         }

@@ -139,10 +139,10 @@ impl Flatten {
 
 impl Module for Flatten {
     fn forward(&self, cx: &mut Builder, x: NodeId) -> Result<NodeId> {
-        let s = shape_of(cx, x);
+        let s = shape_of(cx, x)?;
         let r = s.rank() as isize;
         let end = if self.end_dim < 0 { r + self.end_dim } else { self.end_dim };
-        if r == 0 || self.start_dim as isize > end || end >= r {
+        if r == 0 || self.start_dim >= s.rank() || self.start_dim as isize > end || end >= r {
             return Err(Error::Config(format!(
                 "flatten({x}): dims {}..={} out of range for shape {s}",
                 self.start_dim, self.end_dim
@@ -156,14 +156,16 @@ impl Module for Flatten {
     }
 }
 
-pub(crate) fn shape_of(g: &kiln_ir::Graph, x: NodeId) -> Shape {
-    g.ty(x).shape.clone()
+/// `x`'s shape; an id that is not in this graph (e.g. from another
+/// builder) is an error rather than a panic.
+pub(crate) fn shape_of(g: &kiln_ir::Graph, x: NodeId) -> Result<Shape> {
+    Ok(g.node(x)?.ty.shape.clone())
 }
 
 /// Checks that `x` has the given rank (and, if `channels` is given, that
 /// dim 1 matches), naming the layer and the node in the error.
 pub(crate) fn expect_rank(g: &kiln_ir::Graph, layer: &str, x: NodeId, ranks: &[usize], dim: Option<(usize, usize)>) -> Result<Shape> {
-    let s = shape_of(g, x);
+    let s = shape_of(g, x)?;
     if !ranks.contains(&s.rank()) {
         return Err(Error::Config(format!("{layer}({x}: {}): expected rank {ranks:?}", g.ty(x))));
     }

@@ -155,7 +155,7 @@ fn normalize(
     bias: Option<NodeId>,
     eps: f64,
 ) -> Result<Normalized> {
-    let s = g.ty(x).shape.clone();
+    let s = super::shape_of(g, x)?;
     if s.rank() < 2 {
         return Err(Error::Config(format!("batch_norm({x}: {}): needs [N, C, ...]", g.ty(x))));
     }
@@ -279,7 +279,7 @@ pub fn layer_norm(
     bias: Option<NodeId>,
     eps: f64,
 ) -> Result<NodeId> {
-    let s = g.ty(x).shape.clone();
+    let s = super::shape_of(g, x)?;
     let k = normalized_shape.len();
     if k == 0 || s.rank() < k || s.0[s.rank() - k..] != *normalized_shape {
         return Err(Error::Config(format!(

@@ -78,7 +78,7 @@ impl RnnConfig {
         }
         self.seed = store.next_seed();
         let h = self.hidden_size;
-        let gh = self.kind.gates() * h;
+        let gh = self.kind.gates().checked_mul(h).ok_or_else(|| Error::Config(format!("rnn `{name}`: hidden_size {h} is too large")))?;
         let init = Init::torch_default(h);
         let rnn = Rnn { name: name.to_string(), cfg: self };
         for l in 0..rnn.cfg.num_layers {
@@ -166,7 +166,7 @@ impl Rnn {
     /// when absent; `c0` only for LSTM).
     pub fn forward_seq(&self, cx: &mut Builder, x: NodeId, h0: Option<NodeId>, c0: Option<NodeId>) -> Result<RnnOutput> {
         let cfg = &self.cfg;
-        let s = cx.ty(x).shape.clone();
+        let s = super::shape_of(cx, x)?;
         if s.rank() != 3 || s.0[2] != cfg.input_size {
             return Err(Error::Config(format!(
                 "rnn `{}`({x}: {}): expected [seq, batch, {}]{}",
@@ -177,13 +177,13 @@ impl Rnn {
             )));
         }
         let x = if cfg.batch_first { cx.permute(x, &[1, 0, 2])? } else { x };
-        let s = cx.ty(x).shape.clone();
+        let s = super::shape_of(cx, x)?;
         let (t_len, b) = (s.0[0], s.0[1]);
         let h = cfg.hidden_size;
         let nstate = cfg.num_layers * self.dirs();
         for (init, what) in [(h0, "h0"), (c0, "c0")] {
             if let Some(i) = init
-                && cx.ty(i).shape.0 != [nstate, b, h]
+                && super::shape_of(cx, i)?.0 != [nstate, b, h]
             {
                 return Err(Error::Config(format!("rnn `{}`: {what} {i}: {} must be [{nstate}, {b}, {h}]", self.name, cx.ty(i))));
             }

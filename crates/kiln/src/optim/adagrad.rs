@@ -17,7 +17,6 @@ pub struct Adagrad {
 
 impl Adagrad {
     pub fn new(lr: f64) -> Adagrad {
-        super::check_lr(lr);
         Adagrad { lr, lr_decay: 0.0, weight_decay: 0.0, initial_accumulator_value: 0.0, eps: 1e-10, maximize: false }
     }
     pub fn lr_decay(mut self, d: f64) -> Self {
@@ -41,6 +40,20 @@ impl Adagrad {
 impl Rule for Adagrad {
     fn lr(&self) -> f64 {
         self.lr
+    }
+
+    fn check(&self) -> Result<()> {
+        let vals = [
+            ("learning rate", self.lr),
+            ("lr_decay", self.lr_decay),
+            ("weight_decay", self.weight_decay),
+            ("initial_accumulator_value", self.initial_accumulator_value),
+            ("eps", self.eps),
+        ];
+        for (what, v) in vals {
+            super::non_negative(what, v)?;
+        }
+        Ok(())
     }
 
     fn step(&self, cx: &mut OptCx<'_>, p: &ParamGrad, grad: NodeId, lr: NodeId, t: NodeId) -> Result<()> {
@@ -77,7 +90,6 @@ pub struct Adadelta {
 
 impl Adadelta {
     pub fn new(lr: f64) -> Adadelta {
-        super::check_lr(lr);
         Adadelta { lr, rho: 0.9, eps: 1e-6, weight_decay: 0.0, maximize: false }
     }
     pub fn rho(mut self, r: f64) -> Self {
@@ -97,6 +109,16 @@ impl Adadelta {
 impl Rule for Adadelta {
     fn lr(&self) -> f64 {
         self.lr
+    }
+
+    fn check(&self) -> Result<()> {
+        for (what, v) in [("learning rate", self.lr), ("eps", self.eps), ("weight_decay", self.weight_decay)] {
+            super::non_negative(what, v)?;
+        }
+        if !(0.0..=1.0).contains(&self.rho) {
+            return Err(crate::Error::Config(format!("optimizer: rho must be in [0, 1], got {}", self.rho)));
+        }
+        Ok(())
     }
 
     fn step(&self, cx: &mut OptCx<'_>, p: &ParamGrad, grad: NodeId, lr: NodeId, _t: NodeId) -> Result<()> {

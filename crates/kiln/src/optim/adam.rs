@@ -3,7 +3,7 @@
 
 use kiln_ir::NodeId;
 
-use super::{OptCx, ParamGrad, Rule};
+use super::{non_negative, unit, OptCx, ParamGrad, Rule};
 use crate::Result;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -20,7 +20,6 @@ pub struct Adam {
 
 impl Adam {
     pub fn new(lr: f64) -> Adam {
-        super::check_lr(lr);
         Adam { lr, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.0, amsgrad: false, decoupled_weight_decay: false, maximize: false }
     }
     /// AdamW with PyTorch's default weight decay 1e-2.
@@ -53,6 +52,15 @@ impl Adam {
     }
 }
 
+/// PyTorch's checks of the settings Adam and NAdam share.
+fn check_adam(lr: f64, betas: (f64, f64), eps: f64, weight_decay: f64) -> Result<()> {
+    non_negative("learning rate", lr)?;
+    unit("beta1", betas.0)?;
+    unit("beta2", betas.1)?;
+    non_negative("eps", eps)?;
+    non_negative("weight_decay", weight_decay)
+}
+
 /// Moment updates shared by Adam and NAdam: returns (exp_avg, exp_avg_sq).
 fn moments(cx: &mut OptCx<'_>, p: &ParamGrad, g: NodeId, b1: f64, b2: f64) -> Result<(NodeId, NodeId)> {
     let m = cx.param_state(p, "exp_avg", 0.0)?;
@@ -83,6 +91,10 @@ fn bias_correction(cx: &mut OptCx<'_>, base: f64, t: NodeId) -> Result<NodeId> {
 impl Rule for Adam {
     fn lr(&self) -> f64 {
         self.lr
+    }
+
+    fn check(&self) -> Result<()> {
+        check_adam(self.lr, self.betas, self.eps, self.weight_decay)
     }
 
     fn step(&self, cx: &mut OptCx<'_>, p: &ParamGrad, grad: NodeId, lr: NodeId, t: NodeId) -> Result<()> {
@@ -126,7 +138,6 @@ pub struct NAdam {
 
 impl NAdam {
     pub fn new(lr: f64) -> NAdam {
-        super::check_lr(lr);
         NAdam {
             lr,
             betas: (0.9, 0.999),
@@ -162,6 +173,11 @@ impl NAdam {
 impl Rule for NAdam {
     fn lr(&self) -> f64 {
         self.lr
+    }
+
+    fn check(&self) -> Result<()> {
+        check_adam(self.lr, self.betas, self.eps, self.weight_decay)?;
+        non_negative("momentum_decay", self.momentum_decay)
     }
 
     fn step(&self, cx: &mut OptCx<'_>, p: &ParamGrad, grad: NodeId, lr: NodeId, t: NodeId) -> Result<()> {

@@ -53,6 +53,11 @@ pub trait Optimizer {
 /// One optimizer's per-parameter update rule (SGD, Adam, ...).
 pub trait Rule: Clone {
     fn lr(&self) -> f64;
+    /// Rejects settings PyTorch's constructor rejects (negative or
+    /// non-finite learning rate, betas outside [0, 1), ...).
+    fn check(&self) -> Result<()> {
+        non_negative("learning rate", self.lr())
+    }
     /// Appends the update of one parameter given its (clipped) gradient,
     /// the group's learning-rate node and the 1-based step number node `t`.
     fn step(&self, cx: &mut OptCx<'_>, p: &ParamGrad, grad: NodeId, lr: NodeId, t: NodeId) -> Result<()>;
@@ -122,6 +127,16 @@ impl<R: Rule> Optimizer for Optim<R> {
     }
 
     fn apply(&self, g: &mut Graph, params: &[ParamGrad]) -> Result<BTreeMap<String, HostTensor>> {
+        self.default.check()?;
+        for (_, r) in &self.groups {
+            r.check()?;
+        }
+        if let Some(v) = self.clip_norm {
+            non_negative("clip_grad_norm max_norm", v)?;
+        }
+        if let Some(v) = self.clip_value {
+            non_negative("clip_grad_value clip value", v)?;
+        }
         for (names, _) in &self.groups {
             if let Some(n) = names.iter().find(|n| !params.iter().any(|p| &p.name == *n)) {
                 return Err(Error::UnknownParam(format!("{n} (in an optimizer parameter group)")));
@@ -268,6 +283,19 @@ pub fn state_name(param: &str, leaf: &str) -> String {
     format!("optim.{param}.{leaf}")
 }
 
-pub(crate) fn check_lr(lr: f64) {
-    debug_assert!(lr.is_finite() && lr >= 0.0, "learning rate {lr}");
+/// A hyper-parameter that must be finite and >= 0 (PyTorch's constructor
+/// checks; kiln's constructors cannot fail, so `apply` runs them).
+pub(crate) fn non_negative(what: &str, v: f64) -> Result<()> {
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(Error::Config(format!("optimizer: {what} must be finite and >= 0, got {v}")));
+    }
+    Ok(())
+}
+
+/// A decay factor such as Adam's betas: in [0, 1).
+pub(crate) fn unit(what: &str, v: f64) -> Result<()> {
+    if !(0.0..1.0).contains(&v) {
+        return Err(Error::Config(format!("optimizer: {what} must be in [0, 1), got {v}")));
+    }
+    Ok(())
 }

@@ -18,7 +18,6 @@ pub struct RmsProp {
 
 impl RmsProp {
     pub fn new(lr: f64) -> RmsProp {
-        super::check_lr(lr);
         RmsProp { lr, alpha: 0.99, eps: 1e-8, weight_decay: 0.0, momentum: 0.0, centered: false, maximize: false }
     }
     pub fn alpha(mut self, a: f64) -> Self {
@@ -46,6 +45,13 @@ impl RmsProp {
 impl Rule for RmsProp {
     fn lr(&self) -> f64 {
         self.lr
+    }
+
+    fn check(&self) -> Result<()> {
+        for (what, v) in [("learning rate", self.lr), ("alpha", self.alpha), ("eps", self.eps), ("weight_decay", self.weight_decay), ("momentum", self.momentum)] {
+            super::non_negative(what, v)?;
+        }
+        Ok(())
     }
 
     fn step(&self, cx: &mut OptCx<'_>, p: &ParamGrad, grad: NodeId, lr: NodeId, _t: NodeId) -> Result<()> {

@@ -3,7 +3,7 @@
 
 use kiln_ir::NodeId;
 
-use super::{OptCx, ParamGrad, Rule};
+use super::{non_negative, OptCx, ParamGrad, Rule};
 use crate::Result;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -18,7 +18,6 @@ pub struct Sgd {
 
 impl Sgd {
     pub fn new(lr: f64) -> Sgd {
-        super::check_lr(lr);
         Sgd { lr, momentum: 0.0, dampening: 0.0, weight_decay: 0.0, nesterov: false, maximize: false }
     }
     pub fn momentum(mut self, m: f64) -> Self {
@@ -46,6 +45,19 @@ impl Sgd {
 impl Rule for Sgd {
     fn lr(&self) -> f64 {
         self.lr
+    }
+
+    fn check(&self) -> Result<()> {
+        non_negative("learning rate", self.lr)?;
+        non_negative("momentum", self.momentum)?;
+        non_negative("weight_decay", self.weight_decay)?;
+        if !self.dampening.is_finite() {
+            return Err(crate::Error::Config(format!("optimizer: dampening must be finite, got {}", self.dampening)));
+        }
+        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
+            return Err(crate::Error::Config("optimizer: nesterov momentum requires a momentum > 0 and zero dampening".into()));
+        }
+        Ok(())
     }
 
     fn step(&self, cx: &mut OptCx<'_>, p: &ParamGrad, grad: NodeId, lr: NodeId, t: NodeId) -> Result<()> {
