@@ -227,3 +227,64 @@ pub fn limit(d: Dataset, n: Option<usize>) -> Dataset {
 pub fn scalar(t: &HostTensor) -> f64 {
     t.scalar().or_die("scalar")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln::data::{Mnist, Normalize};
+    use kiln::nn::{self, Module};
+    use kiln::{f32_shape, i64_shape, loss, optim, Builder, ParamStore};
+
+    /// The examples' training loop on a sliver of MNIST: one short epoch,
+    /// a history row, a curve file, an accuracy above chance.
+    #[test]
+    fn fit_smoke() {
+        let mut m = Mnist::shipped().unwrap();
+        m.normalize(Normalize::MNIST);
+        let train = m.train.take(512).reshaped(&[784]).unwrap();
+        let test = m.test.take(200).reshaped(&[784]).unwrap();
+        let mut store = ParamStore::new(0);
+        let net = nn::Sequential::new().add(nn::Linear::new(&mut store, "fc1", 784, 32).unwrap()).add(nn::ReLU).add(nn::Linear::new(&mut store, "fc2", 32, 10).unwrap());
+        let mut b = Builder::train();
+        let x = b.input("x", f32_shape([32, 784])).unwrap();
+        let y = b.input("y", i64_shape([32])).unwrap();
+        let logits = net.forward(&mut b, x).unwrap();
+        b.output("logits", logits).unwrap();
+        let l = loss::cross_entropy_mean(&mut b, logits, y).unwrap();
+        let step = kiln::train_step(&b, l, &store, optim::Adam::new(1e-2)).unwrap();
+        let mut tr = kiln::compile(&step, CompileOptions::cpu()).unwrap();
+        let mut e = Builder::eval();
+        let x = e.input("x", f32_shape([64, 784])).unwrap();
+        let y = e.input("y", i64_shape([64])).unwrap();
+        let logits = net.forward(&mut e, x).unwrap();
+        e.output("logits", logits).unwrap();
+        let l = loss::cross_entropy_mean(&mut e, logits, y).unwrap();
+        e.output("loss", l).unwrap();
+        let mut ev = kiln::compile(&kiln::inference(&e, &store).unwrap(), CompileOptions::cpu()).unwrap();
+        let out = std::env::temp_dir().join(format!("kiln-examples-smoke-{}", std::process::id()));
+        let sched = cosine(1e-2, 2);
+        let r = fit(Fit {
+            name: "smoke",
+            train: &mut tr,
+            eval: &mut ev,
+            train_set: &train,
+            val_set: &test,
+            batch: 32,
+            eval_batch: 64,
+            epochs: 2,
+            seed: 3,
+            target: 0.5,
+            augment: None,
+            early_stopping: Some((5, 0.0)),
+            lr_schedule: Some(&sched),
+            out: out.clone(),
+        });
+        assert_eq!(r.history.epochs.len(), 2);
+        assert_eq!(r.confusion.total(), 200, "the padded tail batch counts only real rows");
+        assert!(r.accuracy > 0.5, "accuracy {}", r.accuracy);
+        assert!(r.history.epochs[1].train_loss < r.history.epochs[0].train_loss);
+        assert!(out.join("smoke-curve.png").is_file());
+        assert_eq!(tr.lr(), Some(sched(1) as f32 as f64));
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}

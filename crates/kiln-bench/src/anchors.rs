@@ -24,3 +24,19 @@ pub fn parse(src: &str) -> Vec<Anchor> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_anchors_cover_every_workload() {
+        let rows = parse(BUILTIN);
+        for w in crate::workloads::ALL {
+            for fw in ["torch-eager", "torch-compile", "jax-jit"] {
+                assert!(rows.iter().any(|r| r.workload == w && r.framework == fw && r.median_ms.is_some()), "{w} {fw}");
+            }
+        }
+        assert!(parse("not json\n{\"workload\": \"W\", \"framework\": \"f\", \"error\": \"boom\"}").is_empty());
+    }
+}
