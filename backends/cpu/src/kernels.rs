@@ -37,8 +37,87 @@ impl Float for f32 {
         if m == 0 || n == 0 {
             return;
         }
+        if m <= 4 && csc == 1 && (csb == 1 || rsb == 1) {
+            // Few rows (inference at batch 1): packing B would cost more than
+            // the product; stream B once instead.
+            // SAFETY: as below.
+            unsafe { small_m_gemm(m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc) };
+            return;
+        }
         // SAFETY: the caller passes valid matrices for these strides.
         unsafe { matrixmultiply::sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+    }
+}
+
+/// C = A B + beta C for a handful of rows: axpy over B's rows when they
+/// are contiguous, dot products over B's columns when those are.
+#[allow(clippy::too_many_arguments)]
+unsafe fn small_m_gemm(m: usize, k: usize, n: usize, a: *const f32, rsa: isize, csa: isize, b: *const f32, rsb: isize, csb: isize, beta: f32, c: *mut f32, rsc: isize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the features were just detected.
+            unsafe { small_m_gemm_avx2(m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc) };
+            return;
+        }
+    }
+    unsafe { small_m_gemm_body(m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn small_m_gemm_avx2(m: usize, k: usize, n: usize, a: *const f32, rsa: isize, csa: isize, b: *const f32, rsb: isize, csb: isize, beta: f32, c: *mut f32, rsc: isize) {
+    unsafe { small_m_gemm_body(m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc) }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn small_m_gemm_body(m: usize, k: usize, n: usize, a: *const f32, rsa: isize, csa: isize, b: *const f32, rsb: isize, csb: isize, beta: f32, c: *mut f32, rsc: isize) {
+    for i in 0..m {
+        let crow = unsafe { std::slice::from_raw_parts_mut(c.offset(i as isize * rsc), n) };
+        if beta == 0.0 {
+            crow.fill(0.0);
+        } else if beta != 1.0 {
+            crow.iter_mut().for_each(|v| *v *= beta);
+        }
+        if csb == 1 {
+            for kk in 0..k {
+                let av = unsafe { *a.offset(i as isize * rsa + kk as isize * csa) };
+                let brow = unsafe { std::slice::from_raw_parts(b.offset(kk as isize * rsb), n) };
+                for (cv, &bv) in crow.iter_mut().zip(brow) {
+                    *cv += av * bv;
+                }
+            }
+        } else {
+            // rsb == 1: column j of B is contiguous.
+            if csa != 1 {
+                for (j, cv) in crow.iter_mut().enumerate() {
+                    let mut sum = 0f32;
+                    for kk in 0..k {
+                        sum += unsafe { *a.offset(i as isize * rsa + kk as isize * csa) * *b.offset(j as isize * csb + kk as isize) };
+                    }
+                    *cv += sum;
+                }
+                continue;
+            }
+            let arow = unsafe { std::slice::from_raw_parts(a.offset(i as isize * rsa), k) };
+            for (j, cv) in crow.iter_mut().enumerate() {
+                let bcol = unsafe { std::slice::from_raw_parts(b.offset(j as isize * csb), k) };
+                let mut acc = [0f32; 8];
+                let chunks = k / 8;
+                for q in 0..chunks {
+                    for l in 0..8 {
+                        acc[l] += arow[q * 8 + l] * bcol[q * 8 + l];
+                    }
+                }
+                let mut sum: f32 = acc.iter().sum();
+                for kk in chunks * 8..k {
+                    sum += arow[kk] * bcol[kk];
+                }
+                *cv += sum;
+            }
+        }
     }
 }
 
