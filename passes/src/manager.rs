@@ -327,7 +327,8 @@ mod tests {
         let pm = PassManager::new().with(Cse).with(Dce).with(Dce);
         assert_eq!(pm.pass_names(), ["cse", "dce", "dce"]);
         assert_eq!(PassManager::from_list("cse,dce, dce").unwrap().pass_names(), pm.pass_names());
-        assert!(PassManager::from_list("cse,bogus").is_err());
+        let e = PassManager::from_list("cse,bogus").err().expect("an unknown pass name is an error");
+        assert!(matches!(&e, PassError::UnknownPass(n, known) if n == "bogus" && known.contains("cse")), "{e:?}");
         let r = pm.run(&mut g, &mut PassCx::new()).unwrap();
         let counts: Vec<(usize, usize, bool)> = r.rows.iter().map(|r| (r.nodes_before, r.nodes_after, r.changed)).collect();
         assert_eq!(counts, [(6, 5, true), (5, 4, true), (4, 4, false)]);

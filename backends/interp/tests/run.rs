@@ -194,7 +194,8 @@ fn compile_rejects_pending_grad_requests_and_invalid_graphs() {
     g.set_output("y", bad).unwrap();
     let e = Interpreter::default().compile(&g).err().unwrap();
     assert!(e.to_string().contains("verify"), "{e}");
-    assert!(run_graph(&g, &map(&[("x", t32(&[2], &[0.0, 0.0]))]), Precision::F32).is_err());
+    let e = run_graph(&g, &map(&[("x", t32(&[2], &[0.0, 0.0]))]), Precision::F32).unwrap_err();
+    assert!(matches!(&e, RunError::Backend(m) if m.contains("verify") && m.contains(&bad.to_string())), "{e:?}");
 }
 
 #[test]

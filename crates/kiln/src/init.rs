@@ -241,6 +241,7 @@ mod tests {
 
     #[test]
     fn xavier_needs_two_dims() {
-        assert!(Init::XavierUniform { gain: 1.0 }.sample(&Shape::new([5]), &mut Rng::new(0)).is_err());
+        let e = Init::XavierUniform { gain: 1.0 }.sample(&Shape::new([5]), &mut Rng::new(0)).unwrap_err();
+        assert!(matches!(&e, Error::Config(m) if m.contains("[5]")), "{e:?}");
     }
 }

@@ -2,7 +2,6 @@
 //! dropout, BatchNorm state, learning-rate changes, clipping, penalties and
 //! build-time shape errors.
 
-use std::collections::BTreeMap;
 
 use kiln::nn::{self, Module};
 use kiln::optim::{self, schedule::LrSchedule, Rule, Sgd};
@@ -287,8 +286,11 @@ fn shape_errors_surface_at_build_time_naming_the_nodes() {
     let mut b2 = Builder::train();
     let x2 = b2.input("x", f32_shape([1, 4])).unwrap();
     b2.param("fc2.weight", [7]).unwrap();
-    assert!(other.forward(&mut b2, x2).is_err());
-    assert!(nn::Linear::new(&mut s, "fc", 4, 3).is_err(), "duplicate registration");
+    let err = other.forward(&mut b2, x2).unwrap_err();
+    assert!(matches!(&err, kiln::Error::ValueType { name, .. } if name == "fc2.weight"), "{err:?}");
+    assert!(err.to_string().contains("f32[7]") && err.to_string().contains("f32[3,4]"), "{err}");
+    let err = nn::Linear::new(&mut s, "fc", 4, 3).unwrap_err();
+    assert!(matches!(&err, kiln::Error::DuplicateParam(n) if n == "fc.weight"), "duplicate registration: {err:?}");
 }
 
 #[test]
@@ -335,7 +337,6 @@ fn residual_sequential_conv_net_trains_and_infers() {
     let a = q.run(&[("x", &xs)]).unwrap()["logits"].clone();
     let c = q.run(&[("x", &xs)]).unwrap()["logits"].clone();
     assert_eq!(a, c, "inference is deterministic");
-    let _ = BTreeMap::<String, HostTensor>::new();
 }
 
 #[test]
