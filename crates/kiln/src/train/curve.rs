@@ -51,7 +51,10 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, tit
         hi = lo + 1.0;
     }
     let pad = (hi - lo) * 0.05;
-    let (lo, hi) = (lo - pad, hi + pad);
+    // Losses and accuracies are never negative, accuracies never above 1:
+    // keep the padding inside those bounds.
+    let lo = if lo >= 0.0 { (lo - pad).max(0.0) } else { lo - pad };
+    let hi = if title == "accuracy" && hi <= 1.0 { (hi + pad).min(1.0) } else { hi + pad };
     let xmax = (epochs as f64).max(2.0);
     text(area, 14, 8, title, &BLACK).map_err(e)?;
     text(area, 300, 8, "train", &TRAIN).map_err(e)?;
