@@ -137,3 +137,6 @@ fn active_nodes(g: &Graph, order: &[NodeId], loss: NodeId, wrt: &[NodeId]) -> Ha
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod edge_tests;
