@@ -23,7 +23,7 @@ fn bench(name: &str, g: &kiln_ir::Graph, classes: usize, steps: usize) {
     for (k, v) in init_state(g, 1) {
         exe.set_state(&k, v).unwrap();
     }
-    let data = batch(g, classes, 2);
+    let mut data = batch_or_x(g, classes);
     for _ in 0..5 {
         exe.run(&data).unwrap();
     }
@@ -33,7 +33,7 @@ fn bench(name: &str, g: &kiln_ir::Graph, classes: usize, steps: usize) {
         let t = Instant::now();
         let out = exe.run(&data).unwrap();
         times.push(t.elapsed().as_secs_f64() * 1e3);
-        loss = out["loss"].scalar().unwrap();
+        loss = out.get("loss").map(|l| l.scalar().unwrap()).unwrap_or(0.0);
     }
     if std::env::var("PROFILE").is_ok() {
         exe.enable_profiling();
@@ -55,12 +55,25 @@ fn bench(name: &str, g: &kiln_ir::Graph, classes: usize, steps: usize) {
     );
 }
 
+fn batch_or_x(g: &kiln_ir::Graph, classes: usize) -> std::collections::BTreeMap<String, kiln_ir::HostTensor> {
+    if g.find_input("y").is_some() {
+        return batch(g, classes, 2);
+    }
+    let xt = g.ty(g.find_input("x").unwrap()).clone();
+    let x = (0..xt.numel()).map(|i| kiln_ir::random::uniform(2, 1, i as u64, -1.7, 1.7)).collect();
+    [("x".to_string(), kiln_ir::HostTensor::from_f32(xt.shape.clone(), x).unwrap())].into_iter().collect()
+}
+
 fn main() {
     let steps: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(200);
     let which: String = std::env::args().nth(2).unwrap_or_else(|| "all".into());
     if which == "all" || which == "w1" {
         bench("W1-mlp-sgd", &mlp_train(128, &[784, 512, 512, 10], Optim::Sgd { lr: 0.01, momentum: 0.9 }), 10, steps);
         bench("W1-mlp-adam", &mlp_train(128, &[784, 512, 512, 10], Optim::Adam { lr: 1e-3, b1: 0.9, b2: 0.999, eps: 1e-8 }), 10, steps);
+    }
+    if which == "all" || which == "w2" {
+        bench("W2-infer-b1", &mlp_infer(1, &[784, 512, 512, 10]), 10, steps);
+        bench("W2-infer-b1024", &mlp_infer(1024, &[784, 512, 512, 10]), 10, steps);
     }
     if which == "all" || which == "lenet" {
         bench("W3-lenet-sgd", &lenet_train(64, Optim::Sgd { lr: 0.01, momentum: 0.9 }), 10, steps);

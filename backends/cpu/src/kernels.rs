@@ -148,28 +148,32 @@ fn unsupported(n: &NativeOp) -> RunError {
 /// Scratch elements (of the op's dtype) a native op needs when it runs on
 /// `threads` threads (one region per thread).
 pub fn scratch_elems(op: &Op, ins: &[TensorType], out: &TensorType, threads: usize) -> usize {
+    // Per thread: the im2col block of CONV_BATCH images plus one GEMM-shaped
+    // block of outputs (or output gradients), plus a dW accumulator.
     let per = match op {
-        Op::Conv2d(_) | Op::FusedConv2d { .. } => {
-            let w = &ins[1].shape.0;
-            w[1] * w[2] * w[3] * out.shape.0[2] * out.shape.0[3]
-        }
-        Op::Conv1d(_) => {
-            let w = &ins[1].shape.0;
-            w[1] * w[2] * out.shape.0[2]
-        }
-        Op::Conv2dGradInput { .. } => {
-            let (dy, w) = (&ins[0].shape.0, &ins[1].shape.0);
-            w[1] * w[2] * w[3] * dy[2] * dy[3]
-        }
-        Op::Conv2dGradWeight { kernel_hw, .. } => {
-            let dy = &ins[1].shape.0;
-            // im2col of one image plus a private dW accumulator.
-            out.shape.0[1] * kernel_hw[0] * kernel_hw[1] * dy[2] * dy[3] + out.numel()
+        Op::Conv2d(_) | Op::FusedConv2d { .. } | Op::Conv2dGradInput { .. } | Op::Conv2dGradWeight { .. } | Op::Conv1d(_) => {
+            let (w, y): (Vec<usize>, Vec<usize>) = match op {
+                Op::Conv2dGradInput { .. } => (ins[1].shape.0.clone(), ins[0].shape.0.clone()),
+                Op::Conv2dGradWeight { .. } => (out.shape.0.clone(), ins[1].shape.0.clone()),
+                _ => (ins[1].shape.0.clone(), out.shape.0.clone()),
+            };
+            let (o, kd) = (w[0], w[1..].iter().product::<usize>());
+            let pix: usize = y[2..].iter().product();
+            let groups = match op {
+                Op::Conv2d(a) | Op::FusedConv2d { attrs: a, .. } | Op::Conv2dGradInput { attrs: a, .. } | Op::Conv2dGradWeight { attrs: a, .. } => a.groups,
+                Op::Conv1d(a) => a.groups,
+                _ => 1,
+            };
+            let acc = if matches!(op, Op::Conv2dGradWeight { .. }) { out.numel() } else { 0 };
+            CONV_BATCH * pix * (kd + o / groups.max(1)) + acc
         }
         _ => 0,
     };
     per * threads.max(1)
 }
+
+/// Images per im2col block (one GEMM per block and group).
+pub const CONV_BATCH: usize = 8;
 
 /// Runs one native op.
 ///
@@ -366,14 +370,15 @@ impl ConvGeom {
     }
 
     /// col[(c*kh+i)*kw+j, oh*wo+ow] = x[c0+c, ih, iw] (0 in the padding).
-    unsafe fn im2col<F: Float>(&self, x: *const F, c0: usize, col: *mut F) {
+    /// Rows are `ld` elements apart (several images side by side).
+    unsafe fn im2col<F: Float>(&self, x: *const F, c0: usize, col: *mut F, ld: usize) {
         let a = &self.a;
         for c in 0..self.cg() {
             let plane = unsafe { x.add((c0 + c) * self.h * self.w) };
             for i in 0..self.kh {
                 let (oh_lo, oh_hi) = self.valid(0, i, self.ho, self.h);
                 for j in 0..self.kw {
-                    let row = unsafe { col.add(((c * self.kh + i) * self.kw + j) * self.pix()) };
+                    let row = unsafe { col.add(((c * self.kh + i) * self.kw + j) * ld) };
                     let (ow_lo, ow_hi) = self.valid(1, j, self.wo, self.w);
                     let col_off = (j * a.dilation[1]) as isize - a.padding[1] as isize;
                     for oh in 0..self.ho {
@@ -397,14 +402,14 @@ impl ConvGeom {
     }
 
     /// The adjoint of `im2col`: dx[c0+c, ih, iw] += col[...].
-    unsafe fn col2im<F: Float>(&self, col: *const F, c0: usize, dx: *mut F) {
+    unsafe fn col2im<F: Float>(&self, col: *const F, c0: usize, dx: *mut F, ld: usize) {
         let a = &self.a;
         for c in 0..self.cg() {
             let plane = unsafe { dx.add((c0 + c) * self.h * self.w) };
             for i in 0..self.kh {
                 let (oh_lo, oh_hi) = self.valid(0, i, self.ho, self.h);
                 for j in 0..self.kw {
-                    let row = unsafe { col.add(((c * self.kh + i) * self.kw + j) * self.pix()) };
+                    let row = unsafe { col.add(((c * self.kh + i) * self.kw + j) * ld) };
                     let (ow_lo, ow_hi) = self.valid(1, j, self.wo, self.w);
                     let col_off = (j * a.dilation[1]) as isize - a.padding[1] as isize;
                     let s = a.stride[1];
@@ -512,17 +517,27 @@ fn images(n: usize, t: usize, part: usize) -> std::ops::Range<usize> {
 #[allow(clippy::too_many_arguments)]
 unsafe fn conv2d<F: Float>(pool: &Pool, x: *mut u8, xt: &TensorType, w: *mut u8, wt: &TensorType, a: &Conv2dAttrs, y: *mut u8, yt: &TensorType, scratch: *mut u8) {
     let gm = ConvGeom::new(&xt.shape.0, &wt.shape.0, &yt.shape.0, a);
-    let (x, w, y, col) = (Sp(x as *mut F), Sp(w as *mut F), Sp(y as *mut F), Sp(scratch as *mut F));
-    let (kd, pix) = (gm.kdim(), gm.pix());
-    let chunks = gm.n.min(pool.threads() * 4);
+    let (x, w, y, scr) = (Sp(x as *mut F), Sp(w as *mut F), Sp(y as *mut F), Sp(scratch as *mut F));
+    let (kd, pix, og) = (gm.kdim(), gm.pix(), gm.og());
+    let per = CONV_BATCH * pix * (kd + og);
+    let chunks = gm.n.div_ceil(CONV_BATCH);
     pool.run(chunks, &|part, th| {
         let (x, w, y) = (x, w, y);
-        let col = unsafe { col.get().add(th * kd * pix) };
-        for n in images(gm.n, chunks, part) {
-            for gi in 0..gm.g {
-                unsafe {
-                    gm.im2col(x.0.add(n * gm.c * gm.h * gm.w), gi * gm.cg(), col);
-                    F::gemm(gm.og(), kd, pix, w.0.add(gi * gm.og() * kd), kd as isize, 1, col, pix as isize, 1, F::default(), y.0.add((n * gm.o + gi * gm.og()) * pix), pix as isize, 1);
+        let col = unsafe { scr.get().add(th * per) };
+        let tmp = unsafe { col.add(CONV_BATCH * pix * kd) };
+        let n0 = part * CONV_BATCH;
+        let cnt = CONV_BATCH.min(gm.n - n0);
+        let ld = cnt * pix;
+        for gi in 0..gm.g {
+            unsafe {
+                for nn in 0..cnt {
+                    gm.im2col(x.0.add((n0 + nn) * gm.c * gm.h * gm.w), gi * gm.cg(), col.add(nn * pix), ld);
+                }
+                F::gemm(og, kd, ld, w.0.add(gi * og * kd), kd as isize, 1, col, ld as isize, 1, F::default(), tmp, ld as isize, 1);
+                for o in 0..og {
+                    for nn in 0..cnt {
+                        std::ptr::copy_nonoverlapping(tmp.add(o * ld + nn * pix), y.0.add(((n0 + nn) * gm.o + gi * og + o) * pix), pix);
+                    }
                 }
             }
         }
@@ -532,23 +547,29 @@ unsafe fn conv2d<F: Float>(pool: &Pool, x: *mut u8, xt: &TensorType, w: *mut u8,
 #[allow(clippy::too_many_arguments)]
 unsafe fn conv2d_grad_input<F: Float>(pool: &Pool, dy: *mut u8, dyt: &TensorType, w: *mut u8, wt: &TensorType, a: &Conv2dAttrs, dx: *mut u8, dxt: &TensorType, scratch: *mut u8) {
     let gm = ConvGeom::new(&dxt.shape.0, &wt.shape.0, &dyt.shape.0, a);
-    let (dy, w, dx, col) = (Sp(dy as *mut F), Sp(w as *mut F), Sp(dx as *mut F), Sp(scratch as *mut F));
-    let (kd, pix) = (gm.kdim(), gm.pix());
-    let chunks = gm.n.min(pool.threads() * 4);
+    let (dy, w, dx, scr) = (Sp(dy as *mut F), Sp(w as *mut F), Sp(dx as *mut F), Sp(scratch as *mut F));
+    let (kd, pix, og) = (gm.kdim(), gm.pix(), gm.og());
+    let per = CONV_BATCH * pix * (kd + og);
+    let chunks = gm.n.div_ceil(CONV_BATCH);
     let plane = gm.c * gm.h * gm.w;
     pool.run(chunks, &|part, th| {
         let (dy, w, dx) = (dy, w, dx);
-        let col = unsafe { col.get().add(th * kd * pix) };
-        for n in images(gm.n, chunks, part) {
+        let col = unsafe { scr.get().add(th * per) };
+        let tmp = unsafe { col.add(CONV_BATCH * pix * kd) };
+        let n0 = part * CONV_BATCH;
+        let cnt = CONV_BATCH.min(gm.n - n0);
+        let ld = cnt * pix;
+        unsafe { std::slice::from_raw_parts_mut(dx.0.add(n0 * plane), cnt * plane).fill(F::default()) };
+        for gi in 0..gm.g {
             unsafe {
-                for i in 0..plane {
-                    *dx.0.add(n * plane + i) = F::default();
+                for o in 0..og {
+                    for nn in 0..cnt {
+                        std::ptr::copy_nonoverlapping(dy.0.add(((n0 + nn) * gm.o + gi * og + o) * pix), tmp.add(o * ld + nn * pix), pix);
+                    }
                 }
-            }
-            for gi in 0..gm.g {
-                unsafe {
-                    F::gemm(kd, gm.og(), pix, w.0.add(gi * gm.og() * kd), 1, kd as isize, dy.0.add((n * gm.o + gi * gm.og()) * pix), pix as isize, 1, F::default(), col, pix as isize, 1);
-                    gm.col2im(col, gi * gm.cg(), dx.0.add(n * plane));
+                F::gemm(kd, og, ld, w.0.add(gi * og * kd), 1, kd as isize, tmp, ld as isize, 1, F::default(), col, ld as isize, 1);
+                for nn in 0..cnt {
+                    gm.col2im(col.add(nn * pix), gi * gm.cg(), dx.0.add((n0 + nn) * plane), ld);
                 }
             }
         }
@@ -559,34 +580,41 @@ unsafe fn conv2d_grad_input<F: Float>(pool: &Pool, dy: *mut u8, dyt: &TensorType
 unsafe fn conv2d_grad_weight<F: Float>(pool: &Pool, x: *mut u8, xt: &TensorType, dy: *mut u8, dyt: &TensorType, a: &Conv2dAttrs, dw: *mut u8, dwt: &TensorType, scratch: *mut u8) {
     let gm = ConvGeom::new(&xt.shape.0, &dwt.shape.0, &dyt.shape.0, a);
     let (x, dy, dw) = (Sp(x as *mut F), Sp(dy as *mut F), dw as *mut F);
-    let (kd, pix) = (gm.kdim(), gm.pix());
+    let (kd, pix, og) = (gm.kdim(), gm.pix(), gm.og());
     let nw = dwt.numel();
-    let per = kd * pix + nw;
+    let per = CONV_BATCH * pix * (kd + og) + nw;
     let t = pool.threads();
     let scr = Sp(scratch as *mut F);
     for th in 0..t {
-        for i in 0..nw {
-            unsafe { *scr.get().add(th * per + kd * pix + i) = F::default() };
-        }
+        unsafe { std::slice::from_raw_parts_mut(scr.get().add(th * per + CONV_BATCH * pix * (kd + og)), nw).fill(F::default()) };
     }
-    let chunks = gm.n.min(t * 4);
+    let chunks = gm.n.div_ceil(CONV_BATCH);
     pool.run(chunks, &|part, th| {
         let (x, dy) = (x, dy);
         let col = unsafe { scr.get().add(th * per) };
-        let acc = unsafe { col.add(kd * pix) };
-        for n in images(gm.n, chunks, part) {
-            for gi in 0..gm.g {
-                unsafe {
-                    gm.im2col(x.0.add(n * gm.c * gm.h * gm.w), gi * gm.cg(), col);
-                    F::gemm(gm.og(), pix, kd, dy.0.add((n * gm.o + gi * gm.og()) * pix), pix as isize, 1, col, 1, pix as isize, F::of(1.0), acc.add(gi * gm.og() * kd), kd as isize, 1);
+        let tmp = unsafe { col.add(CONV_BATCH * pix * kd) };
+        let acc = unsafe { tmp.add(CONV_BATCH * pix * og) };
+        let n0 = part * CONV_BATCH;
+        let cnt = CONV_BATCH.min(gm.n - n0);
+        let ld = cnt * pix;
+        for gi in 0..gm.g {
+            unsafe {
+                for nn in 0..cnt {
+                    gm.im2col(x.0.add((n0 + nn) * gm.c * gm.h * gm.w), gi * gm.cg(), col.add(nn * pix), ld);
                 }
+                for o in 0..og {
+                    for nn in 0..cnt {
+                        std::ptr::copy_nonoverlapping(dy.0.add(((n0 + nn) * gm.o + gi * og + o) * pix), tmp.add(o * ld + nn * pix), pix);
+                    }
+                }
+                F::gemm(og, ld, kd, tmp, ld as isize, 1, col, 1, ld as isize, F::of(1.0), acc.add(gi * og * kd), kd as isize, 1);
             }
         }
     });
     for i in 0..nw {
         let mut v = F::default();
-        for part in 0..t {
-            v += unsafe { *scr.0.add(part * per + kd * pix + i) };
+        for th in 0..t {
+            v += unsafe { *scr.get().add(th * per + CONV_BATCH * pix * (kd + og) + i) };
         }
         unsafe { *dw.add(i) = v };
     }

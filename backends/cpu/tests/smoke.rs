@@ -104,3 +104,20 @@ fn vector_transcendentals_cover_the_full_range() {
     m.insert("x".to_string(), HostTensor::from_f32([len], vals).unwrap());
     check(&g, &m, 4e-6, 1e-30);
 }
+
+/// More images than one im2col block (8), with groups, stride and padding.
+#[test]
+fn convolution_over_several_image_blocks() {
+    let attrs = Conv2dAttrs { stride: [2, 1], padding: [1, 2], dilation: [1, 2], groups: 2 };
+    let mut g = Graph::new();
+    let x = g.input("x", f32_shape([11, 4, 9, 7])).unwrap();
+    let w = g.input("w", f32_shape([6, 2, 3, 2])).unwrap();
+    let y = g.conv2d(x, w, attrs).unwrap();
+    let dy = g.input("dy", g.ty(y).clone()).unwrap();
+    let dx = g.apply(Op::Conv2dGradInput { attrs, input_hw: [9, 7] }, &[dy, w]).unwrap();
+    let dw = g.apply(Op::Conv2dGradWeight { attrs, kernel_hw: [3, 2] }, &[x, dy]).unwrap();
+    g.set_output("y", y).unwrap();
+    g.set_output("dx", dx).unwrap();
+    g.set_output("dw", dw).unwrap();
+    check(&g, &random_inputs(&g, 4), 1e-4, 2e-3);
+}

@@ -173,3 +173,19 @@ pub fn batch(g: &Graph, classes: usize, seed: u64) -> BTreeMap<String, HostTenso
     m.insert("y".to_string(), HostTensor::from_i64(yt.shape.clone(), y).unwrap());
     m
 }
+
+/// MLP forward only (inference): output `logits`.
+pub fn mlp_infer(batch: usize, sizes: &[usize]) -> Graph {
+    let mut g = Graph::new();
+    let x = g.input("x", f32_shape([batch, sizes[0]])).unwrap();
+    let mut h = x;
+    for l in 0..sizes.len() - 1 {
+        let w = g.param(&format!("l{l}.w"), f32_shape([sizes[l], sizes[l + 1]])).unwrap();
+        let b = g.param(&format!("l{l}.b"), f32_shape([sizes[l + 1]])).unwrap();
+        let z = g.matmul(h, w).unwrap();
+        let zb = g.add(z, b).unwrap();
+        h = if l + 2 < sizes.len() { g.relu(zb).unwrap() } else { zb };
+    }
+    g.set_output("logits", h).unwrap();
+    g
+}
