@@ -88,9 +88,14 @@ impl HostTensor {
     }
 
     /// Converts f64 values to `ty`'s dtype (floats round, ints truncate
-    /// toward zero, bools are `v != 0`). The caller guarantees the length.
+    /// toward zero, bools are `v != 0`). The caller guarantees the length;
+    /// see [`HostTensor::try_from_f64_values`] for unchecked input.
+    ///
+    /// # Panics
+    /// When `values.len()` is not `ty`'s element count (a tensor whose data
+    /// disagrees with its shape would be a silently wrong result).
     pub fn from_f64_values(ty: &TensorType, values: &[f64]) -> HostTensor {
-        debug_assert_eq!(values.len(), ty.numel());
+        assert_eq!(values.len(), ty.numel(), "from_f64_values: {} values for {ty}", values.len());
         let data = match ty.dtype {
             DType::F32 => TensorData::F32(values.iter().map(|&v| v as f32).collect()),
             DType::F64 => TensorData::F64(values.to_vec()),
@@ -99,6 +104,14 @@ impl HostTensor {
             DType::Bool => TensorData::Bool(values.iter().map(|&v| (v != 0.0) as u8).collect()),
         };
         HostTensor { shape: ty.shape.clone(), data }
+    }
+
+    /// [`HostTensor::from_f64_values`] for values of unchecked length.
+    pub fn try_from_f64_values(ty: &TensorType, values: &[f64]) -> Result<HostTensor, IrError> {
+        if ty.shape.checked_numel() != Some(values.len()) {
+            return Err(IrError::TensorData(format!("{ty} needs {} elements, got {}", ty.shape, values.len())));
+        }
+        Ok(HostTensor::from_f64_values(ty, values))
     }
 
     pub fn shape(&self) -> &Shape {

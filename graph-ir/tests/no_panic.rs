@@ -235,3 +235,12 @@ proptest! {
         prop_assert!(safetensors_from_bytes(truncated).is_err(), "a strict prefix must not decode");
     }
 }
+
+#[test]
+fn values_of_the_wrong_length_are_an_error() {
+    let ty = f32_shape([2, 2]);
+    let e = HostTensor::try_from_f64_values(&ty, &[1.0; 3]).unwrap_err();
+    assert!(matches!(&e, IrError::TensorData(m) if m.contains("[2,2]") && m.contains("got 3")), "{e:?}");
+    let t = HostTensor::try_from_f64_values(&TensorType::i64([3]), &[1.9, -1.9, 0.0]).unwrap();
+    assert_eq!(t.as_i64().unwrap(), &[1, -1, 0]);
+}

@@ -39,9 +39,15 @@ impl Program {
     }
 
     /// Runs once. `inputs` are the per-call data inputs by name; returns
-    /// every named output.
+    /// every named output. A name given twice is an error (rather than one
+    /// of the two values being dropped silently).
     pub fn run<T: Borrow<HostTensor>>(&mut self, inputs: &[(&str, T)]) -> Result<BTreeMap<String, HostTensor>> {
-        let m: BTreeMap<String, HostTensor> = inputs.iter().map(|(k, v)| (k.to_string(), v.borrow().clone())).collect();
+        let mut m = BTreeMap::new();
+        for (k, v) in inputs {
+            if m.insert(k.to_string(), v.borrow().clone()).is_some() {
+                return Err(Error::Config(format!("input `{k}` is given twice")));
+            }
+        }
         self.run_map(&m)
     }
 
@@ -89,6 +95,7 @@ impl Program {
 
     /// Sets the learning rate for the next steps (no recompilation).
     pub fn set_lr(&mut self, lr: f64) -> Result<()> {
+        crate::optim::non_negative("learning rate", lr)?;
         if !self.has_state(LR) {
             return Err(Error::UnknownParam(format!("{LR} (this program has no optimizer)")));
         }
@@ -110,13 +117,21 @@ impl Program {
     }
 
     /// Sets every entry; each must be a param/state of this program with its
-    /// type. Entries the program does not have are an error.
+    /// type. Entries the program does not have are an error. All or nothing:
+    /// on an error the earlier entries are put back.
     pub fn load_state_dict(&mut self, dict: &BTreeMap<String, HostTensor>) -> Result<()> {
         if let Some(k) = dict.keys().find(|k| !self.has_state(k)) {
             return Err(Error::UnknownParam(k.clone()));
         }
+        let before = self.state_dict();
         for (k, v) in dict {
-            self.set_state(k, v.clone())?;
+            if let Err(e) = self.set_state(k, v.clone()) {
+                for (k, old) in &before {
+                    // Values it held before were accepted then.
+                    self.exe.set_state(k, old.clone())?;
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }

@@ -219,6 +219,14 @@ fn bad_run_inputs_and_state_are_typed_errors() {
     fails("set state wrong shape", &["fc.weight"], || p.set_state("fc.weight", y.clone()));
     fails("set state NaN", &["fc.bias", "NaN"], || p.set_state("fc.bias", HostTensor::from_f32([1], vec![f32::NAN]).unwrap()));
     fails("set lr NaN", &["NaN"], || p.set_lr(f64::NAN));
+    fails("set lr -1", &["learning rate"], || p.set_lr(-1.0));
+    fails("input given twice", &["`x`", "twice"], || p.run(&[("x", &x), ("y", &y), ("x", &x)]));
+    // load_state_dict is all or nothing: a bad entry after a good one
+    // leaves both as they were.
+    let mut d = std::collections::BTreeMap::new();
+    d.insert("fc.bias".to_string(), HostTensor::from_f32([1], vec![42.0]).unwrap());
+    d.insert("fc.weight".to_string(), HostTensor::from_f32([1, 3], vec![f32::NAN; 3]).unwrap());
+    fails("load_state_dict with a NaN entry", &["fc.weight", "NaN"], || p.load_state_dict(&d));
     // Failed calls leave the state alone.
     assert_eq!(p.state_dict(), before);
     let mut s2 = ParamStore::new(0);
