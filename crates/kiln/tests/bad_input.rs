@@ -99,6 +99,10 @@ fn shapes_that_do_not_fit_the_layer_are_errors_naming_the_layer() {
     let wrong_c = input(&mut b, &[1, 2, 8, 8]);
     fails("conv wrong channels", &["conv"], || conv.forward(&mut b, wrong_c));
     fails("batchnorm wrong channels", &["bn"], || bn.forward(&mut b, wrong_c));
+    let one_per_channel = input(&mut b, &[1, 3, 1, 1]);
+    fails("batchnorm one value per channel", &["more than 1 value per channel", "got 1"], || bn.forward(&mut b, one_per_channel));
+    let empty_batch = input(&mut b, &[0, 3, 2, 2]);
+    fails("batchnorm empty batch", &["more than 1 value per channel", "got 0"], || bn.forward(&mut b, empty_batch));
     fails("layernorm wrong trailing dims", &["layer_norm", "[4]"], || ln.forward(&mut b, x));
     fails("lstm wrong rank", &["lstm"], || lstm.forward(&mut b, x));
     fails("embedding float indices", &["emb", "integers"], || emb.forward(&mut b, x));

@@ -106,7 +106,6 @@ impl Module for BatchNorm {
         }
         let nbt = cx.buffer(&pname(n, "num_batches_tracked"), TensorType::new(DType::I64, Shape::scalar()))?;
         let nbt1 = cx.add_scalar(nbt, 1.0)?;
-        cx.set_update(&pname(n, "num_batches_tracked"), nbt1)?;
         let factor = match self.cfg.momentum {
             Some(m) => Factor::Fixed(m),
             None => {
@@ -127,6 +126,8 @@ impl Module for BatchNorm {
         };
         let m = upd(cx, rm, new_mean)?;
         let v = upd(cx, rv, new_var)?;
+        // Updates are declared last, so a shape error above leaves none behind.
+        cx.set_update(&pname(n, "num_batches_tracked"), nbt1)?;
         cx.set_update(&pname(n, "running_mean"), m)?;
         cx.set_update(&pname(n, "running_var"), v)?;
         Ok(out.y)
@@ -165,6 +166,14 @@ fn normalize(
     let mut bshape = vec![c];
     bshape.extend(std::iter::repeat_n(1, s.rank() - 2));
     let (mean, var, batch) = match running {
+        // PyTorch's check: batch statistics of one value (or none) are no
+        // statistics; the variance would be 0 or NaN.
+        None if count <= 1 => {
+            return Err(Error::Config(format!(
+                "batch_norm({x}: {}): expected more than 1 value per channel when training, got {count}",
+                g.ty(x)
+            )));
+        }
         None => {
             let mean = g.mean(x, &axes, true)?;
             let d = g.sub(x, mean)?;
@@ -174,7 +183,7 @@ fn normalize(
             let m_flat = g.stop_gradient(m_flat)?;
             let v_flat = g.reshape(var, [c])?;
             let v_flat = g.stop_gradient(v_flat)?;
-            let unbias = if count > 1 { count as f64 / (count - 1) as f64 } else { 1.0 };
+            let unbias = count as f64 / (count - 1) as f64;
             let v_unb = g.mul_scalar(v_flat, unbias)?;
             (mean, var, Some((m_flat, v_unb)))
         }
