@@ -248,3 +248,40 @@ fn bad_run_inputs_and_state_are_typed_errors() {
     fails("load missing file", &["nonexistent"], || s2.load(dir.join("nonexistent.safetensors")));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn compile_and_run_time_failures_are_typed() {
+    let (b, l, s) = regression();
+    let step = kiln::train_step(&b, l, &s, Sgd::new(0.1)).unwrap();
+    fails("unknown pass", &["bogus"], || kiln::compile(&step, CompileOptions::interp().passes(&["dce", "bogus"])));
+    // A dump "directory" that is a file.
+    let file = std::env::temp_dir().join(format!("kiln-bad-input-dump-{}", std::process::id()));
+    std::fs::write(&file, b"not a directory").unwrap();
+    let e = no_panic("dump into a file", || kiln::compile(&step, CompileOptions::interp().dump(&file)));
+    std::fs::remove_file(&file).unwrap();
+    let e = e.err().expect("dumping into a file is an error");
+    assert!(e.to_string().contains("kiln-bad-input-dump"), "{e}");
+    // A param with no value anywhere.
+    let mut empty = ParamStore::new(0);
+    fails("missing value", &["fc.weight"], || kiln::train_step(&b, l, &empty, Sgd::new(0.1)));
+    nn::Linear::new(&mut empty, "other", 3, 1).unwrap();
+    fails("missing value with other params", &["fc.weight"], || kiln::inference(&b, &empty));
+
+    // Labels out of range surface at run time naming the node.
+    let mut s = ParamStore::new(0);
+    let fc = nn::Linear::new(&mut s, "fc", 2, 3).unwrap();
+    let mut b = Builder::train();
+    let x = b.input("x", f32_shape([2, 2])).unwrap();
+    let y = b.input("y", i64_shape([2])).unwrap();
+    let logits = fc.forward(&mut b, x).unwrap();
+    let l = loss::cross_entropy_mean(&mut b, logits, y).unwrap();
+    let mut p = kiln::compile(&kiln::train_step(&b, l, &s, Sgd::new(0.1)).unwrap(), CompileOptions::interp()).unwrap();
+    let xs = HostTensor::from_f32([2, 2], vec![0.1, 0.2, 0.3, 0.4]).unwrap();
+    let before = p.state_dict();
+    for bad in [3, -1] {
+        let ys = HostTensor::from_i64([2], vec![0, bad]).unwrap();
+        let e = fails("label out of range", &["out of range 0..3"], || p.run(&[("x", &xs), ("y", &ys)]));
+        assert!(matches!(e, Error::Run(kiln::ir::RunError::IndexOutOfRange { index, bound: 3, .. }) if index == bad), "{e:?}");
+    }
+    assert_eq!(p.state_dict(), before, "a failed step updates nothing");
+}
