@@ -622,6 +622,8 @@ fn run_all(backend: BackendKind) {
         }
     }
     eprintln!("golden parity ({backend:?}): {passed} passed, {} expected-unsupported, {} failed", expected_bad.len(), problems.len());
+    // A filter that matches nothing must not pass as "all cases matched".
+    assert!(passed + expected_bad.len() + problems.len() > 0, "KILN_GOLDEN_CASE={only:?} selects no case");
     for m in &expected_bad {
         eprintln!("  expected unsupported: {m}");
     }
