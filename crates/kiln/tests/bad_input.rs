@@ -114,6 +114,13 @@ fn shapes_that_do_not_fit_the_layer_are_errors_naming_the_layer() {
     fails("adaptive pool on rank 2", &["adaptive_avg_pool2d"], || nn::adaptive_avg_pool2d(&mut b, x, [1, 1]));
     fails("flatten end out of range", &["flatten"], || nn::Flatten::dims(1, 7).forward(&mut b, x));
     fails("flatten start out of range", &["flatten"], || nn::Flatten::dims(HUGE, -1).forward(&mut b, x));
+    let prelu = nn::PReLU::new(&mut s, "act", 3).unwrap();
+    let v3 = input(&mut b, &[3]);
+    fails("prelu slopes on a vector", &["prelu", "3 slopes"], || prelu.forward(&mut b, v3));
+    fails("prelu slopes vs channels", &["prelu", "3 slopes but 4 channels"], || {
+        let x4 = input(&mut b, &[2, 4]);
+        prelu.forward(&mut b, x4)
+    });
     fails("softmax dim", &["axis 2"], || nn::softmax(&mut b, x, 2));
     fails("log_softmax dim", &["axis"], || nn::log_softmax(&mut b, x, HUGE));
 }

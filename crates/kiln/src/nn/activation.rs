@@ -37,8 +37,11 @@ pub fn elu(g: &mut Graph, x: NodeId, alpha: f64) -> Result<NodeId> {
 pub fn prelu(g: &mut Graph, x: NodeId, weight: NodeId) -> Result<NodeId> {
     let xs = super::shape_of(g, x)?;
     let n = super::shape_of(g, weight)?.numel();
-    let w = if n == 1 || xs.rank() < 2 {
+    let w = if n == 1 {
         weight
+    } else if xs.rank() < 2 {
+        // PyTorch: an input of rank < 2 has one channel, so one slope.
+        return Err(Error::Config(format!("prelu({x}: {}): {n} slopes for an input without a channel dim", g.ty(x))));
     } else {
         if xs.0[1] != n {
             return Err(Error::Config(format!("prelu({x}: {}): {n} slopes but {} channels", g.ty(x), xs.0[1])));
