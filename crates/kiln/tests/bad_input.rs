@@ -154,6 +154,9 @@ fn losses_with_mismatched_labels_are_errors() {
         loss::cross_entropy(&mut b, logits, labels, &CrossEntropyOptions::default().label_smoothing(-0.1))
     });
     fails("pos_weight length", &["3 classes"], || loss::bce_with_logits(&mut b, logits, logits, Some(&[1.0]), Reduction::Mean));
+    fails("smooth_l1 beta < 0", &["smooth_l1", "beta"], || loss::smooth_l1(&mut b, logits, logits, -1.0, Reduction::Mean));
+    fails("huber delta 0", &["huber", "delta"], || loss::huber(&mut b, logits, logits, 0.0, Reduction::Mean));
+    fails("huber delta NaN", &["huber", "NaN"], || loss::huber(&mut b, logits, logits, f64::NAN, Reduction::Mean));
     fails("empty penalty", &["at least one"], || loss::l2_penalty(&mut b, &[], 0.1));
     fails("unknown penalty param", &["nope"], || loss::params_named(&b, &["nope"]));
     // A node id from another (larger) graph is an error, not a panic.

@@ -56,6 +56,9 @@ pub fn l1(g: &mut Graph, input: NodeId, target: NodeId, r: Reduction) -> Result<
 
 /// 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (beta = 0 is L1).
 pub fn smooth_l1(g: &mut Graph, input: NodeId, target: NodeId, beta: f64, r: Reduction) -> Result<NodeId> {
+    if !(beta.is_finite() && beta >= 0.0) {
+        return Err(Error::Config(format!("smooth_l1: beta must be finite and >= 0, got {beta}")));
+    }
     if beta == 0.0 {
         return l1(g, input, target, r);
     }
@@ -72,6 +75,9 @@ pub fn smooth_l1(g: &mut Graph, input: NodeId, target: NodeId, beta: f64, r: Red
 
 /// 0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta).
 pub fn huber(g: &mut Graph, input: NodeId, target: NodeId, delta: f64, r: Reduction) -> Result<NodeId> {
+    if !(delta.is_finite() && delta > 0.0) {
+        return Err(Error::Config(format!("huber: delta must be finite and > 0, got {delta}")));
+    }
     let d = diff(g, "huber", input, target)?;
     let a = g.abs(d)?;
     let dt = g.scalar_like(delta, d)?;
