@@ -130,7 +130,8 @@ pub fn compile(be: &CpuBackend, g: &Graph) -> Result<CpuExecutable, CpuError> {
             }
             _ => 0,
         };
-        steps.push(Step::Loop(LoopStep { kernel: k.id, prog, jit: None, args, argv, outer: cd[0], parallel, work, row_unit, reduce_outs }));
+        let (vals, idx) = (vec![0.0; prog.instrs.len()], vec![0; prog.dims.len()]);
+        steps.push(Step::Loop(LoopStep { kernel: k.id, prog, jit: None, args, argv, vals, idx, outer: cd[0], parallel, work, row_unit, reduce_outs }));
     }
     let (module, code) = match jit {
         Some(j) => {
@@ -173,6 +174,7 @@ pub fn compile(be: &CpuBackend, g: &Graph) -> Result<CpuExecutable, CpuError> {
         })
         .collect();
     let _ = DType::F32;
+    let data_inputs = sig.inputs.iter().filter(|i| i.role == kiln_ir::InputRole::Input).count();
     Ok(CpuExecutable {
         sig,
         steps,
@@ -192,5 +194,6 @@ pub fn compile(be: &CpuBackend, g: &Graph) -> Result<CpuExecutable, CpuError> {
         arena_bytes: plan.arena_bytes,
         profile: None,
         step_names,
+        data_inputs,
     })
 }

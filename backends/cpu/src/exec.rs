@@ -33,6 +33,9 @@ pub(crate) struct LoopStep {
     /// Slots of the leaves then the stores: the JIT function's arguments.
     pub args: Vec<usize>,
     pub argv: Vec<*mut u8>,
+    /// Scratch of the portable evaluator, kept so a run allocates nothing.
+    pub vals: Vec<f64>,
+    pub idx: Vec<usize>,
     /// Extent of collapsed dimension 0 and whether it may be split.
     pub outer: usize,
     pub parallel: bool,
@@ -78,6 +81,7 @@ pub struct CpuExecutable {
     /// Per-step accumulated seconds and calls when profiling is on.
     pub(crate) profile: Option<Vec<(f64, usize)>>,
     pub(crate) step_names: Vec<String>,
+    pub(crate) data_inputs: usize,
 }
 
 // Raw pointers in `ptrs` point into buffers this value owns (or, during a
@@ -152,7 +156,15 @@ impl CpuExecutable {
     }
 
     fn run_inner(&mut self, inputs: &BTreeMap<String, HostTensor>) -> Result<BTreeMap<String, HostTensor>, RunError> {
-        self.sig.check_inputs(inputs)?;
+        // The signature's own check builds a TensorType per input; compare
+        // in place first so a well-formed call allocates nothing here.
+        let ok = inputs.len() == self.data_inputs
+            && self.sig.inputs.iter().filter(|i| i.role == kiln_ir::InputRole::Input).all(|i| {
+                inputs.get(&i.name).is_some_and(|t| t.dtype() == i.ty.dtype && t.shape().0 == i.ty.shape.0 && !t.has_non_finite())
+            });
+        if !ok {
+            self.sig.check_inputs(inputs)?;
+        }
         if let Some(p) = self.persistent.iter().find(|p| !p.set) {
             return Err(RunError::UnsetState(p.name.clone()));
         }
@@ -174,13 +186,9 @@ impl CpuExecutable {
             }
             let t0 = prof.as_ref().map(|_| std::time::Instant::now());
             // A GEMM followed by its row-cuttable epilogue runs them block by block.
-            if let (Step::Native { op, .. }, Some(Step::Loop(l))) = (&steps[si], steps.get(si + 1)) {
+            let (head, tail) = steps.split_at_mut(si + 1);
+            if let (Step::Native { op, .. }, Some(Step::Loop(l))) = (&head[si], tail.first_mut()) {
                 if let (true, Some(f)) = (l.row_unit > 0, l.jit) {
-                    let op = op.clone();
-                    let l = match &mut steps[si + 1] {
-                        Step::Loop(l) => l,
-                        Step::Native { .. } => unreachable!("checked above"),
-                    };
                     for (a, &s) in l.argv.iter_mut().zip(&l.args) {
                         *a = ptrs[s];
                     }
@@ -190,7 +198,7 @@ impl CpuExecutable {
                         let p = &argv;
                         unsafe { f(p.0, (r0 * unit) as i64, (r1 * unit) as i64) };
                     };
-                    if unsafe { kernels::gemm_with_epilogue(&op, ptrs, pool, &epi) } {
+                    if unsafe { kernels::gemm_with_epilogue(op, ptrs, pool, &epi) } {
                         skip = true;
                         if let (Some(p), Some(t0)) = (prof.as_mut(), t0) {
                             p[si].0 += t0.elapsed().as_secs_f64();
@@ -242,7 +250,7 @@ impl CpuExecutable {
     }
 }
 
-unsafe fn run_loop(l: &LoopStep, ptrs: &[*mut u8], pool: &Pool) -> Result<(), RunError> {
+unsafe fn run_loop(l: &mut LoopStep, ptrs: &[*mut u8], pool: &Pool) -> Result<(), RunError> {
     for &(slot, dt, n, ident, _) in &l.reduce_outs {
         for i in 0..n {
             unsafe { store(dt, ptrs[slot], i, ident) };
@@ -271,7 +279,7 @@ unsafe fn run_loop(l: &LoopStep, ptrs: &[*mut u8], pool: &Pool) -> Result<(), Ru
         }
         None => {
             let d0 = l.prog.dims.first().copied().unwrap_or(1);
-            unsafe { program::eval(&l.prog, ptrs, 0, d0).map_err(RunError::from)? };
+            unsafe { program::eval(&l.prog, ptrs, 0, d0, &mut l.vals, &mut l.idx).map_err(RunError::from)? };
         }
     }
     for &(slot, dt, n, _, mean) in &l.reduce_outs {

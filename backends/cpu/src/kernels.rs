@@ -264,30 +264,29 @@ unsafe fn matmul<F: Float>(pool: &Pool, a: *mut u8, at: &TensorType, b: *mut u8,
     let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
     let batch_dims = &ct.shape.0[..rc - 2];
     let nb: usize = batch_dims.iter().product();
-    let bstr = |t: &TensorType, r: usize| -> Vec<usize> {
-        // Element offset of each broadcast batch index in that operand.
+    // Element offset of batch index `bi` in an operand whose batch dims
+    // broadcast against the output's (computed per batch: no allocation).
+    let boff = |t: &TensorType, r: usize, bi: usize| -> usize {
         let dims = &t.shape.0[..r - 2];
         let mat = t.shape.0[r - 2] * t.shape.0[r - 1];
-        let strides = crate::program::row_major(dims);
         let off = batch_dims.len() - dims.len();
-        (0..nb)
-            .map(|bi| {
-                let mut rem = bi;
-                let mut o = 0usize;
-                for d in (0..batch_dims.len()).rev() {
-                    let i = rem % batch_dims[d];
-                    rem /= batch_dims[d];
-                    if d >= off && dims[d - off] != 1 {
-                        o += i * strides[d - off] as usize;
-                    }
+        let (mut rem, mut o, mut stride) = (bi, 0usize, 1usize);
+        for d in (0..batch_dims.len()).rev() {
+            let i = rem % batch_dims[d];
+            rem /= batch_dims[d];
+            if d >= off {
+                let e = dims[d - off];
+                if e != 1 {
+                    o += i * stride;
                 }
-                o * mat
-            })
-            .collect()
+                stride *= e;
+            }
+        }
+        o * mat
     };
-    let (oa, ob) = (bstr(at, ra), bstr(bt, rb));
     for bi in 0..nb {
-        unsafe { par_gemm(pool, m, k, n, a.add(oa[bi]), rsa, csa, b.add(ob[bi]), rsb, csb, F::default(), c.add(bi * m * n), n as isize, 1) };
+        let (oa, ob) = (boff(at, ra, bi), boff(bt, rb, bi));
+        unsafe { par_gemm(pool, m, k, n, a.add(oa), rsa, csa, b.add(ob), rsb, csb, F::default(), c.add(bi * m * n), n as isize, 1) };
     }
 }
 
@@ -637,8 +636,6 @@ unsafe fn max_pool<F: Float>(pool: &Pool, x: *mut u8, xt: &TensorType, p: &Pool2
     let (x, out) = (Sp(x as *mut F), Sp(out as *mut F));
     let dy = dy.map(|d| Sp(d as *mut F));
     let chunks = planes.min(pool.threads() * 4);
-    let rows: Vec<std::ops::Range<usize>> = (0..ho).map(|o| window(p, 0, o, h)).collect();
-    let cols: Vec<std::ops::Range<usize>> = (0..wo).map(|o| window(p, 1, o, w)).collect();
     pool.run(chunks, &|part, _| {
         let (x, out, dy) = (x, out, dy);
         for pl in images(planes, chunks, part) {
@@ -648,8 +645,10 @@ unsafe fn max_pool<F: Float>(pool: &Pool, x: *mut u8, xt: &TensorType, p: &Pool2
                     unsafe { *out.get().add(pl * h * w + i) = F::default() };
                 }
             }
-            for (oh, rr) in rows.iter().enumerate() {
-                for (ow, cr) in cols.iter().enumerate() {
+            for oh in 0..ho {
+                let rr = window(p, 0, oh, h);
+                for ow in 0..wo {
+                    let cr = window(p, 1, ow, w);
                     let mut bi = rr.start * w + cr.start;
                     let mut bv = unsafe { *xp.add(bi) };
                     'win: for ih in rr.clone() {
@@ -735,15 +734,12 @@ fn index_at(node: NodeId, v: f64, bound: usize) -> Result<usize, RunError> {
 
 unsafe fn softmax_ce(node: NodeId, lg: *mut u8, lt: &TensorType, lb: *mut u8, lbt: &TensorType, out: *mut u8) -> Result<(), RunError> {
     let (n, c) = (lt.shape.0[0], lt.shape.0[1]);
-    let mut row = vec![0f64; c];
     for r in 0..n {
         let label = index_at(node, unsafe { load(lbt.dtype, lb, r) }, c)?;
-        for (j, v) in row.iter_mut().enumerate() {
-            *v = unsafe { load(lt.dtype, lg, r * c + j) };
-        }
-        let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let lse = m + row.iter().map(|&v| (v - m).exp()).sum::<f64>().ln();
-        unsafe { store(lt.dtype, out, r, lse - row[label]) };
+        let at = |j: usize| unsafe { load(lt.dtype, lg, r * c + j) };
+        let m = (0..c).map(at).fold(f64::NEG_INFINITY, f64::max);
+        let lse = m + (0..c).map(|j| (at(j) - m).exp()).sum::<f64>().ln();
+        unsafe { store(lt.dtype, out, r, lse - at(label)) };
     }
     Ok(())
 }

@@ -315,12 +315,13 @@ pub fn combine(op: ReduceOp, acc: f64, v: f64) -> f64 {
 ///
 /// # Safety
 /// Every slot pointer must be valid for the accesses the strides imply.
-pub unsafe fn eval(p: &Program, slots: &[*mut u8], lo: usize, hi: usize) -> Result<(), CpuError> {
+/// `vals` and `idx` are caller-owned scratch (reused between runs).
+pub unsafe fn eval(p: &Program, slots: &[*mut u8], lo: usize, hi: usize, vals: &mut Vec<f64>, idx: &mut Vec<usize>) -> Result<(), CpuError> {
     let rank = p.dims.len();
     let inner: usize = p.dims.iter().skip(1).product();
-    let mut vals = vec![0f64; p.instrs.len()];
-    let mut idx = vec![0usize; rank];
-    let outer_range: Box<dyn Iterator<Item = usize>> = if rank == 0 { Box::new(0..1) } else { Box::new(lo..hi) };
+    vals.resize(p.instrs.len(), 0.0);
+    idx.resize(rank, 0);
+    let outer_range = if rank == 0 { 0..1 } else { lo..hi };
     for i0 in outer_range {
         for r in 0..inner.max(1) {
             if rank > 0 {
