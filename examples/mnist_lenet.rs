@@ -1,6 +1,8 @@
 //! LeNet-5 on the shipped MNIST subset (8,000 train / 2,000 test), SGD
 //! lr 0.01 momentum 0.9, batch 64, inputs normalized with mean 0.1307 and
-//! std 0.3081 — the setup of PyTorch's anchor (0.9805 after 12 epochs).
+//! std 0.3081 — the setup of PyTorch's anchor (0.9805 after 12 epochs) —
+//! plus random 2-pixel shifts and a cosine learning-rate decay over 20
+//! epochs, without which LeNet plateaus at 0.975-0.980 on 8,000 digits.
 //! Saves the compiled training step and the inference program as `.kiln`
 //! files under `--out` (default `target/examples-out`).
 //!
@@ -35,7 +37,7 @@ fn lenet(store: &mut ParamStore) -> kiln::Result<nn::Sequential> {
 
 fn main() {
     let a = args();
-    let epochs = a.epochs.unwrap_or(15);
+    let epochs = a.epochs.unwrap_or(20);
     let mut mnist = Mnist::shipped().or_die("MNIST");
     mnist.normalize(Normalize::MNIST);
     let train_set = limit(mnist.train, a.train_limit);
@@ -84,9 +86,9 @@ fn main() {
         epochs,
         seed: 1,
         target: TARGET,
-        // Random shifts by up to 1 pixel (pad with background, crop back):
+        // Random shifts by up to 2 pixels (pad with background, crop back):
         // on 8,000 digits LeNet otherwise overfits at about 0.975.
-        augment: Some(Augment::new(7).random_crop(1, -Normalize::MNIST.mean / Normalize::MNIST.std)),
+        augment: Some(Augment::new(7).random_crop(2, -Normalize::MNIST.mean / Normalize::MNIST.std)),
         early_stopping: None,
         lr_schedule: Some(&schedule),
         out: a.out.clone(),
