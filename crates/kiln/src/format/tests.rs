@@ -225,3 +225,25 @@ fn unknown_sections_required_or_optional() {
 }
 
 
+
+/// The other way to resume: a safetensors checkpoint of the state dict
+/// loaded into a freshly compiled program.
+#[test]
+fn checkpoint_resume_matches_uninterrupted() {
+    use crate::train::{load_checkpoint, save_checkpoint, Checkpoint};
+    let mut a = train_program(CompileOptions::cpu());
+    let full: Vec<BTreeMap<String, HostTensor>> = (0..5).map(|s| step(&mut a, s)).collect();
+    let mut b = train_program(CompileOptions::cpu());
+    for s in 0..2 {
+        step(&mut b, s);
+    }
+    let path = tmp("ckpt").with_extension("safetensors");
+    save_checkpoint(&path, &Checkpoint { state: b.state_dict(), epoch: 0, step: 2 }).unwrap();
+    let c = load_checkpoint(&path).unwrap();
+    let mut fresh = train_program(CompileOptions::cpu());
+    fresh.load_state_dict(&c.state).unwrap();
+    for s in c.step..5 {
+        assert_eq!(step(&mut fresh, s), full[s as usize], "step {s}");
+    }
+    let _ = std::fs::remove_file(&path);
+}
