@@ -468,6 +468,9 @@ pub fn conv2d_type(x: &TensorType, w: &TensorType, attrs: &Conv2dAttrs) -> R {
 pub fn pool_type(x: &TensorType, p: &Pool2dAttrs) -> R {
     float(x, "pool input")?;
     rank_is(x, 4, "pool input")?;
+    if p.kernel.contains(&0) || p.stride.contains(&0) {
+        return Err(format!("kernel {:?} and stride {:?} must be >= 1", p.kernel, p.stride));
+    }
     if p.padding[0] > p.kernel[0] / 2 || p.padding[1] > p.kernel[1] / 2 {
         return Err(format!("padding {:?} must be at most half the kernel {:?}", p.padding, p.kernel));
     }

@@ -175,6 +175,8 @@ fn conv_and_pool_with_overflowing_attributes_are_type_errors() {
         let e = no_panic(&format!("{p:?}"), || g.max_pool2d(x, p)).unwrap_err();
         assert!(matches!(e, IrError::Type { op: "max_pool2d", .. }), "{p:?}: {e:?}");
     }
+    let e = g.max_pool2d(x, Pool2dAttrs { kernel: [2, 2], stride: [0, 1], padding: [0, 0] }).unwrap_err().to_string();
+    assert!(e.contains("stride [0, 1] must be >= 1"), "{e}");
     // A kernel larger than the input names both sizes.
     let big = g.param("big", f32_shape([2, 2, 7, 7])).unwrap();
     let e = g.conv2d(x, big, Conv2dAttrs::default()).unwrap_err().to_string();
