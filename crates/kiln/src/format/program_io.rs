@@ -48,12 +48,33 @@ fn cpu_plan(exe: &kiln_cpu::CpuExecutable) -> Vec<PlanEntry> {
     v
 }
 
+/// The CPU backend as the file's options describe it. The thread count
+/// shapes the memory plan (per-thread scratch) and how reductions split, so
+/// a file loads with the count it was compiled with, whatever the machine.
+fn cpu_backend(options: &BTreeMap<String, String>) -> Result<kiln_cpu::CpuBackend, FormatError> {
+    let mut b = kiln_cpu::CpuBackend::new();
+    if let Some(t) = options.get("threads") {
+        let n: usize = t.parse().map_err(|_| FormatError::Corrupt { section: "META".into(), reason: format!("option threads = `{t}`") })?;
+        b = b.with_threads(n);
+    }
+    if let Some(j) = options.get("jit") {
+        b = b.with_jit(j == "true");
+    }
+    Ok(b)
+}
+
+/// The options a CPU program is compiled with by `kiln::compile`.
+fn cpu_options() -> BTreeMap<String, String> {
+    let b = kiln_cpu::CpuBackend::new();
+    BTreeMap::from([("threads".to_string(), b.threads.to_string()), ("jit".to_string(), b.jit.to_string())])
+}
+
 /// Compiles `graph` for `kind` without any optimization pass; returns the
 /// executable, its plan and peak bytes.
-fn lower(kind: BackendKind, graph: &Graph) -> Result<(Box<dyn Executable>, Vec<PlanEntry>, Option<u64>), FormatError> {
+fn lower(kind: BackendKind, graph: &Graph, options: &BTreeMap<String, String>) -> Result<(Box<dyn Executable>, Vec<PlanEntry>, Option<u64>), FormatError> {
     Ok(match kind {
         BackendKind::Cpu => {
-            let exe = kiln_cpu::CpuBackend::new().compile_cpu(graph).map_err(kiln_ir::RunError::from)?;
+            let exe = cpu_backend(options)?.compile_cpu(graph).map_err(kiln_ir::RunError::from)?;
             let plan = cpu_plan(&exe);
             let peak = exe.peak_bytes() as u64;
             (Box::new(exe), plan, Some(peak))
@@ -120,13 +141,8 @@ fn canonical_clif(text: &str) -> String {
 /// params/state. (The CPU plan is regenerated from the graph: the program
 /// holds its executable as `dyn Executable`.)
 pub fn to_file(p: &Program) -> Result<ProgramFile, FormatError> {
-    let (plan, peak_bytes) = match p.backend() {
-        BackendKind::Cpu => {
-            let exe = kiln_cpu::CpuBackend::new().compile_cpu(p.graph()).map_err(kiln_ir::RunError::from)?;
-            (cpu_plan(&exe), Some(exe.peak_bytes() as u64))
-        }
-        _ => (Vec::new(), None),
-    };
+    let options = if p.backend() == BackendKind::Cpu { cpu_options() } else { BTreeMap::new() };
+    let (_, plan, peak_bytes) = lower(p.backend(), p.graph(), &options)?;
     let mut extra = BTreeMap::new();
     let kind = if p.signature().inputs.iter().any(|i| i.role == kiln_ir::InputRole::Param) && !p.graph().updates().is_empty() {
         "train-step"
@@ -136,7 +152,7 @@ pub fn to_file(p: &Program) -> Result<ProgramFile, FormatError> {
     extra.insert("kind".to_string(), kind.to_string());
     Ok(ProgramFile {
         backend: backend_name(p.backend()).to_string(),
-        options: BTreeMap::new(),
+        options,
         extra,
         writer: format!("kiln {}", env!("CARGO_PKG_VERSION")),
         signature: p.signature().clone(),
@@ -172,7 +188,7 @@ impl ProgramFile {
     /// pass), checks the plan, and sets the stored params/state.
     pub fn instantiate(&self) -> Result<Program, FormatError> {
         let kind = parse_backend(&self.backend)?;
-        let (mut exe, plan, _) = lower(kind, &self.graph)?;
+        let (mut exe, plan, _) = lower(kind, &self.graph, &self.options)?;
         if kind == BackendKind::Cpu && !same_plan(&plan, &self.plan) {
             return Err(FormatError::PlanMismatch { backend: self.backend.clone() });
         }
@@ -201,5 +217,15 @@ mod tests {
         let e = |t: &str| vec![PlanEntry::text("k0 x", "clif", t)];
         assert!(same_plan(&e(a), &e(b)));
         assert!(!same_plan(&e(a), &e(&a.replace("v2 = call", "v3 = call"))));
+    }
+
+    #[test]
+    fn cpu_options_set_threads() {
+        let o = BTreeMap::from([("threads".to_string(), "3".to_string()), ("jit".to_string(), "false".to_string())]);
+        let b = cpu_backend(&o).unwrap();
+        assert_eq!((b.threads, b.jit), (3, false));
+        let bad = BTreeMap::from([("threads".to_string(), "many".to_string())]);
+        assert!(matches!(cpu_backend(&bad), Err(FormatError::Corrupt { .. })));
+        assert_eq!(cpu_options()["threads"], kiln_cpu::CpuBackend::new().threads.to_string());
     }
 }
