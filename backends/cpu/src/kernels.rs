@@ -645,23 +645,47 @@ unsafe fn max_pool<F: Float>(pool: &Pool, x: *mut u8, xt: &TensorType, p: &Pool2
                     unsafe { *out.get().add(pl * h * w + i) = F::default() };
                 }
             }
+            if p.kernel == [2, 2] && p.stride == [2, 2] && p.padding == [0, 0] {
+                // The common 2x2 pool, unrolled (first maximum, NaN wins).
+                let pick = |bi: usize, bv: F, i: usize, v: F| -> (usize, F) {
+                    #[allow(clippy::eq_op)]
+                    let better = (v > bv) | ((v != v) & (bv == bv));
+                    if better { (i, v) } else { (bi, bv) }
+                };
+                for oh in 0..ho {
+                    for ow in 0..wo {
+                        let i0 = 2 * oh * w + 2 * ow;
+                        let at = |i: usize| unsafe { *xp.add(i) };
+                        let (bi, bv) = (i0, at(i0));
+                        let (bi, bv) = pick(bi, bv, i0 + 1, at(i0 + 1));
+                        let (bi, bv) = pick(bi, bv, i0 + w, at(i0 + w));
+                        let (bi, bv) = pick(bi, bv, i0 + w + 1, at(i0 + w + 1));
+                        let o = (pl * ho + oh) * wo + ow;
+                        match dy {
+                            None => unsafe { *out.get().add(o) = bv },
+                            Some(d) => unsafe { *out.get().add(pl * h * w + bi) += *d.get().add(o) },
+                        }
+                    }
+                }
+                continue;
+            }
             for oh in 0..ho {
                 let rr = window(p, 0, oh, h);
                 for ow in 0..wo {
                     let cr = window(p, 1, ow, w);
                     let mut bi = rr.start * w + cr.start;
                     let mut bv = unsafe { *xp.add(bi) };
-                    'win: for ih in rr.clone() {
+                    // Branch-free (cmov): data-dependent branches here
+                    // mispredict about half the time. Once a NaN is the
+                    // best, nothing beats it (the first NaN wins).
+                    for ih in rr.clone() {
                         for iw in cr.clone() {
-                            if bv != bv {
-                                break 'win;
-                            }
                             let i = ih * w + iw;
                             let v = unsafe { *xp.add(i) };
-                            if v > bv || v != v {
-                                bi = i;
-                                bv = v;
-                            }
+                            #[allow(clippy::eq_op)]
+                            let better = (v > bv) | ((v != v) & (bv == bv));
+                            bi = if better { i } else { bi };
+                            bv = if better { v } else { bv };
                         }
                     }
                     let o = (pl * ho + oh) * wo + ow;

@@ -121,3 +121,23 @@ fn convolution_over_several_image_blocks() {
     g.set_output("dw", dw).unwrap();
     check(&g, &random_inputs(&g, 4), 1e-4, 2e-3);
 }
+
+/// The unrolled 2x2/stride-2 max pool: ties pick the first maximum, NaN
+/// (made inside the graph, since `run` rejects non-finite inputs) wins, and
+/// the gradient goes to that element.
+#[test]
+fn two_by_two_max_pool_ties_and_nan() {
+    let pool = Pool2dAttrs { kernel: [2, 2], stride: [2, 2], padding: [0, 0] };
+    let mut g = Graph::new();
+    let x = g.input("x", f32_shape([2, 3, 6, 5])).unwrap();
+    let lx = g.log(x).unwrap(); // log of negatives: NaN, of 0: -inf
+    let y = g.max_pool2d(lx, pool).unwrap();
+    let dy = g.input("dy", g.ty(y).clone()).unwrap();
+    let dx = g.apply(Op::MaxPool2dGrad(pool), &[lx, dy]).unwrap();
+    g.set_output("y", y).unwrap();
+    g.set_output("dx", dx).unwrap();
+    let mut vals = random_inputs(&g, 3);
+    let xs: Vec<f32> = (0..180).map(|i| ((i * 7) % 5) as f32 - if i % 13 == 0 { 9.0 } else { 0.0 }).collect();
+    vals.insert("x".into(), HostTensor::from_f32([2, 3, 6, 5], xs).unwrap());
+    check(&g, &vals, 1e-6, 0.0);
+}
