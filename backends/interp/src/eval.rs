@@ -16,6 +16,13 @@ use crate::{InterpError, Precision};
 /// against the op (by the verifier or by `eval_op`), producing a value of
 /// type `ty`, rounded/truncated to its dtype.
 pub(crate) fn eval(op: &Op, ty: &TensorType, args: &[&Val], precision: Precision) -> Result<Val, InterpError> {
+    // A result no allocation can hold is an error here rather than an
+    // abort inside the allocator (every value is one f64 per element).
+    let mut probe: Vec<f64> = Vec::new();
+    probe
+        .try_reserve_exact(ty.numel())
+        .map_err(|e| InterpError::Invalid(format!("the result {ty} does not fit in memory ({e})")))?;
+    drop(probe);
     let out = ty.shape.dims();
     let mut data = match op {
         Op::Input { name, .. } => {

@@ -342,3 +342,17 @@ proptest! {
         }
     }
 }
+
+/// A result that the IR accepts (4 bytes per f32 element fit) but that the
+/// interpreter's one f64 per element cannot hold is a typed error, not an
+/// abort in the allocator.
+#[test]
+fn a_result_too_large_for_the_interpreter_is_an_error() {
+    let mut g = Graph::new();
+    let c = g.input("c", TensorType::i64(Shape::scalar())).unwrap();
+    let r = g.random_uniform(c, [1usize << 60], 0, 0.0, 1.0).unwrap();
+    g.set_output("r", r).unwrap();
+    let inputs = BTreeMap::from([("c".to_string(), HostTensor::scalar_i64(0))]);
+    let e = no_panic("huge random_uniform", || Interpreter::f32().compile(&g).and_then(|mut exe| exe.run(&inputs))).unwrap_err();
+    assert!(matches!(&e, RunError::Backend(m) if m.starts_with(&r.to_string()) && m.contains("does not fit in memory")), "{e:?}");
+}
