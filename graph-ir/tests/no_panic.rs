@@ -2,10 +2,11 @@
 //! returns a typed error or a well-typed node, never a panic (overflowing
 //! extents, zero sizes, out-of-range axes, zero strides/groups, empty concat).
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
 use kiln_ir::*;
 use proptest::prelude::*;
+
+mod support;
+use support::{any_op, no_panic};
 
 const HUGE: usize = usize::MAX;
 
@@ -14,7 +15,7 @@ fn extent() -> impl Strategy<Value = usize> {
     prop_oneof![6 => 0usize..5, 1 => Just(HUGE), 1 => Just(HUGE / 2 + 1), 1 => Just(1usize << 32)]
 }
 
-fn small() -> impl Strategy<Value = usize> {
+fn small() -> impl Strategy<Value = usize> + Clone {
     prop_oneof![4 => 0usize..4, 1 => Just(HUGE), 1 => Just(HUGE / 2)]
 }
 
@@ -26,75 +27,13 @@ fn dtype() -> impl Strategy<Value = DType> {
     prop_oneof![4 => Just(DType::F32), 1 => Just(DType::F64), 1 => Just(DType::I64), 1 => Just(DType::I32), 1 => Just(DType::Bool)]
 }
 
-fn pair() -> impl Strategy<Value = [usize; 2]> {
-    [small(), small()]
-}
-
-fn conv_attrs() -> impl Strategy<Value = Conv2dAttrs> {
-    (pair(), pair(), pair(), small()).prop_map(|(stride, padding, dilation, groups)| Conv2dAttrs { stride, padding, dilation, groups })
-}
-
-fn pool_attrs() -> impl Strategy<Value = Pool2dAttrs> {
-    (pair(), pair(), pair()).prop_map(|(kernel, stride, padding)| Pool2dAttrs { kernel, stride, padding })
-}
-
-fn axes() -> impl Strategy<Value = Vec<usize>> {
-    prop::collection::vec(small(), 0..5)
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        Just(Op::Unary(UnaryOp::Exp)),
-        Just(Op::Binary(BinaryOp::Add)),
-        Just(Op::Compare(CompareOp::Lt)),
-        Just(Op::Select),
-        dtype().prop_map(Op::Cast),
-        (axes(), any::<bool>()).prop_map(|(axes, keepdims)| Op::Reduce { op: ReduceOp::Sum, axes, keepdims }),
-        (small(), any::<bool>()).prop_map(|(axis, keepdims)| Op::ArgMax { axis, keepdims }),
-        shape().prop_map(Op::Reshape),
-        axes().prop_map(Op::Permute),
-        shape().prop_map(Op::BroadcastTo),
-        (axes(), axes(), axes()).prop_map(|(start, end, step)| Op::Slice { start, end, step }),
-        small().prop_map(|axis| Op::Concat { axis }),
-        (axes(), axes()).prop_map(|(lo, hi)| Op::Pad { lo, hi, value: 0.0 }),
-        (any::<bool>(), any::<bool>()).prop_map(|(trans_a, trans_b)| Op::MatMul { trans_a, trans_b }),
-        conv_attrs().prop_map(Op::Conv2d),
-        (conv_attrs(), pair()).prop_map(|(attrs, input_hw)| Op::Conv2dGradInput { attrs, input_hw }),
-        (conv_attrs(), pair()).prop_map(|(attrs, kernel_hw)| Op::Conv2dGradWeight { attrs, kernel_hw }),
-        (small(), small(), small(), small())
-            .prop_map(|(stride, padding, dilation, groups)| Op::Conv1d(Conv1dAttrs { stride, padding, dilation, groups })),
-        pool_attrs().prop_map(Op::MaxPool2d),
-        pool_attrs().prop_map(Op::MaxPool2dGrad),
-        (pool_attrs(), any::<bool>()).prop_map(|(pool, count_include_pad)| Op::AvgPool2d { pool, count_include_pad }),
-        (pool_attrs(), pair()).prop_map(|(pool, input_hw)| Op::AvgPool2dGrad { pool, count_include_pad: true, input_hw }),
-        small().prop_map(|axis| Op::Gather { axis }),
-        (small(), small()).prop_map(|(axis, size)| Op::ScatterAdd { axis, size }),
-        small().prop_map(|classes| Op::OneHot { classes }),
-        shape().prop_map(|shape| Op::RandomUniform { seed: 1, low: 0.0, high: 1.0, shape }),
-        (any::<bool>(), any::<bool>()).prop_map(|(trans_b, bias)| Op::FusedDense { trans_b, bias, act: Activation::Relu }),
-        (conv_attrs(), any::<bool>()).prop_map(|(attrs, bias)| Op::FusedConv2d { attrs, bias, act: Activation::None }),
-        Just(Op::SoftmaxCrossEntropy),
-    ]
-}
-
-/// Runs `f`, turning a panic into a test failure that says what was called.
-fn no_panic<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(v) => v,
-        Err(p) => {
-            let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
-            panic!("panicked on {what}: {}", msg.unwrap_or_default());
-        }
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 3000, failure_persistence: None, ..ProptestConfig::default() })]
 
     /// Any op on any operand types: an `IrError::Type` naming the op, or a
     /// node whose type the verifier accepts and whose element count fits.
     #[test]
-    fn apply_never_panics(op in op(), operands in prop::collection::vec((dtype(), shape()), 0..4)) {
+    fn apply_never_panics(op in any_op(small()), operands in prop::collection::vec((dtype(), shape()), 0..4)) {
         let what = format!("{op:?} on {operands:?}");
         no_panic(&what, || {
             let mut g = Graph::new();

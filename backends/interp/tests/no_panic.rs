@@ -5,83 +5,17 @@
 //! not match the op is an error too.
 
 use std::collections::BTreeMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use kiln_interp::{eval_op, Interpreter, Precision};
 use kiln_ir::*;
 use proptest::prelude::*;
 
-fn no_panic<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(v) => v,
-        Err(p) => {
-            let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
-            panic!("panicked on {what}: {}", msg.unwrap_or_default());
-        }
-    }
-}
+#[path = "../../../graph-ir/tests/support/mod.rs"]
+mod support;
+use support::{any_op, no_panic};
 
-fn u() -> impl Strategy<Value = usize> {
+fn u() -> impl Strategy<Value = usize> + Clone {
     0usize..4
-}
-
-fn hw() -> impl Strategy<Value = [usize; 2]> {
-    [u(), u()]
-}
-
-fn conv() -> impl Strategy<Value = Conv2dAttrs> {
-    (hw(), hw(), hw(), u()).prop_map(|(stride, padding, dilation, groups)| Conv2dAttrs { stride, padding, dilation, groups })
-}
-
-fn pool() -> impl Strategy<Value = Pool2dAttrs> {
-    (hw(), hw(), hw()).prop_map(|(kernel, stride, padding)| Pool2dAttrs { kernel, stride, padding })
-}
-
-fn list() -> impl Strategy<Value = Vec<usize>> {
-    prop::collection::vec(u(), 0..5)
-}
-
-/// Ops with small attributes; most combinations with the operands below are
-/// rejected by inference, the rest must run.
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        prop::sample::select(UnaryOp::ALL.to_vec()).prop_map(Op::Unary),
-        prop::sample::select(BinaryOp::ALL.to_vec()).prop_map(Op::Binary),
-        Just(Op::Compare(CompareOp::Ge)),
-        Just(Op::Select),
-        Just(Op::Cast(DType::I32)),
-        (list(), any::<bool>()).prop_map(|(mut axes, keepdims)| {
-            axes.sort();
-            Op::Reduce { op: ReduceOp::Max, axes, keepdims }
-        }),
-        (list(), any::<bool>()).prop_map(|(mut axes, keepdims)| {
-            axes.sort();
-            Op::Reduce { op: ReduceOp::Mean, axes, keepdims }
-        }),
-        (u(), any::<bool>()).prop_map(|(axis, keepdims)| Op::ArgMax { axis, keepdims }),
-        list().prop_map(|d| Op::Reshape(Shape(d))),
-        list().prop_map(Op::Permute),
-        list().prop_map(|d| Op::BroadcastTo(Shape(d))),
-        (list(), list(), list()).prop_map(|(start, end, step)| Op::Slice { start, end, step }),
-        u().prop_map(|axis| Op::Concat { axis }),
-        (list(), list()).prop_map(|(lo, hi)| Op::Pad { lo, hi, value: -1.5 }),
-        (any::<bool>(), any::<bool>()).prop_map(|(trans_a, trans_b)| Op::MatMul { trans_a, trans_b }),
-        conv().prop_map(Op::Conv2d),
-        (conv(), hw()).prop_map(|(attrs, input_hw)| Op::Conv2dGradInput { attrs, input_hw }),
-        (conv(), hw()).prop_map(|(attrs, kernel_hw)| Op::Conv2dGradWeight { attrs, kernel_hw }),
-        (u(), u(), u(), u()).prop_map(|(stride, padding, dilation, groups)| Op::Conv1d(Conv1dAttrs { stride, padding, dilation, groups })),
-        pool().prop_map(Op::MaxPool2d),
-        pool().prop_map(Op::MaxPool2dGrad),
-        (pool(), any::<bool>()).prop_map(|(pool, count_include_pad)| Op::AvgPool2d { pool, count_include_pad }),
-        (pool(), any::<bool>(), hw()).prop_map(|(pool, count_include_pad, input_hw)| Op::AvgPool2dGrad { pool, count_include_pad, input_hw }),
-        u().prop_map(|axis| Op::Gather { axis }),
-        (u(), u()).prop_map(|(axis, size)| Op::ScatterAdd { axis, size }),
-        u().prop_map(|classes| Op::OneHot { classes }),
-        list().prop_map(|d| Op::RandomUniform { seed: 7, low: -1.0, high: 1.0, shape: Shape(d) }),
-        (any::<bool>(), any::<bool>()).prop_map(|(trans_b, bias)| Op::FusedDense { trans_b, bias, act: Activation::Tanh }),
-        (conv(), any::<bool>()).prop_map(|(attrs, bias)| Op::FusedConv2d { attrs, bias, act: Activation::Relu }),
-        Just(Op::SoftmaxCrossEntropy),
-    ]
 }
 
 /// An operand: a base shape shared by all operands with some axes set to 1
@@ -308,7 +242,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn single_op_graphs_run_or_fail_with_a_typed_error(op in op(), operands in operands(), seed in any::<u64>()) {
+    fn single_op_graphs_run_or_fail_with_a_typed_error(op in any_op(u()), operands in operands(), seed in any::<u64>()) {
         let tys = operands.into_iter().map(|(d, s)| TensorType::new(d, s)).collect::<Vec<_>>();
         run_one(&op, &tys, seed);
     }
@@ -324,7 +258,7 @@ proptest! {
 
     /// `eval_op` checks its operands against the op and the requested type.
     #[test]
-    fn eval_op_with_mismatched_operands_is_an_error(op in op(), operands in operands(), want in operands(), seed in any::<u64>()) {
+    fn eval_op_with_mismatched_operands_is_an_error(op in any_op(u()), operands in operands(), want in operands(), seed in any::<u64>()) {
         let ts: Vec<HostTensor> = operands.iter().enumerate().map(|(i, (d, s))| tensor(&TensorType::new(*d, s.clone()), seed + i as u64)).collect();
         let refs: Vec<&HostTensor> = ts.iter().collect();
         let Some((d, s)) = want.first() else { return Ok(()) };

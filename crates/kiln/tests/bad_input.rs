@@ -4,8 +4,6 @@
 //! run-time inputs. Each gives a typed `kiln::Error` that names the problem;
 //! none panics.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
 use kiln::init::{Init, Rng};
 use kiln::loss::{self, CrossEntropyOptions, Reduction};
 use kiln::nn::{self, Module};
@@ -13,18 +11,11 @@ use kiln::optim::{Adam, Sgd};
 use kiln::prelude::*;
 use kiln::{f32_shape, i64_shape, Builder, CompileOptions, Error, HostTensor, NodeId, ParamStore, Shape};
 
-const HUGE: usize = usize::MAX;
+#[path = "../../../graph-ir/tests/support/mod.rs"]
+mod support;
+use support::no_panic;
 
-/// Runs `f`, turning a panic into a test failure that names the case.
-fn no_panic<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(v) => v,
-        Err(p) => {
-            let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
-            panic!("panicked on {what}: {}", msg.unwrap_or_default());
-        }
-    }
-}
+const HUGE: usize = usize::MAX;
 
 /// Asserts that `f` returns an error whose message contains every `needle`.
 #[track_caller]
