@@ -493,8 +493,9 @@ pub unsafe fn gemm_with_epilogue(n: &NativeOp, slots: &[*mut u8], pool: &Pool, e
     let (rsb, csb) = if tb { (1, k as isize) } else { (nn as isize, 1) };
     let (a, b, c) = (Sp(slots[n.ins[0].0] as *mut f32), Sp(slots[n.ins[1].0] as *mut f32), Sp(slots[n.out.0] as *mut f32));
     let t = pool.threads();
-    // Row blocks of about 256 rows keep a block's output in L2 for the epilogue.
-    let parts = (m.div_ceil(256)).div_ceil(t).max(1) * t;
+    // Row blocks of about 256 rows keep a block's output in L2 for the
+    // epilogue; each block re-packs B, so a large B gets one block per thread.
+    let parts = if k * nn > 64 * 1024 { t } else { (m.div_ceil(256)).div_ceil(t).max(1) * t };
     let bound = |i: usize| ((m * i / parts).div_ceil(8) * 8).min(m);
     pool.run(parts, &|part, _| {
         let (a, b, c) = (a, b, c);
