@@ -247,3 +247,38 @@ fn checkpoint_resume_matches_uninterrupted() {
     }
     let _ = std::fs::remove_file(&path);
 }
+
+/// Bit-identical save/load needs a deterministic backend: two compiles of
+/// LeNet's training step, fed the same batches, must agree to the bit.
+#[test]
+#[ignore = "kiln-cpu is not yet run-to-run deterministic on LeNet (last-bit differences from about step 17); run with --ignored once fixed"]
+fn cpu_lenet_training_is_deterministic() {
+    let build = || {
+        let mut store = ParamStore::new(0);
+        let net = nn::Sequential::new()
+            .add(nn::Conv2d::config(1, 6, 5).padding(2).build(&mut store, "conv1").unwrap())
+            .add(nn::ReLU).add(nn::MaxPool2d::new(2))
+            .add(nn::Conv2d::new(&mut store, "conv2", 6, 16, 5).unwrap())
+            .add(nn::ReLU).add(nn::MaxPool2d::new(2)).add(nn::Flatten::new())
+            .add(nn::Linear::new(&mut store, "fc1", 400, 120).unwrap()).add(nn::ReLU)
+            .add(nn::Linear::new(&mut store, "fc2", 120, 10).unwrap());
+        let mut b = Builder::train();
+        let x = b.input("x", f32_shape([64, 1, 28, 28])).unwrap();
+        let y = b.input("y", i64_shape([64])).unwrap();
+        let logits = net.forward(&mut b, x).unwrap();
+        let l = loss::cross_entropy_mean(&mut b, logits, y).unwrap();
+        let step = crate::train_step(&b, l, &store, optim::Sgd::new(0.01).momentum(0.9)).unwrap();
+        crate::compile(&step, CompileOptions::cpu()).unwrap()
+    };
+    let mut r = SplitMix64::new(5);
+    let x = HostTensor::from_f32([64, 1, 28, 28], (0..64 * 784).map(|_| r.unit() as f32).collect()).unwrap();
+    let y = HostTensor::from_i64([64], (0..64).map(|_| r.below(10) as i64).collect()).unwrap();
+    let mut a = build();
+    let mut b = build();
+    for s in 0..20 {
+        let la = a.run(&[("x", &x), ("y", &y)]).unwrap()["loss"].scalar().unwrap();
+        let lb = b.run(&[("x", &x), ("y", &y)]).unwrap()["loss"].scalar().unwrap();
+        assert_eq!(la.to_bits(), lb.to_bits(), "step {s}: {la} vs {lb}");
+    }
+    assert_eq!(a.state_dict(), b.state_dict());
+}
