@@ -182,6 +182,9 @@ fn invalid_optimizer_settings_are_config_errors() {
     fails("weight decay NaN", &["weight_decay"], || kiln::train_step(&b, l, &s, Adam::new(0.1).weight_decay(f64::NAN)));
     fails("clip norm NaN", &["clip"], || kiln::train_step(&b, l, &s, Sgd::new(0.1).clip_grad_norm(f64::NAN)));
     fails("clip value -1", &["clip"], || kiln::train_step(&b, l, &s, Sgd::new(0.1).clip_grad_value(-1.0)));
+    fails("param in two groups", &["fc.bias", "more than one parameter group"], || {
+        kiln::train_step(&b, l, &s, Sgd::new(0.1).group(&["fc.bias"], Sgd::new(0.2)).group(&["fc.bias"], Sgd::new(0.3)))
+    });
     fails("unknown group", &["nope"], || kiln::train_step(&b, l, &s, Sgd::new(0.1).group(&["nope"], Sgd::new(0.2))));
     fails("unknown train param", &["nope"], || kiln::train_step_params(&b, l, &s, Sgd::new(0.1), &["nope"]));
     fails("data input as param", &["not a param"], || kiln::train_step_params(&b, l, &s, Sgd::new(0.1), &["x"]));

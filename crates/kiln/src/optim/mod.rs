@@ -142,6 +142,11 @@ impl<R: Rule> Optimizer for Optim<R> {
                 return Err(Error::UnknownParam(format!("{n} (in an optimizer parameter group)")));
             }
         }
+        // PyTorch: "some parameters appear in more than one parameter group".
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(n) = self.groups.iter().flat_map(|(names, _)| names).find(|n| !seen.insert(n.as_str())) {
+            return Err(Error::Config(format!("optimizer: parameter `{n}` appears in more than one parameter group")));
+        }
         let mut cx = OptCx { g, init: BTreeMap::new() };
         let lr = cx.scalar_state(LR, self.default.lr())?;
         let step = cx.scalar_state(STEP, 0.0)?;
