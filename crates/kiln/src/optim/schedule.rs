@@ -29,7 +29,8 @@ pub struct StepLr {
 
 impl LrSchedule for StepLr {
     fn lr(&self, step: usize) -> f64 {
-        self.base * self.gamma.powi((step / self.step_size.max(1)) as i32)
+        // powf: an `as i32` exponent would wrap past 2^31 steps.
+        self.base * self.gamma.powf((step / self.step_size.max(1)) as f64)
     }
 }
 
@@ -42,7 +43,7 @@ pub struct ExponentialLr {
 
 impl LrSchedule for ExponentialLr {
     fn lr(&self, step: usize) -> f64 {
-        self.base * self.gamma.powi(step as i32)
+        self.base * self.gamma.powf(step as f64)
     }
 }
 
@@ -101,5 +102,9 @@ mod tests {
         assert!((w.lr(2) - 0.1).abs() < 1e-12);
         assert_eq!(w.lr(4), 0.2);
         assert!((ExponentialLr { base: 1.0, gamma: 0.9 }.lr(2) - 0.81).abs() < 1e-12);
+        // Far past 2^31 steps the rate keeps decaying (no exponent wrap-around).
+        let far = (1usize << 33) + 5;
+        assert_eq!(ExponentialLr { base: 1.0, gamma: 0.9 }.lr(far), 0.0);
+        assert_eq!(StepLr { base: 1.0, step_size: 1, gamma: 0.5 }.lr(far), 0.0);
     }
 }
