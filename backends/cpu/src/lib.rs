@@ -1,13 +1,25 @@
 //! kiln-cpu: the CPU backend.
 //!
 //! Compiling a graph: kernel partitioning and memory planning (kiln-passes),
-//! then lowering. Elementwise and reduction kernels (with fused prologues
-//! and matmul/conv epilogues) become Cranelift functions, vectorized f32x4
-//! with scalar tails (`jit.rs`); GEMMs go through `matrixmultiply`, and the
-//! remaining ops (convolution's im2col, pooling, indexing, data movement)
-//! are native Rust kernels (`kernels.rs`). Every buffer lives in one arena
-//! planned at compile time or in persistent param/state buffers, so a run
-//! allocates nothing but the output tensors it returns.
+//! then lowering:
+//! - Cranelift (`jit.rs`): every f32 elementwise kernel, every f32
+//!   reduction (with its fused elementwise prologue), every matmul/conv
+//!   epilogue (bias, activation, residual add, optimizer updates), vectorized
+//!   f32x4 with scalar tails; exp/sigmoid/tanh inline, other
+//!   transcendentals call Rust per lane.
+//! - Portable Rust evaluator (`program.rs`): the same loop programs when they
+//!   touch non-f32 data (i64 labels, f64, bool buffers).
+//! - Native Rust (`kernels.rs`): GEMM through `matrixmultiply` (split across
+//!   the pool, epilogue run per row block while hot; a streaming kernel for
+//!   1-4 rows), convolution and its gradients as im2col/col2im + GEMM per
+//!   block of 8 images, pooling, gather/scatter/one-hot, permute/slice/
+//!   concat/pad/broadcast copies, softmax cross-entropy, argmax, Philox.
+//!
+//! Every buffer lives in one arena planned at compile time or in persistent
+//! param/state buffers (updates written in place where safe), so a run
+//! allocates nothing but the output tensors it returns (and the packing
+//! buffers `matrixmultiply` allocates inside each call). A persistent pool
+//! (`pool.rs`) runs parallel kernels on all cores.
 //!
 //! ```
 //! use kiln_ir::{Backend, Graph, HostTensor, f32_shape};
