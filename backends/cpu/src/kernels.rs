@@ -149,8 +149,9 @@ fn unsupported(n: &NativeOp) -> RunError {
 /// `threads` threads (one region per thread).
 pub fn scratch_elems(op: &Op, ins: &[TensorType], out: &TensorType, threads: usize) -> usize {
     // Per thread: the im2col block of CONV_BATCH images plus one GEMM-shaped
-    // block of outputs (or output gradients), plus a dW accumulator.
-    let per = match op {
+    // block of outputs (or output gradients).
+    let mut per_thread = 0;
+    let shared = match op {
         Op::Conv2d(_) | Op::FusedConv2d { .. } | Op::Conv2dGradInput { .. } | Op::Conv2dGradWeight { .. } | Op::Conv1d(_) => {
             let (w, y): (Vec<usize>, Vec<usize>) = match op {
                 Op::Conv2dGradInput { .. } => (ins[1].shape.0.clone(), ins[0].shape.0.clone()),
@@ -164,12 +165,14 @@ pub fn scratch_elems(op: &Op, ins: &[TensorType], out: &TensorType, threads: usi
                 Op::Conv1d(a) => a.groups,
                 _ => 1,
             };
-            let acc = if matches!(op, Op::Conv2dGradWeight { .. }) { out.numel() } else { 0 };
-            CONV_BATCH * pix * (kd + o / groups.max(1)) + acc
+            per_thread = CONV_BATCH * pix * (kd + o / groups.max(1));
+            // dW partials: one per block of images (not per thread), summed
+            // in block order so results do not depend on scheduling.
+            if matches!(op, Op::Conv2dGradWeight { .. }) { ins[0].shape.0[0].div_ceil(CONV_BATCH) * out.numel() } else { 0 }
         }
         _ => 0,
     };
-    per * threads.max(1)
+    per_thread * threads.max(1) + shared
 }
 
 /// Images per im2col block (one GEMM per block and group).
@@ -582,18 +585,18 @@ unsafe fn conv2d_grad_weight<F: Float>(pool: &Pool, x: *mut u8, xt: &TensorType,
     let (x, dy, dw) = (Sp(x as *mut F), Sp(dy as *mut F), dw as *mut F);
     let (kd, pix, og) = (gm.kdim(), gm.pix(), gm.og());
     let nw = dwt.numel();
-    let per = CONV_BATCH * pix * (kd + og) + nw;
+    let per = CONV_BATCH * pix * (kd + og);
     let t = pool.threads();
     let scr = Sp(scratch as *mut F);
-    for th in 0..t {
-        unsafe { std::slice::from_raw_parts_mut(scr.get().add(th * per + CONV_BATCH * pix * (kd + og)), nw).fill(F::default()) };
-    }
     let chunks = gm.n.div_ceil(CONV_BATCH);
+    // One partial dW per image block, after the per-thread blocks.
+    let partials = Sp(unsafe { scr.get().add(t * per) });
     pool.run(chunks, &|part, th| {
         let (x, dy) = (x, dy);
         let col = unsafe { scr.get().add(th * per) };
         let tmp = unsafe { col.add(CONV_BATCH * pix * kd) };
-        let acc = unsafe { tmp.add(CONV_BATCH * pix * og) };
+        let acc = unsafe { partials.get().add(part * nw) };
+        unsafe { std::slice::from_raw_parts_mut(acc, nw).fill(F::default()) };
         let n0 = part * CONV_BATCH;
         let cnt = CONV_BATCH.min(gm.n - n0);
         let ld = cnt * pix;
@@ -607,14 +610,14 @@ unsafe fn conv2d_grad_weight<F: Float>(pool: &Pool, x: *mut u8, xt: &TensorType,
                         std::ptr::copy_nonoverlapping(dy.0.add(((n0 + nn) * gm.o + gi * og + o) * pix), tmp.add(o * ld + nn * pix), pix);
                     }
                 }
-                F::gemm(og, ld, kd, tmp, ld as isize, 1, col, 1, ld as isize, F::of(1.0), acc.add(gi * og * kd), kd as isize, 1);
+                F::gemm(og, ld, kd, tmp, ld as isize, 1, col, 1, ld as isize, F::default(), acc.add(gi * og * kd), kd as isize, 1);
             }
         }
     });
     for i in 0..nw {
         let mut v = F::default();
-        for th in 0..t {
-            v += unsafe { *scr.get().add(th * per + CONV_BATCH * pix * (kd + og) + i) };
+        for part in 0..chunks {
+            v += unsafe { *partials.get().add(part * nw + i) };
         }
         unsafe { *dw.add(i) = v };
     }
