@@ -141,6 +141,9 @@ fn infer_unchecked(op: &Op, operands: &[TensorType]) -> R {
         Op::ArgMax { axis, keepdims } => {
             arity(operands, 1)?;
             let x = &operands[0];
+            if x.shape.0.get(*axis) == Some(&0) {
+                return Err(format!("argmax over axis {axis} of extent 0 has no answer"));
+            }
             reduced_shape(&x.shape, &[*axis], *keepdims).map(|s| TensorType::new(DType::I64, s))
         }
         Op::Reshape(s) => {

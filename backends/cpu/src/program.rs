@@ -321,9 +321,14 @@ pub unsafe fn eval(p: &Program, slots: &[*mut u8], lo: usize, hi: usize, vals: &
     let inner: usize = p.dims.iter().skip(1).product();
     vals.resize(p.instrs.len(), 0.0);
     idx.resize(rank, 0);
+    // A zero extent past the first axis means no elements: nothing to do
+    // (reduction outputs already hold their identity).
+    if rank > 0 && inner == 0 {
+        return Ok(());
+    }
     let outer_range = if rank == 0 { 0..1 } else { lo..hi };
     for i0 in outer_range {
-        for r in 0..inner.max(1) {
+        for r in 0..inner {
             if rank > 0 {
                 idx[0] = i0;
                 let mut rem = r;

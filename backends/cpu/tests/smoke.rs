@@ -141,3 +141,29 @@ fn two_by_two_max_pool_ties_and_nan() {
     vals.insert("x".into(), HostTensor::from_f32([2, 3, 6, 5], xs).unwrap());
     check(&g, &vals, 1e-6, 0.0);
 }
+
+/// Tensors with a zero extent past the first axis have no elements; every
+/// loop kind (JIT f32, portable evaluator for ints/f64/bools, reductions)
+/// must produce the interpreter's empty (or identity) results, not divide
+/// by the zero extent.
+#[test]
+fn zero_extent_tensors_match_the_interpreter() {
+    let mut g = Graph::new();
+    let a = g.input("a", f32_shape([2, 0, 3])).unwrap();
+    let i = g.input("i", TensorType::new(DType::I64, [2, 0, 1])).unwrap();
+    let m = g.input("m", TensorType::new(DType::Bool, [3, 0])).unwrap();
+    let b = g.input("b", f32_shape([3, 0])).unwrap();
+    let d = g.input("d", TensorType::new(DType::F64, [3, 3, 0, 3])).unwrap();
+    let to_i32 = g.cast(a, DType::I32).unwrap();
+    let neg = g.neg(i).unwrap();
+    let zero = g.scalar_f32(0.0).unwrap();
+    let sel = g.select(m, b, zero).unwrap();
+    let sq = g.sqrt(d).unwrap();
+    let mx = g.reduce_max(d, &[2], false).unwrap();
+    let s = g.sum(a, &[1], false).unwrap();
+    let e = g.exp(a).unwrap();
+    for (n, id) in [("to_i32", to_i32), ("neg", neg), ("sel", sel), ("sq", sq), ("mx", mx), ("s", s), ("e", e)] {
+        g.set_output(n, id).unwrap();
+    }
+    check(&g, &random_inputs(&g, 5), 0.0, 0.0);
+}

@@ -251,7 +251,6 @@ fn checkpoint_resume_matches_uninterrupted() {
 /// Bit-identical save/load needs a deterministic backend: two compiles of
 /// LeNet's training step, fed the same batches, must agree to the bit.
 #[test]
-#[ignore = "kiln-cpu is not yet run-to-run deterministic on LeNet (last-bit differences from about step 17); run with --ignored once fixed"]
 fn cpu_lenet_training_is_deterministic() {
     let build = || {
         let mut store = ParamStore::new(0);
