@@ -23,6 +23,7 @@ mod graph;
 pub mod infer;
 mod op;
 pub mod random;
+pub mod scalar;
 mod shape;
 mod tensor;
 pub mod text;

@@ -25,9 +25,10 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
+use kiln_ir::scalar::{binary, unary};
 use kiln_ir::{BinaryOp, CompareOp, DType, Graph, ReduceOp, UnaryOp};
 
-use crate::program::{reduce_identity, unary_f64, Ins, Program};
+use crate::program::{reduce_identity, Ins, Program};
 use crate::CpuError;
 
 pub type JitFn = unsafe extern "C" fn(*const *mut u8, i64, i64);
@@ -41,28 +42,28 @@ pub struct KernelCode {
 }
 
 extern "C" fn k_exp(x: f32) -> f32 {
-    (x as f64).exp() as f32
+    unary(UnaryOp::Exp, x as f64) as f32
 }
 extern "C" fn k_log(x: f32) -> f32 {
-    (x as f64).ln() as f32
+    unary(UnaryOp::Log, x as f64) as f32
 }
 extern "C" fn k_tanh(x: f32) -> f32 {
-    (x as f64).tanh() as f32
+    unary(UnaryOp::Tanh, x as f64) as f32
 }
 extern "C" fn k_sigmoid(x: f32) -> f32 {
-    unary_f64(UnaryOp::Sigmoid, x as f64) as f32
+    unary(UnaryOp::Sigmoid, x as f64) as f32
 }
 extern "C" fn k_erf(x: f32) -> f32 {
-    libm::erf(x as f64) as f32
+    unary(UnaryOp::Erf, x as f64) as f32
 }
 extern "C" fn k_sin(x: f32) -> f32 {
-    (x as f64).sin() as f32
+    unary(UnaryOp::Sin, x as f64) as f32
 }
 extern "C" fn k_cos(x: f32) -> f32 {
-    (x as f64).cos() as f32
+    unary(UnaryOp::Cos, x as f64) as f32
 }
 extern "C" fn k_pow(x: f32, y: f32) -> f32 {
-    (x as f64).powf(y as f64) as f32
+    binary(BinaryOp::Pow, x as f64, y as f64) as f32
 }
 
 const UNARY_CALLS: [(&str, UnaryOp); 7] = [

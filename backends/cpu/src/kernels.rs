@@ -293,15 +293,6 @@ unsafe fn matmul<F: Float>(pool: &Pool, a: *mut u8, at: &TensorType, b: *mut u8,
     }
 }
 
-fn act_f64(act: Activation, x: f64) -> f64 {
-    match act {
-        Activation::None => x,
-        Activation::Relu => crate::program::unary_f64(kiln_ir::UnaryOp::Relu, x),
-        Activation::Sigmoid => crate::program::unary_f64(kiln_ir::UnaryOp::Sigmoid, x),
-        Activation::Tanh => x.tanh(),
-    }
-}
-
 /// out[r, c] = act(out[r, c] + bias[c]) over rows of `inner`-sized runs.
 unsafe fn bias_act<F: Float>(out: *mut u8, nb: usize, ch: usize, inner: usize, bias: Option<*mut u8>, act: Activation) {
     let o = out as *mut F;
@@ -311,7 +302,7 @@ unsafe fn bias_act<F: Float>(out: *mut u8, nb: usize, ch: usize, inner: usize, b
             for i in 0..inner {
                 let q = unsafe { o.add((b * ch + c) * inner + i) };
                 let v = unsafe { *q } + bv;
-                unsafe { *q = if matches!(act, Activation::None) { v } else { F::of(act_f64(act, v.f64())) } };
+                unsafe { *q = if matches!(act, Activation::None) { v } else { F::of(kiln_ir::scalar::activate(act, v.f64())) } };
             }
         }
     }

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use kiln_ir::scalar;
 use kiln_ir::{BinaryOp, CompareOp, DType, Graph, NodeId, Op, ReduceOp, Shape, UnaryOp};
 use kiln_passes::partition::{Kernel, KernelKind};
 
@@ -207,65 +208,6 @@ impl Program {
 
 // ---- the portable evaluator ------------------------------------------------
 
-fn nan_max(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
-}
-fn nan_min(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
-}
-
-pub fn unary_f64(op: UnaryOp, x: f64) -> f64 {
-    match op {
-        UnaryOp::Neg => -x,
-        UnaryOp::Exp => x.exp(),
-        UnaryOp::Log => x.ln(),
-        UnaryOp::Sqrt => x.sqrt(),
-        UnaryOp::Rsqrt => 1.0 / x.sqrt(),
-        UnaryOp::Abs => x.abs(),
-        UnaryOp::Sign => {
-            if x > 0.0 {
-                1.0
-            } else if x < 0.0 {
-                -1.0
-            } else {
-                x
-            }
-        }
-        UnaryOp::Recip => 1.0 / x,
-        UnaryOp::Relu => {
-            if x.is_nan() || x > 0.0 {
-                x
-            } else {
-                0.0
-            }
-        }
-        UnaryOp::Sigmoid => {
-            if x >= 0.0 {
-                1.0 / (1.0 + (-x).exp())
-            } else {
-                let e = x.exp();
-                e / (1.0 + e)
-            }
-        }
-        UnaryOp::Tanh => x.tanh(),
-        UnaryOp::Erf => libm::erf(x),
-        UnaryOp::Sin => x.sin(),
-        UnaryOp::Cos => x.cos(),
-    }
-}
-
-pub fn binary_f64(op: BinaryOp, a: f64, b: f64) -> f64 {
-    match op {
-        BinaryOp::Add => a + b,
-        BinaryOp::Sub => a - b,
-        BinaryOp::Mul => a * b,
-        BinaryOp::Div => a / b,
-        BinaryOp::Pow => a.powf(b),
-        BinaryOp::Max => nan_max(a, b),
-        BinaryOp::Min => nan_min(a, b),
-    }
-}
-
 fn binary_int(op: BinaryOp, a: f64, b: f64, node: Option<NodeId>) -> Result<f64, CpuError> {
     let (x, y) = (a as i64, b as i64);
     let bad = |m: String| CpuError::Run(format!("{}: {m}", node.map(|n| n.to_string()).unwrap_or_default()));
@@ -298,14 +240,6 @@ pub fn finish(d: DType, v: f64) -> f64 {
         DType::I64 => v as i64 as f64,
         DType::I32 => v as i64 as i32 as f64,
         DType::Bool => (v != 0.0) as u8 as f64,
-    }
-}
-
-pub fn combine(op: ReduceOp, acc: f64, v: f64) -> f64 {
-    match op {
-        ReduceOp::Sum | ReduceOp::Mean => acc + v,
-        ReduceOp::Max => nan_max(acc, v),
-        ReduceOp::Min => nan_min(acc, v),
     }
 }
 
@@ -349,7 +283,7 @@ pub unsafe fn eval(p: &Program, slots: &[*mut u8], lo: usize, hi: usize, vals: &
                     }
                     Ins::Unary(u, a) => {
                         if ins.dtype.is_float() {
-                            unary_f64(u, vals[a])
+                            scalar::unary(u, vals[a])
                         } else {
                             // Integer neg/abs/sign.
                             let x = vals[a] as i64;
@@ -362,22 +296,12 @@ pub unsafe fn eval(p: &Program, slots: &[*mut u8], lo: usize, hi: usize, vals: &
                     }
                     Ins::Binary(b, x, y) => {
                         if ins.dtype.is_float() {
-                            binary_f64(b, vals[x], vals[y])
+                            scalar::binary(b, vals[x], vals[y])
                         } else {
                             binary_int(b, vals[x], vals[y], ins.node)?
                         }
                     }
-                    Ins::Compare(c, x, y) => {
-                        let (a, b) = (vals[x], vals[y]);
-                        (match c {
-                            CompareOp::Lt => a < b,
-                            CompareOp::Le => a <= b,
-                            CompareOp::Gt => a > b,
-                            CompareOp::Ge => a >= b,
-                            CompareOp::Eq => a == b,
-                            CompareOp::Ne => a != b,
-                        }) as u8 as f64
-                    }
+                    Ins::Compare(c, x, y) => scalar::compare(c, vals[x], vals[y]) as u8 as f64,
                     Ins::Select(m, a, b) => {
                         if vals[m] != 0.0 {
                             vals[a]
@@ -400,7 +324,7 @@ pub unsafe fn eval(p: &Program, slots: &[*mut u8], lo: usize, hi: usize, vals: &
                     None => unsafe { store(s.dtype, slots[s.slot], o, v) },
                     Some(op) => unsafe {
                         let acc = load(s.dtype, slots[s.slot], o);
-                        let nv = if s.dtype.is_float() { combine(op, acc, v) } else { int_combine(op, acc, v) };
+                        let nv = if s.dtype.is_float() { scalar::reduce_combine(op, acc, v) } else { int_combine(op, acc, v) };
                         store(s.dtype, slots[s.slot], o, nv)
                     },
                 }

@@ -6,7 +6,7 @@
 
 use kiln_ir::{Activation, Conv2dAttrs};
 
-use crate::elementwise::activate;
+use kiln_ir::scalar::activate;
 
 /// Sizes of one convolution: input x[n,c,h,w], weight w[o,cg,kh,kw],
 /// output y[n,o,ho,wo].

@@ -1,83 +1,12 @@
-//! Elementwise ops: unary math, binary arithmetic with NumPy broadcasting,
-//! comparisons, select, cast. Every formula follows PyTorch, NaN included.
+//! Elementwise ops: binary arithmetic with NumPy broadcasting, comparisons,
+//! select, cast. The float formulas (unary math included) are
+//! `kiln_ir::scalar`'s, which follow PyTorch, NaN included.
 
-use kiln_ir::{Activation, BinaryOp, CompareOp, DType, UnaryOp};
+use kiln_ir::scalar;
+use kiln_ir::{BinaryOp, CompareOp, DType};
 
 use crate::value::{broadcast_data, Val};
 use crate::InterpError;
-
-pub(crate) fn unary(op: UnaryOp, x: f64) -> f64 {
-    match op {
-        UnaryOp::Neg => -x,
-        UnaryOp::Exp => x.exp(),
-        UnaryOp::Log => x.ln(),
-        UnaryOp::Sqrt => x.sqrt(),
-        UnaryOp::Rsqrt => 1.0 / x.sqrt(),
-        UnaryOp::Abs => x.abs(),
-        UnaryOp::Sign => {
-            if x > 0.0 {
-                1.0
-            } else if x < 0.0 {
-                -1.0
-            } else {
-                // 0 stays 0 (and -0 stays -0); NaN stays NaN.
-                x
-            }
-        }
-        UnaryOp::Recip => 1.0 / x,
-        UnaryOp::Relu => relu(x),
-        UnaryOp::Sigmoid => sigmoid(x),
-        UnaryOp::Tanh => x.tanh(),
-        UnaryOp::Erf => libm::erf(x),
-        UnaryOp::Sin => x.sin(),
-        UnaryOp::Cos => x.cos(),
-    }
-}
-
-/// max(x, 0) that lets NaN through, as torch.relu does.
-pub(crate) fn relu(x: f64) -> f64 {
-    if x.is_nan() || x > 0.0 { x } else { 0.0 }
-}
-
-/// The logistic function, without overflow in exp for large |x|.
-pub(crate) fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
-}
-
-pub(crate) fn activate(act: Activation, x: f64) -> f64 {
-    match act {
-        Activation::None => x,
-        Activation::Relu => relu(x),
-        Activation::Sigmoid => sigmoid(x),
-        Activation::Tanh => x.tanh(),
-    }
-}
-
-/// torch.maximum / torch.minimum: NaN in either operand gives NaN.
-fn nan_max(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
-}
-
-fn nan_min(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
-}
-
-fn binary_float(op: BinaryOp, a: f64, b: f64) -> f64 {
-    match op {
-        BinaryOp::Add => a + b,
-        BinaryOp::Sub => a - b,
-        BinaryOp::Mul => a * b,
-        BinaryOp::Div => a / b,
-        BinaryOp::Pow => a.powf(b),
-        BinaryOp::Max => nan_max(a, b),
-        BinaryOp::Min => nan_min(a, b),
-    }
-}
 
 /// Integer arithmetic: division truncates toward zero (like Rust and C);
 /// division by zero and negative exponents are errors rather than garbage.
@@ -108,7 +37,7 @@ pub(crate) fn binary(op: BinaryOp, a: &Val, b: &Val, out_dims: &[usize]) -> Resu
     let av = broadcast_data(&a.data, a.dims(), out_dims);
     let bv = broadcast_data(&b.data, b.dims(), out_dims);
     if a.ty.dtype.is_float() {
-        Ok(av.iter().zip(bv.iter()).map(|(&x, &y)| binary_float(op, x, y)).collect())
+        Ok(av.iter().zip(bv.iter()).map(|(&x, &y)| scalar::binary(op, x, y)).collect())
     } else {
         av.iter().zip(bv.iter()).map(|(&x, &y)| binary_int(op, x, y)).collect()
     }
@@ -119,17 +48,7 @@ pub(crate) fn compare(op: CompareOp, a: &Val, b: &Val, out_dims: &[usize]) -> Ve
     let bv = broadcast_data(&b.data, b.dims(), out_dims);
     av.iter()
         .zip(bv.iter())
-        .map(|(&x, &y)| {
-            let r = match op {
-                CompareOp::Lt => x < y,
-                CompareOp::Le => x <= y,
-                CompareOp::Gt => x > y,
-                CompareOp::Ge => x >= y,
-                CompareOp::Eq => x == y,
-                CompareOp::Ne => x != y,
-            };
-            r as u8 as f64
-        })
+        .map(|(&x, &y)| scalar::compare(op, x, y) as u8 as f64)
         .collect()
 }
 

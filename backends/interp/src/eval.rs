@@ -1,10 +1,11 @@
 //! The interpreter rule of every op, in one exhaustive `match`: adding an
 //! `Op` variant fails to compile here until it has a rule.
 
+use kiln_ir::scalar::unary;
 use kiln_ir::{DType, HostTensor, Op, TensorType};
 
 use crate::conv::{bias_act, conv2d, conv2d_grad_input, conv2d_grad_weight, Geom};
-use crate::elementwise::{binary, cast, compare, select, unary};
+use crate::elementwise::{binary, cast, compare, select};
 use crate::indexing::{gather, one_hot, scatter_add, softmax_cross_entropy};
 use crate::linalg::{fused_dense, matmul};
 use crate::pool::{avg_pool, avg_pool_grad, max_pool, max_pool_grad, PoolGeom};

@@ -3,7 +3,7 @@
 
 use kiln_ir::Activation;
 
-use crate::elementwise::activate;
+use kiln_ir::scalar::activate;
 use crate::value::{broadcast_strides, strided_indices, Val};
 
 /// `c[m,n] += a[m,k] @ b[k,n]`, all contiguous, in i-k-j order so the

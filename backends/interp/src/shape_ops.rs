@@ -1,6 +1,7 @@
 //! Reductions and data movement: reduce, argmax, permute, broadcast_to,
 //! slice, concat, pad. All of them are index arithmetic over `Val::data`.
 
+use kiln_ir::scalar::{nan_max, nan_min};
 use kiln_ir::ReduceOp;
 
 use crate::value::{broadcast_strides, strided_indices, strides, Val};
@@ -38,12 +39,8 @@ pub(crate) fn reduce(op: ReduceOp, x: &Val, axes: &[usize], out_len: usize) -> V
             ReduceOp::Sum => c.iter().sum(),
             ReduceOp::Mean => c.iter().sum::<f64>() / group as f64,
             // torch.amax/amin propagate NaN.
-            ReduceOp::Max => {
-                c.iter().copied().fold(f64::NEG_INFINITY, |m, v| if v.is_nan() || m.is_nan() { f64::NAN } else { m.max(v) })
-            }
-            ReduceOp::Min => {
-                c.iter().copied().fold(f64::INFINITY, |m, v| if v.is_nan() || m.is_nan() { f64::NAN } else { m.min(v) })
-            }
+            ReduceOp::Max => c.iter().copied().fold(f64::NEG_INFINITY, nan_max),
+            ReduceOp::Min => c.iter().copied().fold(f64::INFINITY, nan_min),
         })
         .collect()
 }

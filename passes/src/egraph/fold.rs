@@ -6,6 +6,7 @@
 //! present; otherwise a native evaluator covers elementwise ops and views,
 //! computing in f64 and rounding once (correctly rounded for + - * / sqrt).
 
+use kiln_ir::scalar;
 use kiln_ir::{BinaryOp, HostTensor, Op, Shape, TensorType, UnaryOp};
 
 use crate::ConstEvaluator;
@@ -48,77 +49,20 @@ fn broadcast_index(out: &Shape, inp: &Shape, mut flat: usize) -> usize {
     idx
 }
 
-fn unary(u: UnaryOp, x: f64) -> f64 {
-    match u {
-        UnaryOp::Neg => -x,
-        UnaryOp::Exp => x.exp(),
-        UnaryOp::Log => x.ln(),
-        UnaryOp::Sqrt => x.sqrt(),
-        UnaryOp::Rsqrt => 1.0 / x.sqrt(),
-        UnaryOp::Abs => x.abs(),
-        UnaryOp::Sign => {
-            if x > 0.0 {
-                1.0
-            } else if x < 0.0 {
-                -1.0
-            } else {
-                x
-            }
-        }
-        UnaryOp::Recip => 1.0 / x,
-        UnaryOp::Relu => {
-            if x > 0.0 {
-                x
-            } else {
-                0.0
-            }
-        }
-        UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-        UnaryOp::Tanh => x.tanh(),
-        UnaryOp::Erf => f64::NAN,
-        UnaryOp::Sin => x.sin(),
-        UnaryOp::Cos => x.cos(),
-    }
-}
-
-fn binary(b: BinaryOp, x: f64, y: f64) -> f64 {
-    match b {
-        BinaryOp::Add => x + y,
-        BinaryOp::Sub => x - y,
-        BinaryOp::Mul => x * y,
-        BinaryOp::Div => x / y,
-        BinaryOp::Pow => x.powf(y),
-        BinaryOp::Max => {
-            if x.is_nan() || y.is_nan() {
-                f64::NAN
-            } else {
-                x.max(y)
-            }
-        }
-        BinaryOp::Min => {
-            if x.is_nan() || y.is_nan() {
-                f64::NAN
-            } else {
-                x.min(y)
-            }
-        }
-    }
-}
-
 fn native(op: &Op, ty: &TensorType, args: &[&HostTensor]) -> Option<HostTensor> {
     let n = ty.numel();
     let vals: Vec<f64> = match op {
         // Only float math natively: integer division and overflow rules are
-        // the interpreter's business, and erf needs a real implementation.
-        Op::Unary(u) if ty.dtype.is_float() && *u != UnaryOp::Erf => {
+        // the interpreter's business.
+        Op::Unary(u) if ty.dtype.is_float() => {
             let x = args.first()?.to_f64_vec();
-            x.iter().map(|&v| unary(*u, v)).collect()
+            x.iter().map(|&v| scalar::unary(*u, v)).collect()
         }
         Op::Binary(b) if ty.dtype.is_float() => {
             let (a, c) = (args.first()?, args.get(1)?);
             let (av, cv) = (a.to_f64_vec(), c.to_f64_vec());
             (0..n)
-                .map(|i| binary(*b, av[broadcast_index(&ty.shape, a.shape(), i)], cv[broadcast_index(&ty.shape, c.shape(), i)]))
+                .map(|i| scalar::binary(*b, av[broadcast_index(&ty.shape, a.shape(), i)], cv[broadcast_index(&ty.shape, c.shape(), i)]))
                 .collect()
         }
         Op::Reshape(_) | Op::StopGradient => args.first()?.to_f64_vec(),
@@ -144,6 +88,16 @@ mod tests {
         let b = HostTensor::from_f32([3], vec![10.0, 20.0, 30.0]).unwrap();
         let t = eval(&Op::Binary(BinaryOp::Add), &f32_shape([2, 3]), &[&a, &b], None, true).unwrap();
         assert_eq!(t.as_f32().unwrap(), &[11.0, 21.0, 31.0, 12.0, 22.0, 32.0]);
+    }
+
+    #[test]
+    fn native_folding_agrees_with_the_backends_on_nan() {
+        // relu lets NaN through at run time, so a folded relu must too.
+        let x = HostTensor::from_f32([2], vec![f32::NAN, -1.0]).unwrap();
+        let t = eval(&Op::Unary(UnaryOp::Relu), &f32_shape([2]), &[&x], None, false).unwrap();
+        let v = t.as_f32().unwrap();
+        assert!(v[0].is_nan());
+        assert_eq!(v[1], 0.0);
     }
 
     #[test]

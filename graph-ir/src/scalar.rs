@@ -1,0 +1,135 @@
+//! The value of each elementwise op on one float, in f64. This is the single
+//! definition the interpreter, the CPU backend's portable evaluator and JIT
+//! helpers, and constant folding all call, so a folded constant can never
+//! disagree with what a backend computes at run time. Formulas follow
+//! PyTorch, NaN included. Integer arithmetic is not here: its overflow and
+//! division-by-zero rules are each backend's business.
+
+use crate::{Activation, BinaryOp, CompareOp, ReduceOp, UnaryOp};
+
+pub fn unary(op: UnaryOp, x: f64) -> f64 {
+    match op {
+        UnaryOp::Neg => -x,
+        UnaryOp::Exp => x.exp(),
+        UnaryOp::Log => x.ln(),
+        UnaryOp::Sqrt => x.sqrt(),
+        UnaryOp::Rsqrt => 1.0 / x.sqrt(),
+        UnaryOp::Abs => x.abs(),
+        UnaryOp::Sign => {
+            if x > 0.0 {
+                1.0
+            } else if x < 0.0 {
+                -1.0
+            } else {
+                // 0 stays 0 (and -0 stays -0); NaN stays NaN.
+                x
+            }
+        }
+        UnaryOp::Recip => 1.0 / x,
+        UnaryOp::Relu => relu(x),
+        UnaryOp::Sigmoid => sigmoid(x),
+        UnaryOp::Tanh => x.tanh(),
+        // libm is a faithful port of fdlibm's erf, better than any series we
+        // would hand-roll.
+        UnaryOp::Erf => libm::erf(x),
+        UnaryOp::Sin => x.sin(),
+        UnaryOp::Cos => x.cos(),
+    }
+}
+
+/// max(x, 0) that lets NaN through, as torch.relu does.
+pub fn relu(x: f64) -> f64 {
+    if x.is_nan() || x > 0.0 { x } else { 0.0 }
+}
+
+/// The logistic function, without overflow in exp for large |x|.
+pub fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// A fused op's epilogue activation.
+pub fn activate(act: Activation, x: f64) -> f64 {
+    match act {
+        Activation::None => x,
+        Activation::Relu => relu(x),
+        Activation::Sigmoid => sigmoid(x),
+        Activation::Tanh => x.tanh(),
+    }
+}
+
+/// torch.maximum: NaN in either operand gives NaN (f64::max would drop it).
+pub fn nan_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
+}
+
+/// torch.minimum: NaN in either operand gives NaN.
+pub fn nan_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
+}
+
+/// Float binary arithmetic.
+pub fn binary(op: BinaryOp, a: f64, b: f64) -> f64 {
+    match op {
+        BinaryOp::Add => a + b,
+        BinaryOp::Sub => a - b,
+        BinaryOp::Mul => a * b,
+        BinaryOp::Div => a / b,
+        BinaryOp::Pow => a.powf(b),
+        BinaryOp::Max => nan_max(a, b),
+        BinaryOp::Min => nan_min(a, b),
+    }
+}
+
+/// IEEE comparison: every comparison with NaN is false except `ne`.
+pub fn compare(op: CompareOp, a: f64, b: f64) -> bool {
+    match op {
+        CompareOp::Lt => a < b,
+        CompareOp::Le => a <= b,
+        CompareOp::Gt => a > b,
+        CompareOp::Ge => a >= b,
+        CompareOp::Eq => a == b,
+        CompareOp::Ne => a != b,
+    }
+}
+
+/// Folds one more float into a reduction's accumulator (a mean accumulates
+/// the sum; dividing by the count is the caller's job). Max and min
+/// propagate NaN, as torch.amax/amin do.
+pub fn reduce_combine(op: ReduceOp, acc: f64, v: f64) -> f64 {
+    match op {
+        ReduceOp::Sum | ReduceOp::Mean => acc + v,
+        ReduceOp::Max => nan_max(acc, v),
+        ReduceOp::Min => nan_min(acc, v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nan_and_signed_zero_follow_torch() {
+        assert!(unary(UnaryOp::Relu, f64::NAN).is_nan());
+        assert_eq!(unary(UnaryOp::Relu, -2.0), 0.0);
+        assert!(unary(UnaryOp::Sign, -0.0).is_sign_negative());
+        assert!(unary(UnaryOp::Sign, f64::NAN).is_nan());
+        assert!(binary(BinaryOp::Max, 1.0, f64::NAN).is_nan());
+        assert!(binary(BinaryOp::Min, f64::NAN, 1.0).is_nan());
+        assert!(reduce_combine(ReduceOp::Max, f64::NAN, 3.0).is_nan());
+        assert!(compare(CompareOp::Ne, f64::NAN, f64::NAN));
+        assert!(!compare(CompareOp::Eq, f64::NAN, f64::NAN));
+    }
+
+    #[test]
+    fn sigmoid_is_stable_at_the_extremes() {
+        assert_eq!(sigmoid(-1000.0), 0.0);
+        assert_eq!(sigmoid(1000.0), 1.0);
+        assert!((sigmoid(0.0) - 0.5).abs() < 1e-15);
+        assert!((unary(UnaryOp::Erf, 1.0) - 0.842_700_792_949_714_9).abs() < 1e-15);
+    }
+}
