@@ -2,8 +2,7 @@
 //! definition the interpreter, the CPU backend's portable evaluator and JIT
 //! helpers, and constant folding all call, so a folded constant can never
 //! disagree with what a backend computes at run time. Formulas follow
-//! PyTorch, NaN included. Integer arithmetic is not here: its overflow and
-//! division-by-zero rules are each backend's business.
+//! PyTorch, NaN included.
 
 use crate::{Activation, BinaryOp, CompareOp, ReduceOp, UnaryOp};
 
@@ -85,6 +84,40 @@ pub fn binary(op: BinaryOp, a: f64, b: f64) -> f64 {
     }
 }
 
+/// Why an integer binary op has no value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IntArithError {
+    #[error("integer division by zero")]
+    DivisionByZero,
+    #[error("integer pow with negative exponent {0}")]
+    NegativeExponent(i64),
+}
+
+/// Integer binary arithmetic: overflow wraps, division truncates toward zero
+/// (like Rust and C); division by zero and negative exponents are errors
+/// rather than garbage.
+pub fn binary_int(op: BinaryOp, x: i64, y: i64) -> Result<i64, IntArithError> {
+    Ok(match op {
+        BinaryOp::Add => x.wrapping_add(y),
+        BinaryOp::Sub => x.wrapping_sub(y),
+        BinaryOp::Mul => x.wrapping_mul(y),
+        BinaryOp::Div => {
+            if y == 0 {
+                return Err(IntArithError::DivisionByZero);
+            }
+            x.wrapping_div(y)
+        }
+        BinaryOp::Pow => {
+            if y < 0 {
+                return Err(IntArithError::NegativeExponent(y));
+            }
+            x.wrapping_pow(y.min(u32::MAX as i64) as u32)
+        }
+        BinaryOp::Max => x.max(y),
+        BinaryOp::Min => x.min(y),
+    })
+}
+
 /// IEEE comparison: every comparison with NaN is false except `ne`.
 pub fn compare(op: CompareOp, a: f64, b: f64) -> bool {
     match op {
@@ -123,6 +156,14 @@ mod tests {
         assert!(reduce_combine(ReduceOp::Max, f64::NAN, 3.0).is_nan());
         assert!(compare(CompareOp::Ne, f64::NAN, f64::NAN));
         assert!(!compare(CompareOp::Eq, f64::NAN, f64::NAN));
+    }
+
+    #[test]
+    fn integer_arithmetic_wraps_and_refuses_what_has_no_value() {
+        assert_eq!(binary_int(BinaryOp::Add, i64::MAX, 1), Ok(i64::MIN));
+        assert_eq!(binary_int(BinaryOp::Div, -7, 2), Ok(-3));
+        assert_eq!(binary_int(BinaryOp::Div, 1, 0), Err(IntArithError::DivisionByZero));
+        assert_eq!(binary_int(BinaryOp::Pow, 2, -1).unwrap_err().to_string(), "integer pow with negative exponent -1");
     }
 
     #[test]

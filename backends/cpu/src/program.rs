@@ -209,27 +209,9 @@ impl Program {
 // ---- the portable evaluator ------------------------------------------------
 
 fn binary_int(op: BinaryOp, a: f64, b: f64, node: Option<NodeId>) -> Result<f64, CpuError> {
-    let (x, y) = (a as i64, b as i64);
-    let bad = |m: String| CpuError::Run(format!("{}: {m}", node.map(|n| n.to_string()).unwrap_or_default()));
-    Ok(match op {
-        BinaryOp::Add => x.wrapping_add(y) as f64,
-        BinaryOp::Sub => x.wrapping_sub(y) as f64,
-        BinaryOp::Mul => x.wrapping_mul(y) as f64,
-        BinaryOp::Div => {
-            if y == 0 {
-                return Err(bad("integer division by zero".into()));
-            }
-            x.wrapping_div(y) as f64
-        }
-        BinaryOp::Pow => {
-            if y < 0 {
-                return Err(bad(format!("integer pow with negative exponent {y}")));
-            }
-            x.wrapping_pow(y.min(u32::MAX as i64) as u32) as f64
-        }
-        BinaryOp::Max => x.max(y) as f64,
-        BinaryOp::Min => x.min(y) as f64,
-    })
+    scalar::binary_int(op, a as i64, b as i64)
+        .map(|v| v as f64)
+        .map_err(|e| CpuError::Run(format!("{}: {e}", node.map(|n| n.to_string()).unwrap_or_default())))
 }
 
 /// Rounds/wraps a value to a dtype the way the IR's rules say.

@@ -8,29 +8,8 @@ use kiln_ir::{BinaryOp, CompareOp, DType};
 use crate::value::{broadcast_data, Val};
 use crate::InterpError;
 
-/// Integer arithmetic: division truncates toward zero (like Rust and C);
-/// division by zero and negative exponents are errors rather than garbage.
 fn binary_int(op: BinaryOp, a: f64, b: f64) -> Result<f64, InterpError> {
-    let (x, y) = (a as i64, b as i64);
-    Ok(match op {
-        BinaryOp::Add => x.wrapping_add(y) as f64,
-        BinaryOp::Sub => x.wrapping_sub(y) as f64,
-        BinaryOp::Mul => x.wrapping_mul(y) as f64,
-        BinaryOp::Div => {
-            if y == 0 {
-                return Err(InterpError::Invalid("integer division by zero".into()));
-            }
-            x.wrapping_div(y) as f64
-        }
-        BinaryOp::Pow => {
-            if y < 0 {
-                return Err(InterpError::Invalid(format!("integer pow with negative exponent {y}")));
-            }
-            x.wrapping_pow(y.min(u32::MAX as i64) as u32) as f64
-        }
-        BinaryOp::Max => x.max(y) as f64,
-        BinaryOp::Min => x.min(y) as f64,
-    })
+    scalar::binary_int(op, a as i64, b as i64).map(|v| v as f64).map_err(|e| InterpError::Invalid(e.to_string()))
 }
 
 pub(crate) fn binary(op: BinaryOp, a: &Val, b: &Val, out_dims: &[usize]) -> Result<Vec<f64>, InterpError> {
