@@ -66,13 +66,9 @@ pub fn print_node(g: &Graph, id: NodeId) -> String {
 /// Shortest text that parses back to exactly these f32 bits (NaN payloads
 /// aside): Rust's `Debug` is the shortest round-tripping repr.
 pub(crate) fn f32_text(v: f32) -> String {
-    if v.is_nan() {
-        "nan".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "inf".into() } else { "-inf".into() }
-    } else {
-        format!("{v:?}")
-    }
+    // The f32's own Debug for finite values: widened to f64 it would print
+    // the f32's binary expansion, not its shortest repr.
+    if v.is_finite() { format!("{v:?}") } else { f64_text(v as f64) }
 }
 
 pub(crate) fn f64_text(v: f64) -> String {
