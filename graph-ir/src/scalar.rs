@@ -4,7 +4,7 @@
 //! disagree with what a backend computes at run time. Formulas follow
 //! PyTorch, NaN included.
 
-use crate::{Activation, BinaryOp, CompareOp, ReduceOp, UnaryOp};
+use crate::{Activation, BinaryOp, CompareOp, DType, ReduceOp, UnaryOp};
 
 pub fn unary(op: UnaryOp, x: f64) -> f64 {
     match op {
@@ -141,6 +141,19 @@ pub fn reduce_combine(op: ReduceOp, acc: f64, v: f64) -> f64 {
     }
 }
 
+/// Brings a freshly computed value into the domain of `d`, as the IR's rules
+/// say: f32 rounds, integers truncate toward zero and wrap to their width,
+/// bools become 0/1 (NaN counts as true).
+pub fn round_to(d: DType, v: f64) -> f64 {
+    match d {
+        DType::F32 => v as f32 as f64,
+        DType::F64 => v,
+        DType::I64 => v as i64 as f64,
+        DType::I32 => v as i64 as i32 as f64,
+        DType::Bool => (v != 0.0) as u8 as f64,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +177,14 @@ mod tests {
         assert_eq!(binary_int(BinaryOp::Div, -7, 2), Ok(-3));
         assert_eq!(binary_int(BinaryOp::Div, 1, 0), Err(IntArithError::DivisionByZero));
         assert_eq!(binary_int(BinaryOp::Pow, 2, -1).unwrap_err().to_string(), "integer pow with negative exponent -1");
+    }
+
+    #[test]
+    fn round_to_wraps_integers_and_makes_bools_0_or_1() {
+        assert_eq!(round_to(DType::I32, 2_147_483_648.0), -2_147_483_648.0);
+        assert_eq!(round_to(DType::I64, -2.7), -2.0);
+        assert_eq!(round_to(DType::Bool, f64::NAN), 1.0);
+        assert_eq!(round_to(DType::F32, 0.1), 0.1f32 as f64);
     }
 
     #[test]

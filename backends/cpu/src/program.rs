@@ -214,17 +214,6 @@ fn binary_int(op: BinaryOp, a: f64, b: f64, node: Option<NodeId>) -> Result<f64,
         .map_err(|e| CpuError::Run(format!("{}: {e}", node.map(|n| n.to_string()).unwrap_or_default())))
 }
 
-/// Rounds/wraps a value to a dtype the way the IR's rules say.
-pub fn finish(d: DType, v: f64) -> f64 {
-    match d {
-        DType::F32 => v as f32 as f64,
-        DType::F64 => v,
-        DType::I64 => v as i64 as f64,
-        DType::I32 => v as i64 as i32 as f64,
-        DType::Bool => (v != 0.0) as u8 as f64,
-    }
-}
-
 /// Runs the program over dimension-0 range `[lo, hi)` of the *uncollapsed*
 /// loop with plain scalar code in f64. Reduction outputs must already hold
 /// the identity.
@@ -297,7 +286,7 @@ pub unsafe fn eval(p: &Program, slots: &[*mut u8], lo: usize, hi: usize, vals: &
                     }
                     Ins::Copy(a) => vals[a],
                 };
-                vals[ii] = finish(ins.dtype, v);
+                vals[ii] = scalar::round_to(ins.dtype, v);
             }
             for s in &p.stores {
                 let o = off(&s.strides) as usize;

@@ -42,34 +42,15 @@ pub(crate) fn host_type(ty: &TensorType, precision: Precision) -> TensorType {
     }
 }
 
-/// Brings freshly computed elements into the domain of `dtype`: f32 results
-/// are rounded (only in f32 mode), integers truncate toward zero and wrap to
-/// their width, bools become 0/1.
+/// Brings freshly computed elements into the domain of `dtype`
+/// (`kiln_ir::scalar::round_to`), except that f64 mode keeps f32 results
+/// unrounded.
 pub(crate) fn finish(dtype: DType, data: &mut [f64], precision: Precision) {
-    match dtype {
-        DType::F32 => {
-            if precision == Precision::F32 {
-                for v in data.iter_mut() {
-                    *v = *v as f32 as f64;
-                }
-            }
-        }
-        DType::F64 => {}
-        DType::I64 => {
-            for v in data.iter_mut() {
-                *v = *v as i64 as f64;
-            }
-        }
-        DType::I32 => {
-            for v in data.iter_mut() {
-                *v = *v as i64 as i32 as f64;
-            }
-        }
-        DType::Bool => {
-            for v in data.iter_mut() {
-                *v = if *v != 0.0 { 1.0 } else { 0.0 };
-            }
-        }
+    if dtype == DType::F32 && precision == Precision::F64 {
+        return;
+    }
+    for v in data.iter_mut() {
+        *v = kiln_ir::scalar::round_to(dtype, *v);
     }
 }
 
