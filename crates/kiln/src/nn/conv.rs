@@ -1,10 +1,9 @@
 //! Convolutions: Conv2d (NCHW input, OIHW weight) and Conv1d (NCL, OIL),
 //! with stride, padding, dilation, groups and optional bias.
 
-use kiln_ir::{Conv1dAttrs, Conv2dAttrs, InputRole, NodeId};
+use kiln_ir::{Conv1dAttrs, Conv2dAttrs, NodeId};
 
-use super::{expect_rank, pname, Module};
-use crate::init::Init;
+use super::{expect_rank, pname, register_weight_bias, Module};
 use crate::{Builder, Error, ParamStore, Result};
 
 /// The settings PyTorch rejects (groups that do not divide the channels,
@@ -19,6 +18,18 @@ fn check_conv(what: &str, cin: usize, cout: usize, groups: usize, kernel: &[usiz
         }
     }
     Ok(kernel.iter().fold(cin / groups, |a, &k| a.saturating_mul(k)))
+}
+
+/// `y + <name>.bias` with the bias `[C]` reshaped to `bias_shape`
+/// (`[C, 1, ...]`) so it broadcasts over the spatial axes; `y` itself when
+/// the layer has no bias.
+fn add_channel_bias<const N: usize>(cx: &mut Builder, name: &str, y: NodeId, bias: bool, bias_shape: [usize; N]) -> Result<NodeId> {
+    if !bias {
+        return Ok(y);
+    }
+    let b = cx.param(&pname(name, "bias"), [bias_shape[0]])?;
+    let b = cx.reshape(b, bias_shape)?;
+    Ok(cx.add(y, b)?)
 }
 
 #[derive(Debug, Clone)]
@@ -70,11 +81,7 @@ impl Conv2dConfig {
         let what = format!("conv2d `{name}`");
         let fan_in = check_conv(&what, self.in_channels, self.out_channels, a.groups, &self.kernel, &a.stride, &a.dilation)?;
         let shape = [self.out_channels, self.in_channels / a.groups, self.kernel[0], self.kernel[1]];
-        let init = Init::torch_default(fan_in);
-        store.register(&pname(name, "weight"), InputRole::Param, shape, init)?;
-        if self.bias {
-            store.register(&pname(name, "bias"), InputRole::Param, [self.out_channels], init)?;
-        }
+        register_weight_bias(store, name, &shape, self.bias, fan_in)?;
         Ok(Conv2d { name: name.to_string(), cfg: self })
     }
 }
@@ -108,12 +115,7 @@ impl Module for Conv2d {
         expect_rank(cx, &format!("conv2d `{}`", self.name), x, &[4], Some((1, self.cfg.in_channels)))?;
         let w = cx.param(&pname(&self.name, "weight"), self.weight_shape())?;
         let y = cx.conv2d(x, w, self.cfg.attrs)?;
-        if !self.cfg.bias {
-            return Ok(y);
-        }
-        let b = cx.param(&pname(&self.name, "bias"), [self.cfg.out_channels])?;
-        let b = cx.reshape(b, [self.cfg.out_channels, 1, 1])?;
-        Ok(cx.add(y, b)?)
+        add_channel_bias(cx, &self.name, y, self.cfg.bias, [self.cfg.out_channels, 1, 1])
     }
 }
 
@@ -152,11 +154,7 @@ impl Conv1dConfig {
         let what = format!("conv1d `{name}`");
         let fan_in = check_conv(&what, self.in_channels, self.out_channels, a.groups, &[self.kernel], &[a.stride], &[a.dilation])?;
         let shape = [self.out_channels, self.in_channels / a.groups, self.kernel];
-        let init = Init::torch_default(fan_in);
-        store.register(&pname(name, "weight"), InputRole::Param, shape, init)?;
-        if self.bias {
-            store.register(&pname(name, "bias"), InputRole::Param, [self.out_channels], init)?;
-        }
+        register_weight_bias(store, name, &shape, self.bias, fan_in)?;
         Ok(Conv1d { name: name.to_string(), cfg: self })
     }
 }
@@ -182,11 +180,6 @@ impl Module for Conv1d {
         expect_rank(cx, &format!("conv1d `{}`", self.name), x, &[3], Some((1, c.in_channels)))?;
         let w = cx.param(&pname(&self.name, "weight"), [c.out_channels, c.in_channels / c.attrs.groups, c.kernel])?;
         let y = cx.conv1d(x, w, c.attrs)?;
-        if !c.bias {
-            return Ok(y);
-        }
-        let b = cx.param(&pname(&self.name, "bias"), [c.out_channels])?;
-        let b = cx.reshape(b, [c.out_channels, 1])?;
-        Ok(cx.add(y, b)?)
+        add_channel_bias(cx, &self.name, y, c.bias, [c.out_channels, 1])
     }
 }

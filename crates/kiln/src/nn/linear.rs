@@ -1,9 +1,8 @@
 //! Fully connected layer: `y = x W^T + b`, W stored [out, in] as in PyTorch.
 
-use kiln_ir::{InputRole, NodeId};
+use kiln_ir::NodeId;
 
-use super::{pname, Module};
-use crate::init::Init;
+use super::{pname, register_weight_bias, Module};
 use crate::{Builder, Error, ParamStore, Result};
 
 #[derive(Debug, Clone)]
@@ -21,11 +20,7 @@ impl LinearConfig {
     /// Registers `<name>.weight` `[out, in]` and `<name>.bias` `[out]`, both
     /// U(-1/sqrt(in), 1/sqrt(in)) like PyTorch.
     pub fn build(self, store: &mut ParamStore, name: &str) -> Result<Linear> {
-        let init = Init::torch_default(self.in_features);
-        store.register(&pname(name, "weight"), InputRole::Param, [self.out_features, self.in_features], init)?;
-        if self.bias {
-            store.register(&pname(name, "bias"), InputRole::Param, [self.out_features], init)?;
-        }
+        register_weight_bias(store, name, &[self.out_features, self.in_features], self.bias, self.in_features)?;
         Ok(Linear { name: name.to_string(), cfg: self })
     }
 }

@@ -22,9 +22,10 @@ pub use norm::{batch_norm, layer_norm, BatchNorm, BatchNormConfig, LayerNorm};
 pub use pool::{adaptive_avg_pool2d, global_avg_pool2d, AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use rnn::{Gru, Lstm, Rnn, RnnConfig, RnnKind, RnnOutput};
 
-use kiln_ir::{NodeId, Shape};
+use kiln_ir::{InputRole, NodeId, Shape};
 
-use crate::{Builder, Error, Result};
+use crate::init::Init;
+use crate::{Builder, Error, ParamStore, Result};
 
 /// Something that maps one node to another inside a graph being built.
 pub trait Module {
@@ -175,6 +176,18 @@ pub(crate) fn expect_rank(g: &kiln_ir::Graph, layer: &str, x: NodeId, ranks: &[u
         return Err(Error::Config(format!("{layer}({x}: {}): expected {n} features at dim {axis}", g.ty(x))));
     }
     Ok(s)
+}
+
+/// Registers `<name>.weight` of `shape` and, when `bias` is set,
+/// `<name>.bias` `[shape[0]]` (the output features/channels), both with
+/// PyTorch's default init for `fan_in`.
+pub(crate) fn register_weight_bias(store: &mut ParamStore, name: &str, shape: &[usize], bias: bool, fan_in: usize) -> Result<()> {
+    let init = Init::torch_default(fan_in);
+    store.register(&pname(name, "weight"), InputRole::Param, shape, init)?;
+    if bias {
+        store.register(&pname(name, "bias"), InputRole::Param, [shape[0]], init)?;
+    }
+    Ok(())
 }
 
 /// `prefix.leaf`, or `leaf` for an unnamed (top-level) layer.
