@@ -34,6 +34,6 @@ pub use dtype::DType;
 pub use error::{IrError, OperandInfo};
 pub use graph::{GradRequest, Graph, Node, NodeId};
 pub use op::*;
-pub use shape::{f32_shape, i64_shape, Shape, TensorType};
+pub use shape::{broadcast_strides, f32_shape, i64_shape, row_major_strides, Shape, TensorType};
 pub use tensor::{read_safetensors, safetensors_from_bytes, safetensors_to_bytes, write_safetensors, HostTensor, TensorData};
 pub use verify::verify;

@@ -39,11 +39,7 @@ impl Shape {
 
     /// Row-major strides in elements.
     pub fn strides(&self) -> Vec<usize> {
-        let mut s = vec![1; self.0.len()];
-        for i in (0..self.0.len().saturating_sub(1)).rev() {
-            s[i] = s[i + 1] * self.0[i + 1];
-        }
-        s
+        row_major_strides(&self.0)
     }
 
     /// NumPy broadcasting of two shapes; `None` when incompatible.
@@ -159,6 +155,24 @@ pub fn i64_shape(shape: impl Into<Shape>) -> TensorType {
     TensorType::i64(shape)
 }
 
+/// Row-major strides in elements of an array of `dims`.
+pub fn row_major_strides(dims: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; dims.len()];
+    for i in (0..dims.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * dims[i + 1];
+    }
+    s
+}
+
+/// Strides that read an array of `in_dims` as if broadcast to `out_dims`
+/// (NumPy rules: 0 on new and size-1 axes; the caller has checked that the
+/// shapes are compatible).
+pub fn broadcast_strides(in_dims: &[usize], out_dims: &[usize]) -> Vec<usize> {
+    let s = row_major_strides(in_dims);
+    let off = out_dims.len() - in_dims.len();
+    (0..out_dims.len()).map(|i| if i < off || in_dims[i - off] == 1 { 0 } else { s[i - off] }).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +191,6 @@ mod tests {
     fn strides_are_row_major() {
         assert_eq!(Shape::from([2, 3, 4]).strides(), vec![12, 4, 1]);
         assert_eq!(Shape::scalar().strides(), Vec::<usize>::new());
+        assert_eq!(broadcast_strides(&[3, 1], &[2, 3, 4]), vec![0, 1, 0]);
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use kiln_ir::scalar;
-use kiln_ir::{BinaryOp, CompareOp, DType, Graph, NodeId, Op, ReduceOp, Shape, UnaryOp};
+use kiln_ir::{BinaryOp, CompareOp, DType, Graph, NodeId, Op, ReduceOp, UnaryOp};
 use kiln_passes::partition::{Kernel, KernelKind};
 
 use crate::buffers::{load, store};
@@ -64,16 +64,12 @@ pub struct Program {
 }
 
 pub fn row_major(dims: &[usize]) -> Vec<isize> {
-    Shape(dims.to_vec()).strides().into_iter().map(|s| s as isize).collect()
+    kiln_ir::row_major_strides(dims).into_iter().map(|s| s as isize).collect()
 }
 
 /// Strides of a value of shape `s` read at the points of loop `dims`.
 fn broadcast_strides(s: &[usize], dims: &[usize]) -> Vec<isize> {
-    let rm = row_major(s);
-    let off = dims.len() - s.len();
-    (0..dims.len())
-        .map(|j| if j < off || s[j - off] == 1 { 0 } else { rm[j - off] })
-        .collect()
+    kiln_ir::broadcast_strides(s, dims).into_iter().map(|s| s as isize).collect()
 }
 
 pub fn reduce_identity(op: ReduceOp) -> f64 {

@@ -4,6 +4,8 @@
 
 use kiln_ir::{DType, HostTensor, TensorData, TensorType};
 
+pub(crate) use kiln_ir::{broadcast_strides, row_major_strides as strides};
+
 use crate::Precision;
 
 /// A tensor value inside the interpreter.
@@ -54,15 +56,6 @@ pub(crate) fn finish(dtype: DType, data: &mut [f64], precision: Precision) {
     }
 }
 
-/// Row-major strides of `dims`.
-pub(crate) fn strides(dims: &[usize]) -> Vec<usize> {
-    let mut s = vec![1; dims.len()];
-    for i in (0..dims.len().saturating_sub(1)).rev() {
-        s[i] = s[i + 1] * dims[i + 1];
-    }
-    s
-}
-
 /// For every position of an `out_dims` array in row-major order, the source
 /// index `offset + sum(i_k * strides[k])`. This one walk implements
 /// broadcasting (stride 0), permutation and slicing.
@@ -101,16 +94,6 @@ pub(crate) fn strided_indices(out_dims: &[usize], strides: &[usize], offset: usi
             idx[k] = 0;
         }
     }
-}
-
-/// Strides that read an array of `in_dims` as if broadcast to `out_dims`
-/// (NumPy rules; the caller has checked compatibility).
-pub(crate) fn broadcast_strides(in_dims: &[usize], out_dims: &[usize]) -> Vec<usize> {
-    let s = strides(in_dims);
-    let off = out_dims.len() - in_dims.len();
-    (0..out_dims.len())
-        .map(|i| if i < off || in_dims[i - off] == 1 { 0 } else { s[i - off] })
-        .collect()
 }
 
 /// `data` (of shape `in_dims`) broadcast to `out_dims`, borrowed when the
