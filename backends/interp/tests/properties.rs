@@ -2,7 +2,7 @@
 
 mod common;
 use common::*;
-use kiln_ir::{BinaryOp, HostTensor, Op, ReduceOp, Shape};
+use kiln_ir::{BinaryOp, DType, HostTensor, Op, ReduceOp, Shape, TensorType};
 use proptest::prelude::*;
 
 fn dims_strategy(max_rank: usize) -> impl Strategy<Value = Vec<usize>> {
@@ -147,8 +147,13 @@ fn zero_sized_extents() {
     let b = t32(&[3], &[1.0, 2.0, 3.0]);
     let fd = ev(Op::FusedDense { trans_b: false, bias: true, act: kiln_ir::Activation::None }, &[&x, &w, &b]);
     exact(&fd, &[1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
-    // Summing an empty axis gives 0; argmax over one is an error, not a panic.
+    // Summing an empty axis gives 0; argmax over one has no answer: a type
+    // error at build time, and eval_op (which re-checks types) refuses it too.
     exact(&ev(Op::Reduce { op: ReduceOp::Sum, axes: vec![1], keepdims: false }, &[&x]), &[0.0, 0.0]);
-    let e = ev_err(Op::ArgMax { axis: 1, keepdims: false }, &[&x]);
+    let argmax = Op::ArgMax { axis: 1, keepdims: false };
+    let e = kiln_ir::infer::infer_type(&argmax, &[x.ty()]).unwrap_err();
+    assert!(e.contains("extent 0"), "{e}");
+    let out = TensorType::new(DType::I64, [2]);
+    let e = kiln_interp::eval_op(&argmax, &out, &[&x], kiln_interp::Precision::F32).unwrap_err();
     assert!(e.contains("extent 0"), "{e}");
 }
