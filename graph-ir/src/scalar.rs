@@ -141,6 +141,20 @@ pub fn reduce_combine(op: ReduceOp, acc: f64, v: f64) -> f64 {
     }
 }
 
+/// A cast's value before `round_to`: to an integer type a float truncates
+/// toward zero and NaN becomes 0 (out-of-range values then saturate, as
+/// Rust's `as` does); to anything else the value is kept (`round_to` makes
+/// bools `v != 0`).
+pub fn cast(to: DType, v: f64) -> f64 {
+    if !to.is_int() {
+        v
+    } else if v.is_nan() {
+        0.0
+    } else {
+        v.trunc()
+    }
+}
+
 /// Brings a freshly computed value into the domain of `d`, as the IR's rules
 /// say: f32 rounds, integers truncate toward zero and wrap to their width,
 /// bools become 0/1 (NaN counts as true).
@@ -185,6 +199,9 @@ mod tests {
         assert_eq!(round_to(DType::I64, -2.7), -2.0);
         assert_eq!(round_to(DType::Bool, f64::NAN), 1.0);
         assert_eq!(round_to(DType::F32, 0.1), 0.1f32 as f64);
+        assert_eq!(cast(DType::I32, -2.7), -2.0);
+        assert_eq!(cast(DType::I64, f64::NAN), 0.0);
+        assert_eq!(cast(DType::F32, -2.7), -2.7);
     }
 
     #[test]

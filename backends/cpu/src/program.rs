@@ -276,10 +276,7 @@ pub unsafe fn eval(p: &Program, slots: &[*mut u8], lo: usize, hi: usize, vals: &
                             vals[b]
                         }
                     }
-                    Ins::Cast(a) => {
-                        let v = vals[a];
-                        if ins.dtype.is_int() && v.is_nan() { 0.0 } else if ins.dtype.is_int() { v.trunc() } else { v }
-                    }
+                    Ins::Cast(a) => scalar::cast(ins.dtype, vals[a]),
                     Ins::Copy(a) => vals[a],
                 };
                 vals[ii] = scalar::round_to(ins.dtype, v);

@@ -38,14 +38,8 @@ pub(crate) fn select(m: &Val, a: &Val, b: &Val, out_dims: &[usize]) -> Vec<f64> 
     mv.iter().zip(av.iter()).zip(bv.iter()).map(|((&m, &x), &y)| if m != 0.0 { x } else { y }).collect()
 }
 
-/// Float -> int truncates toward zero (NaN becomes 0, out-of-range values
-/// saturate, as Rust's `as` does); anything -> bool is `v != 0`. The final
-/// rounding/wrapping to the target dtype is done by `finish`.
+/// `scalar::cast` per element; the final rounding/wrapping to the target
+/// dtype is done by `finish`.
 pub(crate) fn cast(x: &Val, to: DType) -> Vec<f64> {
-    match to {
-        DType::I64 | DType::I32 if x.ty.dtype.is_float() => {
-            x.data.iter().map(|&v| if v.is_nan() { 0.0 } else { v.trunc() }).collect()
-        }
-        _ => x.data.clone(),
-    }
+    x.data.iter().map(|&v| scalar::cast(to, v)).collect()
 }
