@@ -8,7 +8,7 @@ use kiln_passes::partition::{partition, Kernel, KernelKind};
 
 use crate::buffers::{host_bytes, AlignedBuf};
 use crate::exec::{CodeHolder, CpuExecutable, LoopStep, Persistent, SlotSrc, Step};
-use crate::jit::Jit;
+use crate::jit::{Jit, KernelCode};
 use crate::kernels::{scratch_elems, NativeOp};
 use crate::pool::Pool;
 use crate::program::{self, reduce_identity};
@@ -34,7 +34,7 @@ fn scratch_bytes(g: &Graph, k: &Kernel, threads: usize) -> usize {
     }
 }
 
-pub fn compile(be: &CpuBackend, g: &Graph) -> Result<CpuExecutable, CpuError> {
+pub fn compile(be: &CpuBackend, g: &Graph, stored: &[KernelCode]) -> Result<CpuExecutable, CpuError> {
     verify(g).map_err(|e| CpuError::Plan(e.to_string()))?;
     if !g.grad_requests().is_empty() {
         return Err(CpuError::Plan("the graph still has grad requests; run the autodiff pass first".into()));
@@ -86,7 +86,7 @@ pub fn compile(be: &CpuBackend, g: &Graph) -> Result<CpuExecutable, CpuError> {
     let slot = |n: NodeId| -> usize { slot_of[&n] };
     let sconst = |n: NodeId| scalar_consts.get(&n).copied();
 
-    let mut jit = if be.jit { Some(Jit::new()?) } else { None };
+    let mut jit = if be.jit { Some(Jit::new(stored)?) } else { None };
     let mut steps: Vec<Step> = Vec::new();
     let mut pending: Vec<(usize, usize)> = Vec::new(); // (step index, jit kernel index)
     for k in &part.kernels {
@@ -133,8 +133,10 @@ pub fn compile(be: &CpuBackend, g: &Graph) -> Result<CpuExecutable, CpuError> {
         let (vals, idx) = (vec![0.0; prog.instrs.len()], vec![0; prog.dims.len()]);
         steps.push(Step::Loop(LoopStep { kernel: k.id, prog, jit: None, args, argv, vals, idx, outer: cd[0], parallel, work, row_unit, reduce_outs }));
     }
+    let mut codegen_counts = (0, 0);
     let (module, code) = match jit {
         Some(j) => {
+            codegen_counts = (j.compiled, j.installed);
             let (m, fns, code) = j.finish()?;
             for (si, fi) in pending {
                 if let Step::Loop(l) = &mut steps[si] {
@@ -190,6 +192,7 @@ pub fn compile(be: &CpuBackend, g: &Graph) -> Result<CpuExecutable, CpuError> {
         partition_text,
         memory_text,
         code,
+        codegen_counts,
         peak: plan.peak_bytes(),
         arena_bytes: plan.arena_bytes,
         profile: None,

@@ -76,6 +76,8 @@ pub struct CpuExecutable {
     pub(crate) partition_text: String,
     pub(crate) memory_text: String,
     pub(crate) code: Vec<KernelCode>,
+    /// (kernels run through Cranelift codegen, kernels installed from stored code).
+    pub(crate) codegen_counts: (usize, usize),
     pub(crate) peak: usize,
     pub(crate) arena_bytes: usize,
     /// Per-step accumulated seconds and calls when profiling is on.
@@ -141,6 +143,13 @@ impl CpuExecutable {
     /// The Cranelift IR of every JIT-compiled kernel.
     pub fn kernel_code(&self) -> &[KernelCode] {
         &self.code
+    }
+
+    /// How many JIT kernels went through Cranelift codegen and how many
+    /// were installed from stored machine code
+    /// ([`CpuBackend::compile_cpu_with_code`](crate::CpuBackend::compile_cpu_with_code)).
+    pub fn codegen_counts(&self) -> (usize, usize) {
+        self.codegen_counts
     }
 
     /// Partition, memory plan and code in one text (for `kiln inspect` and

@@ -24,7 +24,9 @@ use cranelift_codegen::ir::{types, AbiParam, Endianness, FuncRef, InstBuilder, M
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
+use cranelift_codegen::binemit::Reloc;
+use cranelift_codegen::control::ControlPlane;
+use cranelift_module::{default_libcall_names, FuncId, Linkage, Module, ModuleReloc, ModuleRelocTarget};
 use kiln_ir::scalar::{binary, unary};
 use kiln_ir::{BinaryOp, CompareOp, DType, Graph, ReduceOp, UnaryOp};
 
@@ -33,12 +35,84 @@ use crate::CpuError;
 
 pub type JitFn = unsafe extern "C" fn(*const *mut u8, i64, i64);
 
-/// The Cranelift IR of one compiled kernel (what the dump writes as `.clif`).
+/// The Cranelift IR of one compiled kernel (what the dump writes as `.clif`)
+/// and, when it can be reinstalled elsewhere, its finished machine code.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KernelCode {
     pub kernel: usize,
     pub name: String,
     pub clif: String,
+    pub machine: Option<MachineCode>,
+}
+
+/// A kernel's finished machine code: position independent except for
+/// absolute 8-byte helper addresses (`relocs`), patched by helper name when
+/// it is installed, so it can be stored and installed without codegen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MachineCode {
+    /// Target triple and every shared and ISA flag it was compiled with;
+    /// code is installed only into a JIT whose key is identical.
+    pub isa: String,
+    pub align: u64,
+    pub bytes: Vec<u8>,
+    pub relocs: Vec<CodeReloc>,
+}
+
+/// An absolute 8-byte address of helper `symbol` plus `addend` at `offset`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CodeReloc {
+    pub offset: u32,
+    pub symbol: String,
+    pub addend: i64,
+}
+
+impl MachineCode {
+    /// A line-oriented text form (`isa`, `align`, `reloc`, `code` in hex).
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let mut s = format!("isa {}\nalign {}\n", self.isa, self.align);
+        for r in &self.relocs {
+            let _ = writeln!(s, "reloc {} {} {}", r.offset, r.symbol, r.addend);
+        }
+        s.push_str("code ");
+        for b in &self.bytes {
+            let _ = write!(s, "{b:02x}");
+        }
+        s.push('\n');
+        s
+    }
+
+    /// The inverse of [`MachineCode::to_text`]; every malformed input is an error.
+    pub fn from_text(t: &str) -> Result<MachineCode, CpuError> {
+        let bad = |l: &str| CpuError::Codegen(format!("malformed machine code line `{}`", l.chars().take(60).collect::<String>()));
+        let (mut isa, mut align, mut bytes, mut relocs) = (None, None, None, Vec::new());
+        for line in t.lines() {
+            let (tag, rest) = line.split_once(' ').ok_or_else(|| bad(line))?;
+            match tag {
+                "isa" => isa = Some(rest.to_string()),
+                "align" => align = Some(rest.parse::<u64>().map_err(|_| bad(line))?),
+                "reloc" => {
+                    let f: Vec<&str> = rest.split(' ').collect();
+                    let [o, sym, a] = f[..] else { return Err(bad(line)) };
+                    relocs.push(CodeReloc { offset: o.parse().map_err(|_| bad(line))?, symbol: sym.to_string(), addend: a.parse().map_err(|_| bad(line))? });
+                }
+                "code" => {
+                    let h = rest.as_bytes();
+                    if h.len() % 2 != 0 {
+                        return Err(bad(line));
+                    }
+                    let nib = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+                    bytes = Some(h.chunks(2).map(|p| Some(nib(p[0])? << 4 | nib(p[1])?)).collect::<Option<Vec<u8>>>().ok_or_else(|| bad(line))?);
+                }
+                _ => return Err(bad(line)),
+            }
+        }
+        let (Some(isa), Some(align), Some(bytes)) = (isa, align, bytes) else { return Err(CpuError::Codegen("incomplete machine code entry".into())) };
+        if !align.is_power_of_two() || align > 4096 || relocs.iter().any(|r| r.offset as usize + 8 > bytes.len()) {
+            return Err(CpuError::Codegen("machine code entry out of range".into()));
+        }
+        Ok(MachineCode { isa, align, bytes, relocs })
+    }
 }
 
 extern "C" fn k_exp(x: f32) -> f32 {
@@ -84,7 +158,16 @@ pub struct Jit {
     cache: HashMap<String, usize>,
     unary_ids: HashMap<UnaryOp, FuncId>,
     pow_id: FuncId,
+    isa_key: String,
+    /// Stored code by kernel id, installed when the kernel's CLIF matches.
+    stored: HashMap<usize, KernelCode>,
+    /// Kernels run through Cranelift codegen / installed from stored code.
+    pub compiled: usize,
+    pub installed: usize,
 }
+
+/// Every imported helper symbol (relocations are stored by these names).
+const HELPERS: [&str; 8] = ["kiln_exp", "kiln_log", "kiln_tanh", "kiln_sigmoid", "kiln_erf", "kiln_sin", "kiln_cos", "kiln_pow"];
 
 fn cg<E: std::fmt::Display>(e: E) -> CpuError {
     CpuError::Codegen(e.to_string())
@@ -124,7 +207,7 @@ fn shape_key(p: &Program) -> String {
 }
 
 impl Jit {
-    pub fn new() -> Result<Jit, CpuError> {
+    pub fn new(stored: &[KernelCode]) -> Result<Jit, CpuError> {
         let mut fb = settings::builder();
         fb.set("opt_level", "speed").map_err(cg)?;
         fb.set("use_colocated_libcalls", "false").map_err(cg)?;
@@ -157,7 +240,54 @@ impl Jit {
         s2.params.push(AbiParam::new(types::F32));
         s2.returns.push(AbiParam::new(types::F32));
         let pow_id = module.declare_function("kiln_pow", Linkage::Import, &s2).map_err(cg)?;
-        Ok(Jit { module, fctx: FunctionBuilderContext::new(), funcs: Vec::new(), code: Vec::new(), cache: HashMap::new(), unary_ids, pow_id })
+        let isa = module.isa();
+        let mut isa_key = isa.triple().to_string();
+        for v in isa.flags().iter().chain(isa.isa_flags()) {
+            isa_key.push_str(&format!(";{v}"));
+        }
+        isa_key.retain(|c| c != '\n');
+        let stored = stored.iter().map(|k| (k.kernel, k.clone())).collect();
+        Ok(Jit {
+            module,
+            fctx: FunctionBuilderContext::new(),
+            funcs: Vec::new(),
+            code: Vec::new(),
+            cache: HashMap::new(),
+            unary_ids,
+            pow_id,
+            isa_key,
+            stored,
+            compiled: 0,
+            installed: 0,
+        })
+    }
+
+    /// The imported helper called `name`, as stored in a relocation.
+    fn helper_id(&self, name: &str) -> Option<FuncId> {
+        if name == "kiln_pow" {
+            return Some(self.pow_id);
+        }
+        UNARY_CALLS.iter().find(|(n, _)| *n == name).map(|(_, u)| self.unary_ids[u])
+    }
+
+    fn helper_name(&self, id: FuncId) -> Option<&'static str> {
+        HELPERS.iter().copied().find(|h| self.helper_id(h) == Some(id))
+    }
+
+    /// Installs stored code for `kernel` when it was made from exactly
+    /// `clif` for exactly this ISA; `None` when it must be compiled.
+    fn install(&mut self, kernel: usize, id: FuncId, clif: &str) -> Result<Option<MachineCode>, CpuError> {
+        let Some(m) = self.stored.get(&kernel).filter(|k| k.clif == clif).and_then(|k| k.machine.clone()) else { return Ok(None) };
+        if m.isa != self.isa_key {
+            return Ok(None);
+        }
+        let mut relocs = Vec::with_capacity(m.relocs.len());
+        for r in &m.relocs {
+            let Some(h) = self.helper_id(&r.symbol) else { return Ok(None) };
+            relocs.push(ModuleReloc { offset: r.offset, kind: Reloc::Abs8, name: h.into(), addend: r.addend });
+        }
+        self.module.define_function_bytes(id, m.align, &m.bytes, &relocs).map_err(|e| CpuError::Codegen(format!("k{kernel}: {e:?}")))?;
+        Ok(Some(m))
     }
 
     /// Compiles `p` for kernel `kernel`; `None` when the program needs the
@@ -211,12 +341,48 @@ impl Jit {
             b.finalize(self.module.target_config());
         }
         let clif = ctx.func.display().to_string();
-        self.module.define_function(id, &mut ctx).map_err(|e| CpuError::Codegen(format!("k{kernel}: {e:?}")))?;
+        let machine = match self.install(kernel, id, &clif)? {
+            Some(m) => {
+                self.installed += 1;
+                Some(m)
+            }
+            None => {
+                self.compiled += 1;
+                self.codegen(kernel, id, &mut ctx)?
+            }
+        };
         self.module.clear_context(&mut ctx);
         self.funcs.push(id);
-        self.code.push(KernelCode { kernel, name: name.to_string(), clif });
+        self.code.push(KernelCode { kernel, name: name.to_string(), clif, machine });
         self.cache.insert(key, self.funcs.len() - 1);
         Ok(Some(self.funcs.len() - 1))
+    }
+
+    /// Runs Cranelift codegen and defines the function; returns the machine
+    /// code in storable form, or `None` when it has relocations other than
+    /// absolute helper addresses (then it is not stored).
+    fn codegen(&mut self, kernel: usize, id: FuncId, ctx: &mut cranelift_codegen::Context) -> Result<Option<MachineCode>, CpuError> {
+        let err = |e: String| CpuError::Codegen(format!("k{kernel}: {e}"));
+        let isa = self.module.isa();
+        let alignment = ctx.compile(isa, &mut ControlPlane::default()).map_err(|e| err(format!("{:?}", e.inner)))?.buffer.alignment;
+        let align = (alignment as u64).max(isa.function_alignment().minimum as u64).max(isa.symbol_alignment());
+        let res = ctx.compiled_code().ok_or_else(|| err("no compiled code".into()))?;
+        let bytes = res.code_buffer().to_vec();
+        let relocs: Vec<ModuleReloc> = res.buffer.relocs().iter().map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, id)).collect();
+        let mut storable = true;
+        let mut stored_relocs = Vec::new();
+        for r in &relocs {
+            let helper = match (&r.kind, &r.name) {
+                (Reloc::Abs8, ModuleRelocTarget::User { namespace: 0, index }) => self.helper_name(FuncId::from_u32(*index)),
+                _ => None,
+            };
+            match helper {
+                Some(h) => stored_relocs.push(CodeReloc { offset: r.offset, symbol: h.to_string(), addend: r.addend }),
+                None => storable = false,
+            }
+        }
+        self.module.define_function_bytes(id, align, &bytes, &relocs).map_err(|e| err(format!("{e:?}")))?;
+        Ok(storable.then(|| MachineCode { isa: self.isa_key.clone(), align, bytes, relocs: stored_relocs }))
     }
 
     pub fn finish(mut self) -> Result<(JITModule, Vec<JitFn>, Vec<KernelCode>), CpuError> {

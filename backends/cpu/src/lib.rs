@@ -46,7 +46,7 @@ use std::path::PathBuf;
 use kiln_ir::{Backend, Executable, Graph, RunError};
 
 pub use exec::CpuExecutable;
-pub use jit::KernelCode;
+pub use jit::{CodeReloc, KernelCode, MachineCode};
 
 /// Errors of the CPU backend.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -116,7 +116,17 @@ impl CpuBackend {
     /// lowering are deterministic functions of the graph, so a program
     /// loaded from disk is rebuilt with this call.
     pub fn compile_cpu(&self, graph: &Graph) -> Result<CpuExecutable, CpuError> {
-        compile::compile(self, graph)
+        compile::compile(self, graph, &[])
+    }
+
+    /// [`compile_cpu`](Self::compile_cpu), but every kernel whose Cranelift
+    /// IR equals the stored kernel's (same kernel id) and whose stored
+    /// machine code was made for this exact ISA gets that code installed
+    /// instead of running Cranelift codegen (the expensive part of a
+    /// compile). Any other kernel is compiled as usual, so stale or foreign
+    /// stored code is never run.
+    pub fn compile_cpu_with_code(&self, graph: &Graph, stored: &[KernelCode]) -> Result<CpuExecutable, CpuError> {
+        compile::compile(self, graph, stored)
     }
 }
 

@@ -7,6 +7,10 @@
 //! the regenerated plan (kernel list, buffer plan, Cranelift IR of every
 //! kernel) is compared with the stored one, so a file from a different
 //! backend build is refused instead of silently running different code.
+//! The plan also holds each JIT kernel's finished machine code (`mcode`
+//! entries); loading installs it into every kernel whose regenerated CLIF
+//! equals the stored CLIF, for the same ISA and flags, so a load skips
+//! Cranelift codegen, the bulk of a compile. Anything else is recompiled.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -43,9 +47,41 @@ fn cpu_plan(exe: &kiln_cpu::CpuExecutable) -> Vec<PlanEntry> {
         PlanEntry::text("memory", "text", exe.memory_plan_text()),
     ];
     for k in exe.kernel_code() {
-        v.push(PlanEntry::text(&format!("k{} {}", k.kernel, k.name), "clif", &k.clif));
+        let name = format!("k{} {}", k.kernel, k.name);
+        v.push(PlanEntry::text(&name, "clif", &k.clif));
+        if let Some(m) = &k.machine {
+            v.push(PlanEntry::text(&name, MACHINE_CODE, &m.to_text()));
+        }
     }
     v
+}
+
+/// The plan entry kind of a kernel's finished machine code (after its
+/// `clif` entry, same name). Absent in files written before it existed:
+/// those kernels are compiled at load.
+const MACHINE_CODE: &str = "mcode";
+
+/// The stored kernels of a CPU plan (CLIF plus machine code, where both are
+/// there), for [`kiln_cpu::CpuBackend::compile_cpu_with_code`].
+fn stored_kernels(plan: &[PlanEntry]) -> Result<Vec<kiln_cpu::KernelCode>, FormatError> {
+    let mut out = Vec::new();
+    for e in plan.iter().filter(|e| e.kind == "clif") {
+        let Some(m) = plan.iter().find(|m| m.kind == MACHINE_CODE && m.name == e.name) else { continue };
+        let bad = |reason: String| FormatError::Corrupt { section: "PLAN".into(), reason: format!("entry `{}`: {reason}", e.name) };
+        let (k, name) = e.name.split_once(' ').ok_or_else(|| bad("kernel name".into()))?;
+        let kernel = k.strip_prefix('k').and_then(|n| n.parse().ok()).ok_or_else(|| bad("kernel name".into()))?;
+        let text = std::str::from_utf8(&m.data).map_err(|_| bad("machine code is not text".into()))?;
+        let machine = kiln_cpu::MachineCode::from_text(text).map_err(|x| bad(x.to_string()))?;
+        out.push(kiln_cpu::KernelCode { kernel, name: name.to_string(), clif: e.as_text(), machine: Some(machine) });
+    }
+    Ok(out)
+}
+
+/// Compiles `graph` for the CPU, installing the machine code stored in
+/// `stored` (a file's plan) for every kernel it still matches.
+pub(super) fn lower_cpu(graph: &Graph, options: &BTreeMap<String, String>, stored: &[PlanEntry]) -> Result<kiln_cpu::CpuExecutable, FormatError> {
+    let code = stored_kernels(stored)?;
+    Ok(cpu_backend(options)?.compile_cpu_with_code(graph, &code).map_err(kiln_ir::RunError::from)?)
 }
 
 /// The CPU backend as the file's options describe it. The thread count
@@ -69,12 +105,13 @@ fn cpu_options() -> BTreeMap<String, String> {
     BTreeMap::from([("threads".to_string(), b.threads.to_string()), ("jit".to_string(), b.jit.to_string())])
 }
 
-/// Compiles `graph` for `kind` without any optimization pass; returns the
-/// executable, its plan and peak bytes.
-fn lower(kind: BackendKind, graph: &Graph, options: &BTreeMap<String, String>) -> Result<(Box<dyn Executable>, Vec<PlanEntry>, Option<u64>), FormatError> {
+/// Compiles `graph` for `kind` without any optimization pass (reusing the
+/// machine code in `stored`, a file's plan, where it still matches);
+/// returns the executable, its plan and peak bytes.
+fn lower(kind: BackendKind, graph: &Graph, options: &BTreeMap<String, String>, stored: &[PlanEntry]) -> Result<(Box<dyn Executable>, Vec<PlanEntry>, Option<u64>), FormatError> {
     Ok(match kind {
         BackendKind::Cpu => {
-            let exe = cpu_backend(options)?.compile_cpu(graph).map_err(kiln_ir::RunError::from)?;
+            let exe = lower_cpu(graph, options, stored)?;
             let plan = cpu_plan(&exe);
             let peak = exe.peak_bytes() as u64;
             (Box::new(exe), plan, Some(peak))
@@ -90,9 +127,12 @@ fn lower(kind: BackendKind, graph: &Graph, options: &BTreeMap<String, String>) -
 /// modulo a consistent renaming of external functions: the JIT numbers its
 /// imported helpers (`fnN = u0:M sigK`) in an order that varies from one
 /// compile of the same graph to the next, while everything else is exact.
+/// Machine code entries are not compared: they are optional, and the
+/// backend installs stored code only into a kernel whose CLIF it equals.
 fn same_plan(a: &[PlanEntry], b: &[PlanEntry]) -> bool {
+    let (a, b): (Vec<_>, Vec<_>) = (a.iter().filter(|e| e.kind != MACHINE_CODE).collect(), b.iter().filter(|e| e.kind != MACHINE_CODE).collect());
     a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
+        && a.iter().zip(&b).all(|(x, y)| {
             x.name == y.name
                 && x.kind == y.kind
                 && if x.kind == "clif" { canonical_clif(&x.as_text()) == canonical_clif(&y.as_text()) } else { x.data == y.data }
@@ -142,7 +182,7 @@ fn canonical_clif(text: &str) -> String {
 /// holds its executable as `dyn Executable`.)
 pub fn to_file(p: &Program) -> Result<ProgramFile, FormatError> {
     let options = if p.backend() == BackendKind::Cpu { cpu_options() } else { BTreeMap::new() };
-    let (_, plan, peak_bytes) = lower(p.backend(), p.graph(), &options)?;
+    let (_, plan, peak_bytes) = lower(p.backend(), p.graph(), &options, &[])?;
     let mut extra = BTreeMap::new();
     let kind = if p.signature().inputs.iter().any(|i| i.role == kiln_ir::InputRole::Param) && !p.graph().updates().is_empty() {
         "train-step"
@@ -188,7 +228,7 @@ impl ProgramFile {
     /// pass), checks the plan, and sets the stored params/state.
     pub fn instantiate(&self) -> Result<Program, FormatError> {
         let kind = parse_backend(&self.backend)?;
-        let (mut exe, plan, _) = lower(kind, &self.graph, &self.options)?;
+        let (mut exe, plan, _) = lower(kind, &self.graph, &self.options, &self.plan)?;
         if kind == BackendKind::Cpu && !same_plan(&plan, &self.plan) {
             return Err(FormatError::PlanMismatch { backend: self.backend.clone() });
         }

@@ -248,11 +248,9 @@ fn checkpoint_resume_matches_uninterrupted() {
     let _ = std::fs::remove_file(&path);
 }
 
-/// Bit-identical save/load needs a deterministic backend: two compiles of
-/// LeNet's training step, fed the same batches, must agree to the bit.
-#[test]
-fn cpu_lenet_training_is_deterministic() {
-    let build = || {
+/// LeNet-5's training step (SGD with momentum), compiled for the CPU.
+fn lenet_step() -> Program {
+    {
         let mut store = ParamStore::new(0);
         let net = nn::Sequential::new()
             .add(nn::Conv2d::config(1, 6, 5).padding(2).build(&mut store, "conv1").unwrap())
@@ -268,7 +266,14 @@ fn cpu_lenet_training_is_deterministic() {
         let l = loss::cross_entropy_mean(&mut b, logits, y).unwrap();
         let step = crate::train_step(&b, l, &store, optim::Sgd::new(0.01).momentum(0.9)).unwrap();
         crate::compile(&step, CompileOptions::cpu()).unwrap()
-    };
+    }
+}
+
+/// Bit-identical save/load needs a deterministic backend: two compiles of
+/// LeNet's training step, fed the same batches, must agree to the bit.
+#[test]
+fn cpu_lenet_training_is_deterministic() {
+    let build = lenet_step;
     let mut r = SplitMix64::new(5);
     let x = HostTensor::from_f32([64, 1, 28, 28], (0..64 * 784).map(|_| r.unit() as f32).collect()).unwrap();
     let y = HostTensor::from_i64([64], (0..64).map(|_| r.below(10) as i64).collect()).unwrap();
@@ -280,4 +285,70 @@ fn cpu_lenet_training_is_deterministic() {
         assert_eq!(la.to_bits(), lb.to_bits(), "step {s}: {la} vs {lb}");
     }
     assert_eq!(a.state_dict(), b.state_dict());
+}
+
+fn run_exe(exe: &mut dyn kiln_ir::Executable, state: &BTreeMap<String, HostTensor>, s: u64) -> Vec<Vec<u64>> {
+    for (k, v) in state {
+        exe.set_state(k, v.clone()).unwrap();
+    }
+    let (x, y) = batch(s);
+    let out = exe.run(&BTreeMap::from([("x".to_string(), x), ("y".to_string(), y)])).unwrap();
+    out.values().map(|t| t.to_f64_vec().iter().map(|v| v.to_bits()).collect()).collect()
+}
+
+/// Loading installs the stored machine code: no kernel goes through
+/// Cranelift codegen, and the results are bit-identical to a compile.
+#[test]
+fn cpu_load_installs_stored_machine_code() {
+    let f = ProgramFile::from_bytes(&saved_bytes_for(CompileOptions::cpu())).unwrap();
+    let kernels = f.plan.iter().filter(|e| e.kind == "clif").count();
+    assert!(kernels > 0);
+    assert_eq!(f.plan.iter().filter(|e| e.kind == "mcode").count(), kernels, "every kernel's machine code is stored");
+    let mut loaded = program_io::lower_cpu(&f.graph, &f.options, &f.plan).unwrap();
+    assert_eq!(loaded.codegen_counts(), (0, kernels));
+    // A file without machine code (written before it was stored) still loads, by codegen.
+    let mut old = f.clone();
+    old.plan.retain(|e| e.kind != "mcode");
+    let mut compiled = program_io::lower_cpu(&old.graph, &old.options, &old.plan).unwrap();
+    assert_eq!(compiled.codegen_counts(), (kernels, 0));
+    assert_eq!(loaded.kernel_code(), compiled.kernel_code());
+    for s in 0..3 {
+        assert_eq!(run_exe(&mut loaded, &f.state, s), run_exe(&mut compiled, &f.state, s), "step {s}");
+    }
+    let back = ProgramFile::from_bytes(&old.to_bytes().unwrap()).unwrap();
+    back.instantiate().unwrap();
+}
+
+/// Compile vs load times of LeNet's training step (printed, not asserted).
+#[test]
+fn cpu_lenet_load_skips_codegen() {
+    let t = std::time::Instant::now();
+    let mut p = lenet_step();
+    let compile_s = t.elapsed().as_secs_f64();
+    let bytes = to_file(&p).unwrap().to_bytes().unwrap();
+    let t = std::time::Instant::now();
+    let f = ProgramFile::from_bytes(&bytes).unwrap();
+    let read_s = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    let mut q = f.instantiate().unwrap();
+    let load_s = t.elapsed().as_secs_f64();
+    let exe = program_io::lower_cpu(&f.graph, &f.options, &f.plan).unwrap();
+    let (compiled, installed) = exe.codegen_counts();
+    assert_eq!(compiled, 0);
+    assert_eq!(installed, f.plan.iter().filter(|e| e.kind == "clif").count());
+    let mut old = f.clone();
+    old.plan.retain(|e| e.kind != "mcode");
+    let t = std::time::Instant::now();
+    old.instantiate().unwrap();
+    let old_s = t.elapsed().as_secs_f64();
+    eprintln!(
+        "lenet train step: compile {:.1} ms, read {:.1} ms, instantiate {:.1} ms ({installed} kernels installed), instantiate without machine code {:.1} ms, file {} bytes",
+        compile_s * 1e3, read_s * 1e3, load_s * 1e3, old_s * 1e3, bytes.len()
+    );
+    let mut r = SplitMix64::new(5);
+    let x = HostTensor::from_f32([64, 1, 28, 28], (0..64 * 784).map(|_| r.unit() as f32).collect()).unwrap();
+    let y = HostTensor::from_i64([64], (0..64).map(|_| r.below(10) as i64).collect()).unwrap();
+    for _ in 0..2 {
+        assert_eq!(p.run(&[("x", &x), ("y", &y)]).unwrap(), q.run(&[("x", &x), ("y", &y)]).unwrap());
+    }
 }
