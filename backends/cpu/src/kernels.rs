@@ -791,19 +791,75 @@ unsafe fn argmax(x: *mut u8, xt: &TensorType, axis: usize, out: *mut u8) {
 }
 
 /// Copies elements with a strided source walk: out[i] = x[offset(i)].
+/// Copies `dims` elements from `x` (element strides `src_strides`, start
+/// `base`) into contiguous row-major `out`.
 unsafe fn strided_copy(x: *const u8, esz: usize, odims: &[usize], src_strides: &[isize], base: isize, out: *mut u8) {
-    let n: usize = odims.iter().product();
-    let r = odims.len();
-    let mut idx = vec![0usize; r];
-    for i in 0..n {
-        let mut off = base;
-        for d in 0..r {
-            off += idx[d] as isize * src_strides[d];
+    let dst = crate::program::row_major(odims);
+    unsafe { strided_move(x.offset(base * esz as isize), src_strides, out, &dst, odims, esz) }
+}
+
+/// Copies the `dims`-shaped block at `src` (element strides `ss`) to `dst`
+/// (element strides `ds`). Dims of extent 1 are dropped and dims contiguous
+/// in both are merged, so the innermost loop is one `memcpy` per run when
+/// both sides are contiguous there: a time-step slice or a pad interior is a
+/// handful of row copies rather than a per-element index walk.
+unsafe fn strided_move(src: *const u8, ss: &[isize], dst: *mut u8, ds: &[isize], dims: &[usize], esz: usize) {
+    if dims.contains(&0) {
+        return;
+    }
+    // (extent, src stride, dst stride), outermost first, coalesced.
+    let mut v: Vec<(usize, isize, isize)> = Vec::with_capacity(dims.len());
+    for d in 0..dims.len() {
+        if dims[d] == 1 {
+            continue;
         }
-        unsafe { std::ptr::copy_nonoverlapping(x.offset(off * esz as isize), out.add(i * esz), esz) };
+        if let Some(last) = v.last_mut() {
+            if last.1 == ss[d] * dims[d] as isize && last.2 == ds[d] * dims[d] as isize {
+                *last = (last.0 * dims[d], ss[d], ds[d]);
+                continue;
+            }
+        }
+        v.push((dims[d], ss[d], ds[d]));
+    }
+    let (run, run_bytes, rs, rd) = match v.last() {
+        Some(&(e, 1, 1)) => {
+            v.pop();
+            (1usize, e * esz, 0isize, 0isize)
+        }
+        Some(&(e, s, d)) => {
+            v.pop();
+            (e, esz, s, d)
+        }
+        None => (1, esz, 0, 0),
+    };
+    let outer: usize = v.iter().map(|t| t.0).product();
+    let r = v.len();
+    let mut idx = vec![0usize; r];
+    let (es, ed) = (esz as isize, esz as isize);
+    for _ in 0..outer {
+        let mut so = 0isize;
+        let mut dof = 0isize;
+        for d in 0..r {
+            so += idx[d] as isize * v[d].1;
+            dof += idx[d] as isize * v[d].2;
+        }
+        unsafe {
+            let (s0, d0) = (src.offset(so * es), dst.offset(dof * ed));
+            if run == 1 {
+                std::ptr::copy_nonoverlapping(s0, d0, run_bytes);
+            } else if esz == 4 {
+                for j in 0..run as isize {
+                    *(d0.offset(j * rd * 4) as *mut u32) = *(s0.offset(j * rs * 4) as *const u32);
+                }
+            } else {
+                for j in 0..run as isize {
+                    std::ptr::copy_nonoverlapping(s0.offset(j * rs * es), d0.offset(j * rd * ed), esz);
+                }
+            }
+        }
         for d in (0..r).rev() {
             idx[d] += 1;
-            if idx[d] < odims[d] {
+            if idx[d] < v[d].0 {
                 break;
             }
             idx[d] = 0;
@@ -849,29 +905,20 @@ unsafe fn concat(parts: &[(*mut u8, &TensorType)], axis: usize, out: *mut u8, ot
 
 unsafe fn pad(x: *mut u8, xt: &TensorType, lo: &[usize], value: f64, out: *mut u8, ot: &TensorType) {
     let n = ot.numel();
-    for i in 0..n {
-        unsafe { store(ot.dtype, out, i, value) };
+    unsafe {
+        match ot.dtype {
+            DType::F32 => std::slice::from_raw_parts_mut(out as *mut f32, n).fill(value as f32),
+            DType::F64 => std::slice::from_raw_parts_mut(out as *mut f64, n).fill(value),
+            DType::I64 => std::slice::from_raw_parts_mut(out as *mut i64, n).fill(value as i64),
+            DType::I32 => std::slice::from_raw_parts_mut(out as *mut i32, n).fill(value as i32),
+            DType::Bool => std::ptr::write_bytes(out, (value != 0.0) as u8, n),
+        }
     }
     let os = crate::program::row_major(&ot.shape.0);
     let base: isize = (0..os.len()).map(|d| lo[d] as isize * os[d]).sum();
-    // Scatter x into the interior: walk x, write at strided positions.
     let esz = xt.dtype.size_bytes();
-    let r = xt.shape.rank();
-    let mut idx = vec![0usize; r];
-    for i in 0..xt.numel() {
-        let mut off = base;
-        for d in 0..r {
-            off += idx[d] as isize * os[d];
-        }
-        unsafe { std::ptr::copy_nonoverlapping(x.add(i * esz), out.offset(off * esz as isize), esz) };
-        for d in (0..r).rev() {
-            idx[d] += 1;
-            if idx[d] < xt.shape.0[d] {
-                break;
-            }
-            idx[d] = 0;
-        }
-    }
+    let xs = crate::program::row_major(&xt.shape.0);
+    unsafe { strided_move(x, &xs, out.offset(base * esz as isize), &os, &xt.shape.0, esz) }
 }
 
 #[allow(clippy::too_many_arguments)]
