@@ -1,5 +1,5 @@
 //! A persistent worker pool: threads start once per executable and are
-//! woken per parallel kernel (spin briefly, then park), so a training step
+//! woken per parallel kernel (spin, then poll while yielding, then park), so a
 //! spawns nothing.
 //!
 //! Work is split into chunks claimed from an atomic counter, so the calling
@@ -38,8 +38,15 @@ pub struct Pool {
     workers: Vec<(JoinHandle<()>, Thread)>,
 }
 
-/// How long an idle worker spins before parking.
+/// How long an idle worker spins before it starts yielding.
 const SPIN: Duration = Duration::from_micros(40);
+/// How long an idle worker keeps polling (yielding the core between polls)
+/// before parking. A training step runs single-threaded kernels of up to a
+/// few hundred microseconds between parallel ones; a parked worker takes
+/// longer than that to wake (W5: a 12 us loop took 230 us on two threads),
+/// so it must still be polling when the next parallel kernel starts.
+/// Yielding keeps the polling cheap for other processes on the core.
+const PARK_AFTER: Duration = Duration::from_millis(2);
 
 impl Pool {
     /// A pool running jobs on `threads` threads in total (the caller's
@@ -128,12 +135,16 @@ fn worker(s: Arc<Shared>, w: usize) {
                 break;
             }
             spins += 1;
-            if spins % 64 == 0 && start.elapsed() > SPIN {
+            let idle = if spins % 64 == 0 { start.elapsed() } else { Duration::ZERO };
+            if idle > PARK_AFTER {
                 s.sleeping[w].store(true, Ordering::SeqCst);
                 if s.epoch.load(Ordering::SeqCst) == seen && !s.quit.load(Ordering::SeqCst) {
                     thread::park();
                 }
                 s.sleeping[w].store(false, Ordering::SeqCst);
+                spins = 0;
+            } else if spins > 64 && start.elapsed() > SPIN {
+                thread::yield_now();
             } else {
                 std::hint::spin_loop();
             }
