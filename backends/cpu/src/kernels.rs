@@ -238,7 +238,7 @@ pub unsafe fn run(n: &NativeOp, slots: &[*mut u8], scratch: *mut u8, pool: &Pool
             let parts: Vec<(*mut u8, &TensorType)> = (0..n.ins.len()).map(|i| (p(i), t(i))).collect();
             unsafe { concat(&parts, *axis, out, oty) }
         }
-        Op::Pad { lo, value, .. } => unsafe { pad(p(0), t(0), lo, *value, out, oty) },
+        Op::Pad { lo, value, .. } => unsafe { pad(pool, p(0), t(0), lo, *value, out, oty) },
         Op::Gather { axis } => unsafe { gather(n.node, p(0), t(0), p(1), t(1), *axis, out)? },
         Op::ScatterAdd { axis, size } => unsafe { scatter_add(n.node, p(0), t(0), p(1), t(1), *axis, *size, out, oty)? },
         Op::OneHot { classes } => unsafe { one_hot(n.node, p(0), t(0), *classes, out)? },
@@ -903,17 +903,27 @@ unsafe fn concat(parts: &[(*mut u8, &TensorType)], axis: usize, out: *mut u8, ot
     }
 }
 
-unsafe fn pad(x: *mut u8, xt: &TensorType, lo: &[usize], value: f64, out: *mut u8, ot: &TensorType) {
+unsafe fn pad(pool: &Pool, x: *mut u8, xt: &TensorType, lo: &[usize], value: f64, out: *mut u8, ot: &TensorType) {
     let n = ot.numel();
-    unsafe {
-        match ot.dtype {
-            DType::F32 => std::slice::from_raw_parts_mut(out as *mut f32, n).fill(value as f32),
-            DType::F64 => std::slice::from_raw_parts_mut(out as *mut f64, n).fill(value),
-            DType::I64 => std::slice::from_raw_parts_mut(out as *mut i64, n).fill(value as i64),
-            DType::I32 => std::slice::from_raw_parts_mut(out as *mut i32, n).fill(value as i32),
-            DType::Bool => std::ptr::write_bytes(out, (value != 0.0) as u8, n),
+    // The fill is pure memory traffic (LSTM gradients pad each time step to
+    // the whole sequence: 4 MiB per pad), so large ones use every thread.
+    let t = pool.threads();
+    let chunks = if n * ot.dtype.size_bytes() >= 256 * 1024 { t * 2 } else { 1 };
+    let o = Sp(out);
+    pool.run(chunks, &|part, _| {
+        let out = o.get();
+        let (a, b) = (n * part / chunks, n * (part + 1) / chunks);
+        let m = b - a;
+        unsafe {
+            match ot.dtype {
+                DType::F32 => std::slice::from_raw_parts_mut((out as *mut f32).add(a), m).fill(value as f32),
+                DType::F64 => std::slice::from_raw_parts_mut((out as *mut f64).add(a), m).fill(value),
+                DType::I64 => std::slice::from_raw_parts_mut((out as *mut i64).add(a), m).fill(value as i64),
+                DType::I32 => std::slice::from_raw_parts_mut((out as *mut i32).add(a), m).fill(value as i32),
+                DType::Bool => std::ptr::write_bytes(out.add(a), (value != 0.0) as u8, m),
+            }
         }
-    }
+    });
     let os = crate::program::row_major(&ot.shape.0);
     let base: isize = (0..os.len()).map(|d| lo[d] as isize * os[d]).sum();
     let esz = xt.dtype.size_bytes();
