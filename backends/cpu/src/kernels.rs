@@ -385,6 +385,14 @@ impl ConvGeom {
                         dst[..ow_lo].fill(F::default());
                         dst[ow_hi..].fill(F::default());
                         let s = a.stride[1];
+                        if s == 1 {
+                            // Unit stride: one contiguous run of the input row.
+                            if ow_lo < ow_hi {
+                                let run = unsafe { std::slice::from_raw_parts(src.offset(ow_lo as isize + col_off), ow_hi - ow_lo) };
+                                dst[ow_lo..ow_hi].copy_from_slice(run);
+                            }
+                            continue;
+                        }
                         for (ow, d) in dst.iter_mut().enumerate().take(ow_hi).skip(ow_lo) {
                             *d = unsafe { *src.offset((ow * s) as isize + col_off) };
                         }
@@ -410,6 +418,18 @@ impl ConvGeom {
                         let ih = oh * a.stride[0] + i * a.dilation[0] - a.padding[0];
                         let dst = unsafe { plane.add(ih * self.w) };
                         let src = unsafe { row.add(oh * self.wo) };
+                        if s == 1 {
+                            // Unit stride: slices over the two distinct buffers vectorize.
+                            if ow_lo < ow_hi {
+                                let len = ow_hi - ow_lo;
+                                let d = unsafe { std::slice::from_raw_parts_mut(dst.offset(ow_lo as isize + col_off), len) };
+                                let v = unsafe { std::slice::from_raw_parts(src.add(ow_lo), len) };
+                                for (d, v) in d.iter_mut().zip(v) {
+                                    *d += *v;
+                                }
+                            }
+                            continue;
+                        }
                         for ow in ow_lo..ow_hi {
                             unsafe { *dst.offset((ow * s) as isize + col_off) += *src.add(ow) };
                         }
