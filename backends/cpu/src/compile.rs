@@ -20,6 +20,7 @@ fn native_of(g: &Graph, n: NodeId, slot: &dyn Fn(NodeId) -> usize) -> NativeOp {
         op: g.op(n).clone(),
         ins: g.operands(n).into_iter().map(|o| (slot(o), g.ty(o).clone())).collect(),
         out: (slot(n), g.ty(n).clone()),
+        code: Vec::new(),
     }
 }
 

@@ -35,10 +35,12 @@
 
 mod buffers;
 mod compile;
+mod conv;
 mod exec;
 mod jit;
 mod kernels;
 mod pool;
+mod pooling;
 mod program;
 
 use std::path::PathBuf;

@@ -1,0 +1,311 @@
+//! Convolution and its gradients as im2col/col2im + GEMM, per block of
+//! `CONV_BATCH` images (one GEMM per block and group), blocks split across
+//! the pool.
+
+use kiln_ir::{Conv2dAttrs, DType, Op, RunError, TensorType};
+
+use crate::kernels::{bias_act, unsupported, Float, NativeOp, Sp};
+use crate::pool::Pool;
+
+/// Images per im2col block (one GEMM per block and group). Small enough
+/// that a batch of 32 gives 8 blocks, so two threads stay balanced when one
+/// starts late, and the per-thread im2col block stays in L2.
+pub const CONV_BATCH: usize = 4;
+
+/// Scratch elements (of the op's dtype) a conv op needs when it runs on
+/// `threads` threads (one region per thread); 0 for any other op.
+pub fn scratch_elems(op: &Op, ins: &[TensorType], out: &TensorType, threads: usize) -> usize {
+    // Per thread: the im2col block of CONV_BATCH images plus one GEMM-shaped
+    // block of outputs (or output gradients).
+    let mut per_thread = 0;
+    let shared = match op {
+        Op::Conv2d(_) | Op::FusedConv2d { .. } | Op::Conv2dGradInput { .. } | Op::Conv2dGradWeight { .. } | Op::Conv1d(_) => {
+            let (w, y): (Vec<usize>, Vec<usize>) = match op {
+                Op::Conv2dGradInput { .. } => (ins[1].shape.0.clone(), ins[0].shape.0.clone()),
+                Op::Conv2dGradWeight { .. } => (out.shape.0.clone(), ins[1].shape.0.clone()),
+                _ => (ins[1].shape.0.clone(), out.shape.0.clone()),
+            };
+            let (o, kd) = (w[0], w[1..].iter().product::<usize>());
+            let pix: usize = y[2..].iter().product();
+            let groups = match op {
+                Op::Conv2d(a) | Op::FusedConv2d { attrs: a, .. } | Op::Conv2dGradInput { attrs: a, .. } | Op::Conv2dGradWeight { attrs: a, .. } => a.groups,
+                Op::Conv1d(a) => a.groups,
+                _ => 1,
+            };
+            per_thread = CONV_BATCH * pix * (kd + o / groups.max(1));
+            // dW partials: one per block of images (not per thread), summed
+            // in block order so results do not depend on scheduling.
+            if matches!(op, Op::Conv2dGradWeight { .. }) { ins[0].shape.0[0].div_ceil(CONV_BATCH) * out.numel() } else { 0 }
+        }
+        _ => 0,
+    };
+    per_thread * threads.max(1) + shared
+}
+
+/// Runs one conv op (`Conv2d`, `FusedConv2d`, `Conv1d` and the two 2-D
+/// gradients).
+///
+/// # Safety
+/// As `kernels::run`.
+pub unsafe fn run(n: &NativeOp, slots: &[*mut u8], scratch: *mut u8, pool: &Pool) -> Result<(), RunError> {
+    let p = |i: usize| slots[n.ins[i].0];
+    let t = |i: usize| &n.ins[i].1;
+    let out = slots[n.out.0];
+    let oty = &n.out.1;
+    let float = t(0).dtype;
+    macro_rules! by_float {
+        ($f:ident ( $($arg:expr),* )) => {
+            match float {
+                DType::F32 => unsafe { $f::<f32>($($arg),*) },
+                DType::F64 => unsafe { $f::<f64>($($arg),*) },
+                _ => return Err(unsupported(n)),
+            }
+        };
+    }
+    match &n.op {
+        Op::Conv2d(a) => by_float!(conv2d(pool, p(0), t(0), p(1), t(1), a, out, oty, scratch)),
+        Op::FusedConv2d { attrs, bias, act } => {
+            by_float!(conv2d(pool, p(0), t(0), p(1), t(1), attrs, out, oty, scratch));
+            let (nb, o) = (oty.shape.0[0], oty.shape.0[1]);
+            let hw = oty.shape.0[2] * oty.shape.0[3];
+            let bias_p = if *bias { Some(p(2)) } else { None };
+            by_float!(bias_act(out, nb, o, hw, bias_p, *act));
+        }
+        Op::Conv1d(a) => {
+            let x4 = TensorType::new(t(0).dtype, [t(0).shape.0[0], t(0).shape.0[1], 1, t(0).shape.0[2]]);
+            let w4 = TensorType::new(t(1).dtype, [t(1).shape.0[0], t(1).shape.0[1], 1, t(1).shape.0[2]]);
+            let o4 = TensorType::new(oty.dtype, [oty.shape.0[0], oty.shape.0[1], 1, oty.shape.0[2]]);
+            by_float!(conv2d(pool, p(0), &x4, p(1), &w4, &a.as_conv2d(), out, &o4, scratch))
+        }
+        Op::Conv2dGradInput { attrs, .. } => by_float!(conv2d_grad_input(pool, p(0), t(0), p(1), t(1), attrs, out, oty, scratch)),
+        Op::Conv2dGradWeight { attrs, .. } => by_float!(conv2d_grad_weight(pool, p(0), t(0), p(1), t(1), attrs, out, oty, scratch)),
+        other => return Err(RunError::Backend(format!("{}: {} is not a convolution", n.node, other.name()))),
+    }
+    Ok(())
+}
+
+struct ConvGeom {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    ho: usize,
+    wo: usize,
+    g: usize,
+    a: Conv2dAttrs,
+}
+
+impl ConvGeom {
+    fn new(x: &[usize], wt: &[usize], y: &[usize], a: &Conv2dAttrs) -> ConvGeom {
+        ConvGeom { n: x[0], c: x[1], h: x[2], w: x[3], o: wt[0], kh: wt[2], kw: wt[3], ho: y[2], wo: y[3], g: a.groups, a: *a }
+    }
+    fn cg(&self) -> usize {
+        self.c / self.g
+    }
+    fn og(&self) -> usize {
+        self.o / self.g
+    }
+    fn kdim(&self) -> usize {
+        self.cg() * self.kh * self.kw
+    }
+    fn pix(&self) -> usize {
+        self.ho * self.wo
+    }
+
+    /// Output columns `[lo, hi)` whose input column `ow*stride + j*dil - pad`
+    /// lies inside `0..w` (along `axis`).
+    fn valid(&self, axis: usize, tap: usize, out: usize, bound: usize) -> (usize, usize) {
+        let (s, d, p) = (self.a.stride[axis], self.a.dilation[axis], self.a.padding[axis]);
+        let off = (tap * d) as isize - p as isize;
+        // first o with o*s + off >= 0, first o with o*s + off >= bound
+        let lo = if off >= 0 { 0 } else { ((-off) as usize).div_ceil(s) };
+        let hi = if (bound as isize) <= off { 0 } else { ((bound as isize - off) as usize).div_ceil(s) };
+        (lo.min(out), hi.min(out).max(lo.min(out)))
+    }
+
+    /// col[(c*kh+i)*kw+j, oh*wo+ow] = x[c0+c, ih, iw] (0 in the padding).
+    /// Rows are `ld` elements apart (several images side by side).
+    unsafe fn im2col<F: Float>(&self, x: *const F, c0: usize, col: *mut F, ld: usize) {
+        let a = &self.a;
+        for c in 0..self.cg() {
+            let plane = unsafe { x.add((c0 + c) * self.h * self.w) };
+            for i in 0..self.kh {
+                let (oh_lo, oh_hi) = self.valid(0, i, self.ho, self.h);
+                for j in 0..self.kw {
+                    let row = unsafe { col.add(((c * self.kh + i) * self.kw + j) * ld) };
+                    let (ow_lo, ow_hi) = self.valid(1, j, self.wo, self.w);
+                    let col_off = (j * a.dilation[1]) as isize - a.padding[1] as isize;
+                    for oh in 0..self.ho {
+                        let dst = unsafe { std::slice::from_raw_parts_mut(row.add(oh * self.wo), self.wo) };
+                        if oh < oh_lo || oh >= oh_hi {
+                            dst.fill(F::default());
+                            continue;
+                        }
+                        let ih = oh * a.stride[0] + i * a.dilation[0] - a.padding[0];
+                        let src = unsafe { plane.add(ih * self.w) };
+                        dst[..ow_lo].fill(F::default());
+                        dst[ow_hi..].fill(F::default());
+                        let s = a.stride[1];
+                        if s == 1 {
+                            // Unit stride: one contiguous run of the input row.
+                            if ow_lo < ow_hi {
+                                let run = unsafe { std::slice::from_raw_parts(src.offset(ow_lo as isize + col_off), ow_hi - ow_lo) };
+                                dst[ow_lo..ow_hi].copy_from_slice(run);
+                            }
+                            continue;
+                        }
+                        for (ow, d) in dst.iter_mut().enumerate().take(ow_hi).skip(ow_lo) {
+                            *d = unsafe { *src.offset((ow * s) as isize + col_off) };
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The adjoint of `im2col`: dx[c0+c, ih, iw] += col[...].
+    unsafe fn col2im<F: Float>(&self, col: *const F, c0: usize, dx: *mut F, ld: usize) {
+        let a = &self.a;
+        for c in 0..self.cg() {
+            let plane = unsafe { dx.add((c0 + c) * self.h * self.w) };
+            for i in 0..self.kh {
+                let (oh_lo, oh_hi) = self.valid(0, i, self.ho, self.h);
+                for j in 0..self.kw {
+                    let row = unsafe { col.add(((c * self.kh + i) * self.kw + j) * ld) };
+                    let (ow_lo, ow_hi) = self.valid(1, j, self.wo, self.w);
+                    let col_off = (j * a.dilation[1]) as isize - a.padding[1] as isize;
+                    let s = a.stride[1];
+                    for oh in oh_lo..oh_hi {
+                        let ih = oh * a.stride[0] + i * a.dilation[0] - a.padding[0];
+                        let dst = unsafe { plane.add(ih * self.w) };
+                        let src = unsafe { row.add(oh * self.wo) };
+                        if s == 1 {
+                            // Unit stride: slices over the two distinct buffers vectorize.
+                            if ow_lo < ow_hi {
+                                let len = ow_hi - ow_lo;
+                                let d = unsafe { std::slice::from_raw_parts_mut(dst.offset(ow_lo as isize + col_off), len) };
+                                let v = unsafe { std::slice::from_raw_parts(src.add(ow_lo), len) };
+                                for (d, v) in d.iter_mut().zip(v) {
+                                    *d += *v;
+                                }
+                            }
+                            continue;
+                        }
+                        for ow in ow_lo..ow_hi {
+                            unsafe { *dst.offset((ow * s) as isize + col_off) += *src.add(ow) };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv2d<F: Float>(pool: &Pool, x: *mut u8, xt: &TensorType, w: *mut u8, wt: &TensorType, a: &Conv2dAttrs, y: *mut u8, yt: &TensorType, scratch: *mut u8) {
+    let gm = ConvGeom::new(&xt.shape.0, &wt.shape.0, &yt.shape.0, a);
+    let (x, w, y, scr) = (Sp(x as *mut F), Sp(w as *mut F), Sp(y as *mut F), Sp(scratch as *mut F));
+    let (kd, pix, og) = (gm.kdim(), gm.pix(), gm.og());
+    let per = CONV_BATCH * pix * (kd + og);
+    let chunks = gm.n.div_ceil(CONV_BATCH);
+    pool.run(chunks, &|part, th| {
+        let (x, w, y) = (x, w, y);
+        let col = unsafe { scr.get().add(th * per) };
+        let tmp = unsafe { col.add(CONV_BATCH * pix * kd) };
+        let n0 = part * CONV_BATCH;
+        let cnt = CONV_BATCH.min(gm.n - n0);
+        let ld = cnt * pix;
+        for gi in 0..gm.g {
+            unsafe {
+                for nn in 0..cnt {
+                    gm.im2col(x.0.add((n0 + nn) * gm.c * gm.h * gm.w), gi * gm.cg(), col.add(nn * pix), ld);
+                }
+                F::gemm(og, kd, ld, w.0.add(gi * og * kd), kd as isize, 1, col, ld as isize, 1, F::default(), tmp, ld as isize, 1);
+                for o in 0..og {
+                    for nn in 0..cnt {
+                        std::ptr::copy_nonoverlapping(tmp.add(o * ld + nn * pix), y.0.add(((n0 + nn) * gm.o + gi * og + o) * pix), pix);
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv2d_grad_input<F: Float>(pool: &Pool, dy: *mut u8, dyt: &TensorType, w: *mut u8, wt: &TensorType, a: &Conv2dAttrs, dx: *mut u8, dxt: &TensorType, scratch: *mut u8) {
+    let gm = ConvGeom::new(&dxt.shape.0, &wt.shape.0, &dyt.shape.0, a);
+    let (dy, w, dx, scr) = (Sp(dy as *mut F), Sp(w as *mut F), Sp(dx as *mut F), Sp(scratch as *mut F));
+    let (kd, pix, og) = (gm.kdim(), gm.pix(), gm.og());
+    let per = CONV_BATCH * pix * (kd + og);
+    let chunks = gm.n.div_ceil(CONV_BATCH);
+    let plane = gm.c * gm.h * gm.w;
+    pool.run(chunks, &|part, th| {
+        let (dy, w, dx) = (dy, w, dx);
+        let col = unsafe { scr.get().add(th * per) };
+        let tmp = unsafe { col.add(CONV_BATCH * pix * kd) };
+        let n0 = part * CONV_BATCH;
+        let cnt = CONV_BATCH.min(gm.n - n0);
+        let ld = cnt * pix;
+        unsafe { std::slice::from_raw_parts_mut(dx.0.add(n0 * plane), cnt * plane).fill(F::default()) };
+        for gi in 0..gm.g {
+            unsafe {
+                for o in 0..og {
+                    for nn in 0..cnt {
+                        std::ptr::copy_nonoverlapping(dy.0.add(((n0 + nn) * gm.o + gi * og + o) * pix), tmp.add(o * ld + nn * pix), pix);
+                    }
+                }
+                F::gemm(kd, og, ld, w.0.add(gi * og * kd), 1, kd as isize, tmp, ld as isize, 1, F::default(), col, ld as isize, 1);
+                for nn in 0..cnt {
+                    gm.col2im(col.add(nn * pix), gi * gm.cg(), dx.0.add((n0 + nn) * plane), ld);
+                }
+            }
+        }
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv2d_grad_weight<F: Float>(pool: &Pool, x: *mut u8, xt: &TensorType, dy: *mut u8, dyt: &TensorType, a: &Conv2dAttrs, dw: *mut u8, dwt: &TensorType, scratch: *mut u8) {
+    let gm = ConvGeom::new(&xt.shape.0, &dwt.shape.0, &dyt.shape.0, a);
+    let (x, dy, dw) = (Sp(x as *mut F), Sp(dy as *mut F), dw as *mut F);
+    let (kd, pix, og) = (gm.kdim(), gm.pix(), gm.og());
+    let nw = dwt.numel();
+    let per = CONV_BATCH * pix * (kd + og);
+    let t = pool.threads();
+    let scr = Sp(scratch as *mut F);
+    let chunks = gm.n.div_ceil(CONV_BATCH);
+    // One partial dW per image block, after the per-thread blocks.
+    let partials = Sp(unsafe { scr.get().add(t * per) });
+    pool.run(chunks, &|part, th| {
+        let (x, dy) = (x, dy);
+        let col = unsafe { scr.get().add(th * per) };
+        let tmp = unsafe { col.add(CONV_BATCH * pix * kd) };
+        let acc = unsafe { partials.get().add(part * nw) };
+        unsafe { std::slice::from_raw_parts_mut(acc, nw).fill(F::default()) };
+        let n0 = part * CONV_BATCH;
+        let cnt = CONV_BATCH.min(gm.n - n0);
+        let ld = cnt * pix;
+        for gi in 0..gm.g {
+            unsafe {
+                for nn in 0..cnt {
+                    gm.im2col(x.0.add((n0 + nn) * gm.c * gm.h * gm.w), gi * gm.cg(), col.add(nn * pix), ld);
+                }
+                for o in 0..og {
+                    for nn in 0..cnt {
+                        std::ptr::copy_nonoverlapping(dy.0.add(((n0 + nn) * gm.o + gi * og + o) * pix), tmp.add(o * ld + nn * pix), pix);
+                    }
+                }
+                F::gemm(og, ld, kd, tmp, ld as isize, 1, col, 1, ld as isize, F::default(), acc.add(gi * og * kd), kd as isize, 1);
+            }
+        }
+    });
+    for i in 0..nw {
+        let mut v = F::default();
+        for part in 0..chunks {
+            v += unsafe { *partials.get().add(part * nw + i) };
+        }
+        unsafe { *dw.add(i) = v };
+    }
+}
