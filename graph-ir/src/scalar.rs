@@ -36,9 +36,11 @@ pub fn unary(op: UnaryOp, x: f64) -> f64 {
     }
 }
 
-/// max(x, 0) that lets NaN through, as torch.relu does.
+/// `0 > x ? 0 : x`, as torch.relu (`clamp_min(x, 0)`) computes it: NaN
+/// passes through and so does -0 (only negative numbers become +0). This is
+/// also exactly x86's `maxps 0, x`, the one instruction backends lower it to.
 pub fn relu(x: f64) -> f64 {
-    if x.is_nan() || x > 0.0 { x } else { 0.0 }
+    if x < 0.0 { 0.0 } else { x }
 }
 
 /// The logistic function, without overflow in exp for large |x|.
@@ -176,6 +178,10 @@ mod tests {
     fn nan_and_signed_zero_follow_torch() {
         assert!(unary(UnaryOp::Relu, f64::NAN).is_nan());
         assert_eq!(unary(UnaryOp::Relu, -2.0), 0.0);
+        assert!(unary(UnaryOp::Relu, -2.0).is_sign_positive());
+        assert!(unary(UnaryOp::Relu, -0.0).is_sign_negative());
+        assert_eq!(unary(UnaryOp::Relu, 3.5), 3.5);
+        assert_eq!(unary(UnaryOp::Relu, f64::NEG_INFINITY), 0.0);
         assert!(unary(UnaryOp::Sign, -0.0).is_sign_negative());
         assert!(unary(UnaryOp::Sign, f64::NAN).is_nan());
         assert!(binary(BinaryOp::Max, 1.0, f64::NAN).is_nan());

@@ -22,6 +22,9 @@ pub mod dce;
 pub mod dump;
 pub mod manager;
 pub mod registry;
+pub mod row_stack;
+pub mod slab_concat;
+mod sum_tree;
 
 pub mod autodiff;
 pub mod egraph;
@@ -35,3 +38,5 @@ pub use dump::{dump_dir_from_env, write_dump_file, write_dump_group};
 pub use manager::{PassManager, PassRow, PipelineReport};
 pub use pass::{grad_wrt_nodes, Changed, ConstEvaluator, Pass, PassCx, PassError};
 pub use registry::{default_pipeline, pass_by_name};
+pub use row_stack::RowStack;
+pub use slab_concat::SlabConcat;

@@ -9,13 +9,16 @@
 use crate::{Pass, PassError};
 
 /// Every registered pass name, in the order error messages list them.
-pub const PASS_NAMES: &[&str] = &["dce", "cse", "const_fold", "autodiff", "egraph"];
+pub const PASS_NAMES: &[&str] = &["dce", "cse", "const_fold", "autodiff", "egraph", "slab_concat", "row_stack"];
 
 /// The optimization pipeline `compile()` runs, by name. Autodiff belongs
 /// first (it consumes grad requests); the e-graph before the final `dce`.
 /// `cse` runs before `const_fold` so duplicates fold once, and `dce` last
-/// sweeps what the others orphaned.
-pub const DEFAULT_PIPELINE: &[&str] = &["cse", "const_fold", "egraph", "dce"];
+/// sweeps what the others orphaned. `slab_concat` then `row_stack` regroup
+/// the sums autodiff builds (a slice's gradient pads, per-step weight
+/// products) before the e-graph sees them: `row_stack` reuses the stacks
+/// `slab_concat` makes, and `cse` first merges their operands' duplicates.
+pub const DEFAULT_PIPELINE: &[&str] = &["cse", "const_fold", "slab_concat", "row_stack", "egraph", "dce"];
 
 /// A fresh instance of the pass called `name`.
 pub fn pass_by_name(name: &str) -> Option<Box<dyn Pass>> {
@@ -25,6 +28,8 @@ pub fn pass_by_name(name: &str) -> Option<Box<dyn Pass>> {
         "const_fold" => Box::new(crate::const_fold::ConstFold::default()),
         "autodiff" => Box::new(crate::autodiff::Autodiff),
         "egraph" => Box::new(crate::egraph::EGraphPass::default()),
+        "slab_concat" => Box::new(crate::slab_concat::SlabConcat),
+        "row_stack" => Box::new(crate::row_stack::RowStack),
         _ => return None,
     })
 }

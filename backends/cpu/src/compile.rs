@@ -88,6 +88,9 @@ pub fn compile(be: &CpuBackend, g: &Graph, stored: &[KernelCode]) -> Result<CpuE
     let sconst = |n: NodeId| scalar_consts.get(&n).copied();
 
     let mut jit = if be.jit { Some(Jit::new(stored)?) } else { None };
+    if let Some(j) = jit.as_mut() {
+        j.disasm = be.dump_dir.is_some();
+    }
     let mut steps: Vec<Step> = Vec::new();
     let mut pending: Vec<(usize, usize)> = Vec::new(); // (step index, jit kernel index)
     for k in &part.kernels {
@@ -108,7 +111,7 @@ pub fn compile(be: &CpuBackend, g: &Graph, stored: &[KernelCode]) -> Result<CpuE
             let mean = (*op == ReduceOp::Mean).then_some(count as f64);
             reduce_outs.push((slot(r), g.ty(r).dtype, g.ty(r).numel(), reduce_identity(*op), mean));
         }
-        let parallel = prog.outer_parallel();
+        let (split, parallel) = prog.split();
         let work = prog.dims.iter().product::<usize>() * prog.instrs.len().max(1);
         if let Some(j) = jit.as_mut() {
             if let Some(idx) = j.declare(k.id, &prog, g)? {
@@ -132,12 +135,14 @@ pub fn compile(be: &CpuBackend, g: &Graph, stored: &[KernelCode]) -> Result<CpuE
             _ => 0,
         };
         let (vals, idx) = (vec![0.0; prog.instrs.len()], vec![0; prog.dims.len()]);
-        steps.push(Step::Loop(LoopStep { kernel: k.id, prog, jit: None, args, argv, vals, idx, outer: cd[0], parallel, work, row_unit, reduce_outs }));
+        steps.push(Step::Loop(LoopStep { kernel: k.id, prog, jit: None, args, argv, vals, idx, outer: cd[split], parallel, align: if split + 1 == cd.len() { 8 } else { 1 }, work, row_unit, reduce_outs }));
     }
     let mut codegen_counts = (0, 0);
+    let mut listings = Vec::new();
     let (module, code) = match jit {
-        Some(j) => {
+        Some(mut j) => {
             codegen_counts = (j.compiled, j.installed);
+            listings = std::mem::take(&mut j.listings);
             let (m, fns, code) = j.finish()?;
             for (si, fi) in pending {
                 if let Step::Loop(l) = &mut steps[si] {
@@ -162,8 +167,14 @@ pub fn compile(be: &CpuBackend, g: &Graph, stored: &[KernelCode]) -> Result<CpuE
         std::fs::create_dir_all(dir).map_err(|x| CpuError::Dump(format!("{}: {x}", dir.display())))?;
         kiln_passes::write_dump_file(dir, "partition.txt", &partition_text).map_err(e)?;
         kiln_passes::write_dump_file(dir, "memory-plan.txt", &memory_text).map_err(e)?;
-        let names: Vec<String> = code.iter().map(|c| format!("k{}-{}.clif", c.kernel, c.name)).collect();
-        let files: Vec<(&str, &str)> = names.iter().zip(&code).map(|(n, c)| (n.as_str(), c.clif.as_str())).collect();
+        let mut names: Vec<String> = code.iter().map(|c| format!("k{}-{}.clif", c.kernel, c.name)).collect();
+        let mut texts: Vec<&str> = code.iter().map(|c| c.clif.as_str()).collect();
+        // Cranelift's disassembly of each function it compiled here.
+        for (name, asm) in &listings {
+            names.push(format!("{name}.s"));
+            texts.push(asm);
+        }
+        let files: Vec<(&str, &str)> = names.iter().map(String::as_str).zip(texts).collect();
         if !files.is_empty() {
             kiln_passes::write_dump_group(dir, &files).map_err(e)?;
         }

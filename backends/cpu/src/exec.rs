@@ -36,9 +36,13 @@ pub(crate) struct LoopStep {
     /// Scratch of the portable evaluator, kept so a run allocates nothing.
     pub vals: Vec<f64>,
     pub idx: Vec<usize>,
-    /// Extent of collapsed dimension 0 and whether it may be split.
+    /// Extent of the collapsed dimension the kernel's range walks
+    /// ([`Program::split`]) and whether it may be cut across threads.
     pub outer: usize,
     pub parallel: bool,
+    /// Chunk boundaries are multiples of this (the vector width times the
+    /// unroll when the range walks the innermost, vectorized dimension).
+    pub align: usize,
     pub work: usize,
     /// For a contraction's epilogue: collapsed dim-0 units per GEMM output
     /// row (0 when the loop cannot be cut at row boundaries).
@@ -273,10 +277,13 @@ unsafe fn run_loop(l: &mut LoopStep, ptrs: &[*mut u8], pool: &Pool) -> Result<()
                 // A few chunks per thread so a late worker still gets a share.
                 let chunks = (t * 4).min(outer);
                 let p = SendPtrs(l.argv.as_ptr());
+                let align = l.align.max(1);
+                // Fixed boundaries (not claimed by thread), so a chunk's
+                // work is the same whichever thread runs it.
+                let bound = move |part: usize| if part == chunks { outer } else { outer * part / chunks / align * align };
                 let job = move |part: usize, _thread: usize| {
                     let p = &p;
-                    let lo = outer * part / chunks;
-                    let hi = outer * (part + 1) / chunks;
+                    let (lo, hi) = (bound(part), bound(part + 1));
                     if lo < hi {
                         unsafe { f(p.0, lo as i64, hi as i64) };
                     }

@@ -8,9 +8,13 @@
 //! tail. Broadcast leaves (stride 0) are loaded once per inner loop and
 //! splatted; one-element constants become immediates; reductions over the
 //! innermost dimension accumulate in a vector register and combine lanes at
-//! the end. ReLU lowers to one compare and one AND (`cmpps` + `andps`),
-//! letting NaN through like the interpreter; `fmax` would be a longer
-//! sequence with exact ±0 rules that ReLU does not need.
+//! the end. ReLU (`0 > x ? 0 : x`), selects that pick the larger or smaller
+//! of their compare's operands, and max/min against a nonzero constant lower
+//! to one `maxps`/`minps` (`maxss`/`minss` in tails): the CLIF is written in
+//! the exact operand order Cranelift's x64 backend matches, and those ops are
+//! defined so that the instruction's NaN and ±0 behaviour is their meaning.
+//! General max/min keep `fmax`/`fmin` (a longer sequence with IEEE ±0 and
+//! NaN-propagation rules). `select(m, x, 0)` (ReLU's gradient) is one AND.
 //! exp, sigmoid and tanh are inlined as f32x4 polynomials (Cephes-style,
 //! a few ulp; `exp_v`/`tanh_v`); the other transcendentals (log, erf, sin,
 //! cos, pow) and every scalar tail call a scalar Rust function per lane
@@ -164,6 +168,11 @@ pub struct Jit {
     /// Kernels run through Cranelift codegen / installed from stored code.
     pub compiled: usize,
     pub installed: usize,
+    /// Keep Cranelift's disassembly of every function it compiles (for the
+    /// dump: the proof of which instructions a lowering became).
+    pub disasm: bool,
+    /// (function name, disassembly) of each function compiled with `disasm` on.
+    pub listings: Vec<(String, String)>,
 }
 
 /// Every imported helper symbol (relocations are stored by these names).
@@ -259,6 +268,8 @@ impl Jit {
             stored,
             compiled: 0,
             installed: 0,
+            disasm: false,
+            listings: Vec::new(),
         })
     }
 
@@ -364,7 +375,12 @@ impl Jit {
     fn codegen(&mut self, kernel: usize, id: FuncId, ctx: &mut cranelift_codegen::Context) -> Result<Option<MachineCode>, CpuError> {
         let err = |e: String| CpuError::Codegen(format!("k{kernel}: {e}"));
         let isa = self.module.isa();
+        ctx.set_disasm(self.disasm);
         let alignment = ctx.compile(isa, &mut ControlPlane::default()).map_err(|e| err(format!("{:?}", e.inner)))?.buffer.alignment;
+        if let Some(asm) = ctx.compiled_code().and_then(|c| c.vcode.clone()) {
+            let name = self.module.declarations().get_function_decl(id).name.clone().unwrap_or_else(|| format!("k{kernel}"));
+            self.listings.push((name, asm));
+        }
         let align = (alignment as u64).max(isa.function_alignment().minimum as u64).max(isa.symbol_alignment());
         let res = ctx.compiled_code().ok_or_else(|| err("no compiled code".into()))?;
         let bytes = res.code_buffer().to_vec();
@@ -409,6 +425,9 @@ struct Emitter<'a> {
     bases: Vec<Value>,
     calls: HashMap<UnaryOp, FuncRef>,
     pow: Option<FuncRef>,
+    /// The collapsed dimension that runs over the function's `[lo, hi)`
+    /// ([`Program::split`]); every other dimension runs its full extent.
+    split: usize,
 }
 
 const F32X4: Type = types::F32X4;
@@ -424,7 +443,7 @@ fn le() -> MemFlags {
 impl<'a> Emitter<'a> {
     fn new(p: &'a Program, calls: HashMap<UnaryOp, FuncRef>, pow: Option<FuncRef>) -> Emitter<'a> {
         let (dims, ls, ss) = p.collapsed();
-        Emitter { p, dims, ls, ss, bases: Vec::new(), calls, pow }
+        Emitter { p, dims, ls, ss, bases: Vec::new(), calls, pow, split: p.split().0 }
     }
 
     fn nl(&self) -> usize {
@@ -461,7 +480,9 @@ impl<'a> Emitter<'a> {
 
     fn level(&mut self, b: &mut FunctionBuilder, d: usize, offs: Vec<Value>, lo: Value, hi: Value) {
         let r = self.dims.len();
-        let (lo, hi) = if d == 0 {
+        // `lo`/`hi` (the function's range) travel down to the split dimension.
+        let (range_lo, range_hi) = (lo, hi);
+        let (lo, hi) = if d == self.split {
             (lo, hi)
         } else {
             (b.ins().iconst(types::I64, 0), b.ins().iconst(types::I64, self.dims[d] as i64))
@@ -483,7 +504,7 @@ impl<'a> Emitter<'a> {
                 })
                 .collect();
             // SAFETY: `this` is the unique emitter; the closure runs synchronously.
-            unsafe { (*this).level(b, d + 1, no, lo, hi) };
+            unsafe { (*this).level(b, d + 1, no, range_lo, range_hi) };
         });
     }
 
@@ -673,16 +694,11 @@ impl<'a> Emitter<'a> {
                             let one = fconst(b, 1.0);
                             b.ins().fdiv(one, x)
                         }
+                        // `0 > x ? 0 : x`: one maxps (NaN and -0 pass through,
+                        // as `scalar::relu` defines).
                         UnaryOp::Relu => {
                             let z = fconst(b, 0.0);
-                            // Unordered-or-greater keeps NaN, like torch.relu.
-                            let m = b.ins().fcmp(FloatCC::UnorderedOrGreaterThan, x, z);
-                            if vec {
-                                let mb = mask_bits(b, m);
-                                b.ins().band(x, mb)
-                            } else {
-                                b.ins().select(m, x, z)
-                            }
+                            pmax(b, vec, z, x)
                         }
                         UnaryOp::Sign => {
                             let z = fconst(b, 0.0);
@@ -709,15 +725,24 @@ impl<'a> Emitter<'a> {
                         }
                     }
                 }
-                Ins::Binary(op, x, y) => {
-                    let (x, y) = (vals[x], vals[y]);
+                Ins::Binary(op, ins_x, ins_y) => {
+                    let (x, y) = (vals[ins_x], vals[ins_y]);
                     match op {
                         BinaryOp::Add => b.ins().fadd(x, y),
                         BinaryOp::Sub => b.ins().fsub(x, y),
                         BinaryOp::Mul => b.ins().fmul(x, y),
                         BinaryOp::Div => b.ins().fdiv(x, y),
-                        BinaryOp::Max => b.ins().fmax(x, y),
-                        BinaryOp::Min => b.ins().fmin(x, y),
+                        // Against a nonzero constant `c`, `c > x ? c : x` is
+                        // exactly torch.maximum (x NaN gives x) in one maxps;
+                        // otherwise fmax's exact NaN and +-0 rules are needed.
+                        BinaryOp::Max => match self.nonzero_const(ins_y, ins_x) {
+                            Some((c, v)) => pmax(b, vec, vals[c], vals[v]),
+                            None => b.ins().fmax(x, y),
+                        },
+                        BinaryOp::Min => match self.nonzero_const(ins_y, ins_x) {
+                            Some((c, v)) => pmin(b, vec, vals[c], vals[v]),
+                            None => b.ins().fmin(x, y),
+                        },
                         BinaryOp::Pow => self.per_lane(b, vec, &[x, y], self.pow.expect("pow is imported when used")),
                     }
                 }
@@ -732,7 +757,20 @@ impl<'a> Emitter<'a> {
                     };
                     b.ins().fcmp(cc, vals[x], vals[y])
                 }
-                Ins::Select(m, x, y) => sel(b, vals[m], vals[x], vals[y]),
+                Ins::Select(m, x, y) => match self.select_form(m, x, y) {
+                    SelectForm::Max(u, w) => pmax(b, vec, vals[u], vals[w]),
+                    SelectForm::Min(u, w) => pmin(b, vec, vals[u], vals[w]),
+                    // `m ? x : +0` is `x & m` (relu's gradient), bit for bit.
+                    SelectForm::OrZero if vec => {
+                        let mb = mask_bits(b, vals[m]);
+                        b.ins().band(vals[x], mb)
+                    }
+                    SelectForm::ZeroOr if vec => {
+                        let mb = mask_bits(b, vals[m]);
+                        b.ins().band_not(vals[y], mb)
+                    }
+                    _ => sel(b, vals[m], vals[x], vals[y]),
+                },
                 Ins::Cast(a) => {
                     let from = self.p.instrs[a].dtype;
                     match (from, ins.dtype) {
@@ -755,6 +793,53 @@ impl<'a> Emitter<'a> {
         vals
     }
 
+    /// The constant instruction behind `i` (through broadcasts), if any.
+    fn constant(&self, mut i: usize) -> Option<f64> {
+        loop {
+            match self.p.instrs[i].ins {
+                Ins::Copy(a) => i = a,
+                Ins::Leaf(l) => return self.p.leaves[l].constant,
+                _ => return None,
+            }
+        }
+    }
+
+    /// `(c, v)` when one of `a`, `b` is a constant other than zero and NaN
+    /// (whichever operand order the graph used).
+    fn nonzero_const(&self, a: usize, b: usize) -> Option<(usize, usize)> {
+        let ok = |i: usize| self.constant(i).is_some_and(|c| c as f32 != 0.0 && !c.is_nan());
+        if ok(a) {
+            Some((a, b))
+        } else if ok(b) {
+            Some((b, a))
+        } else {
+            None
+        }
+    }
+
+    /// Which cheaper instruction computes `select(m, x, y)` exactly.
+    fn select_form(&self, m: usize, x: usize, y: usize) -> SelectForm {
+        if let Ins::Compare(c, a, b) = self.p.instrs[m].ins {
+            // `a > b ? a : b` is maxps(a, b): b when they are equal or either
+            // is NaN, exactly as the compare decides; likewise for the others.
+            match (c, (a, b) == (x, y), (a, b) == (y, x)) {
+                (CompareOp::Gt, true, _) => return SelectForm::Max(x, y),
+                (CompareOp::Gt, _, true) => return SelectForm::Min(x, y),
+                (CompareOp::Lt, true, _) => return SelectForm::Min(x, y),
+                (CompareOp::Lt, _, true) => return SelectForm::Max(x, y),
+                _ => {}
+            }
+        }
+        let pos_zero = |i: usize| self.constant(i).is_some_and(|c| c.to_bits() == 0);
+        if pos_zero(y) {
+            SelectForm::OrZero
+        } else if pos_zero(x) {
+            SelectForm::ZeroOr
+        } else {
+            SelectForm::Plain
+        }
+    }
+
     /// Calls a scalar function on each lane (or once for scalars).
     fn per_lane(&self, b: &mut FunctionBuilder, vec: bool, args: &[Value], f: FuncRef) -> Value {
         if !vec {
@@ -769,6 +854,43 @@ impl<'a> Emitter<'a> {
             out = b.ins().insertlane(out, r, lane);
         }
         out
+    }
+}
+
+/// How a select is lowered ([`Emitter::select_form`]).
+enum SelectForm {
+    /// `u > w ? u : w`.
+    Max(usize, usize),
+    /// `u < w ? u : w`.
+    Min(usize, usize),
+    /// `m ? x : +0`.
+    OrZero,
+    /// `m ? +0 : y`.
+    ZeroOr,
+    Plain,
+}
+
+/// `x > y ? x : y`, written in the operand order Cranelift's x64 backend
+/// matches (its lowering of wasm's `f32x4.pmax`) so it becomes one
+/// `maxps x, y` (`maxss` for scalars): y when either is NaN or they are equal.
+fn pmax(b: &mut FunctionBuilder, vec: bool, x: Value, y: Value) -> Value {
+    let m = b.ins().fcmp(FloatCC::LessThan, y, x);
+    if vec {
+        let mb = b.ins().bitcast(F32X4, le(), m);
+        b.ins().bitselect(mb, x, y)
+    } else {
+        b.ins().select(m, x, y)
+    }
+}
+
+/// `x < y ? x : y`: one `minps x, y` (`minss`), as [`pmax`].
+fn pmin(b: &mut FunctionBuilder, vec: bool, x: Value, y: Value) -> Value {
+    let m = b.ins().fcmp(FloatCC::LessThan, x, y);
+    if vec {
+        let mb = b.ins().bitcast(F32X4, le(), m);
+        b.ins().bitselect(mb, x, y)
+    } else {
+        b.ins().select(m, x, y)
     }
 }
 

@@ -194,11 +194,24 @@ impl Program {
         self.stores.iter().any(|s| s.reduce.is_some())
     }
 
-    /// Whether dimension 0 of the collapsed loop may be split across
-    /// threads (no reduction accumulates across it).
-    pub fn outer_parallel(&self) -> bool {
-        let (_, _, ss) = self.collapsed();
-        self.stores.iter().zip(&ss).all(|(s, st)| s.reduce.is_none() || st[0] != 0)
+    /// The collapsed loop dimension a compiled kernel's `[lo, hi)` range
+    /// walks, and whether that range may be cut into chunks run on different
+    /// threads.
+    ///
+    /// Dimension 0 when no reduction accumulates across it. Otherwise the
+    /// first dimension every reduction keeps (BatchNorm statistics and bias
+    /// gradients sum over the batch, dimension 0, but keep the channels): an
+    /// index there owns its output elements, so each output element is
+    /// accumulated by exactly one chunk, in the same order as the serial
+    /// loop, and the result is bitwise the same however the range is cut.
+    /// A reduction that keeps no dimension (a full sum) runs on one thread.
+    pub fn split(&self) -> (usize, bool) {
+        let (dims, _, ss) = self.collapsed();
+        let keeps = |d: usize| self.stores.iter().zip(&ss).all(|(s, st)| s.reduce.is_none() || st[d] != 0);
+        match (0..dims.len()).find(|&d| keeps(d)) {
+            Some(d) => (d, true),
+            None => (0, false),
+        }
     }
 }
 

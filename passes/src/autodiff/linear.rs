@@ -82,6 +82,9 @@ pub(crate) fn matmul_vjp(
         None
     };
     let gb = if need_b {
+        if let Some(gb) = flat_weight_grad(e, a, b, trans_a, trans_b, g)? {
+            return Ok((ga, Some(gb)));
+        }
         // dB = A^T G, and db = dB or dB^T.
         let t = match (trans_a, trans_b) {
             (false, false) => e.matmul(a, g, true, false)?,
@@ -95,6 +98,24 @@ pub(crate) fn matmul_vjp(
         None
     };
     Ok((ga, gb))
+}
+
+/// The gradient of a rank-2 `b` shared by every batch of an untransposed
+/// `a` (`x[T,B,in] @ w^T`, a linear layer over a sequence), as one product
+/// over the flattened batch rows: sum_i a_i^T g_i = a_flat^T g_flat. The
+/// general rule computes a [batch.., k, n] product per batch and then sums
+/// it, which writes and reads batch-times the weight's size.
+fn flat_weight_grad(e: &mut Emit, a: NodeId, b: NodeId, trans_a: bool, trans_b: bool, g: NodeId) -> Result<Option<NodeId>, PassError> {
+    let (sa, sg) = (e.shape(a), e.shape(g));
+    if trans_a || e.shape(b).rank() != 2 || sa.rank() <= 2 {
+        return Ok(None);
+    }
+    let r = sa.rank();
+    let rows: usize = sa.0[..r - 1].iter().product();
+    let a2 = e.reshape(a, [rows, sa.0[r - 1]])?;
+    let g2 = e.reshape(g, [rows, sg.0[r - 1]])?;
+    // db = dB = a^T g, or db = dB^T = g^T a.
+    Ok(Some(if trans_b { e.matmul(g2, a2, true, false)? } else { e.matmul(a2, g2, true, false)? }))
 }
 
 pub(crate) fn conv2d_vjp(
