@@ -41,6 +41,13 @@ impl Float for f32 {
         if m == 0 || n == 0 {
             return;
         }
+        if m <= 4 && csc == 1 && rsb == 1 && csa == 1 && rsa >= 0 && csb >= 0 && rsc >= 0 {
+            // Few rows times a transposed B (a dense layer's [out, in]
+            // weight at small batch): dot products of contiguous rows.
+            // SAFETY: as below.
+            unsafe { crate::gemv::dot_gemm(m, k, n, a, rsa as usize, b, csb as usize, beta, c, rsc as usize) };
+            return;
+        }
         if m <= 4 && csc == 1 && (csb == 1 || rsb == 1) {
             // Few rows (inference at batch 1): packing B would cost more than
             // the product; stream B once instead.
@@ -268,11 +275,31 @@ pub(crate) unsafe fn bias_act<F: Float>(out: *mut u8, nb: usize, ch: usize, inne
 #[allow(clippy::too_many_arguments)]
 unsafe fn dense<F: Float>(pool: &Pool, x: *mut u8, w: *mut u8, m: usize, k: usize, n: usize, tb: bool, bias: Option<*mut u8>, act: Activation, out: *mut u8) {
     let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
-    unsafe {
-        par_gemm(pool, m, k, n, x as *const F, k as isize, 1, w as *const F, rsb, csb, F::default(), out as *mut F, n as isize, 1);
-        if bias.is_some() || !matches!(act, Activation::None) {
-            // Each row: n channels of one element.
-            bias_act::<F>(out, m, n, 1, bias, act);
+    let (o, bias) = (Sp(out as *mut F), bias.map(|p| Sp(p as *mut F)));
+    // Bias and activation run on each block right after its GEMM, by the
+    // thread that computed it (the block is still in its cache).
+    let epi = move |r0: usize, r1: usize, c0: usize, c1: usize| unsafe { dense_epilogue(o.get(), n, r0..r1, c0..c1, bias.map(Sp::get), act) };
+    let has_epi = bias.is_some() || !matches!(act, Activation::None);
+    unsafe { par_gemm_epi(pool, m, k, n, x as *const F, k as isize, 1, w as *const F, rsb, csb, F::default(), out as *mut F, n as isize, 1, has_epi.then_some(&epi)) };
+}
+
+/// out[r, c] = act(out[r, c] + bias[c]) over a block of a row-major matrix
+/// with rows `n` apart. ReLU and the identity stay in F (a vectorizable
+/// loop); sigmoid and tanh go through the shared f64 definitions.
+unsafe fn dense_epilogue<F: Float>(out: *mut F, n: usize, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, bias: Option<*mut F>, act: Activation) {
+    let zero = F::default();
+    let bias = bias.map(|b| unsafe { std::slice::from_raw_parts(b.add(cols.start), cols.len()) });
+    for r in rows {
+        let row = unsafe { std::slice::from_raw_parts_mut(out.add(r * n + cols.start), cols.len()) };
+        if let Some(b) = bias {
+            row.iter_mut().zip(b).for_each(|(v, &bv)| *v += bv);
+        }
+        match act {
+            Activation::None => {}
+            // NaN passes through, as in `kiln_ir::scalar::relu`.
+            #[allow(clippy::eq_op)]
+            Activation::Relu => row.iter_mut().for_each(|v| *v = if *v > zero || *v != *v { *v } else { zero }),
+            _ => row.iter_mut().for_each(|v| *v = F::of(kiln_ir::scalar::activate(act, v.f64()))),
         }
     }
 }
@@ -292,9 +319,23 @@ impl<T> Sp<T> {
 /// (each part packs only its share of the split operand).
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn par_gemm<F: Float>(pool: &Pool, m: usize, k: usize, n: usize, a: *const F, rsa: isize, csa: isize, b: *const F, rsb: isize, csb: isize, beta: F, c: *mut F, rsc: isize, csc: isize) {
+    unsafe { par_gemm_epi(pool, m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, None) }
+}
+
+/// A block's epilogue: `epi(r0, r1, c0, c1)` over rows `[r0, r1)` and
+/// columns `[c0, c1)` of C.
+pub type BlockEpilogue<'a> = &'a (dyn Fn(usize, usize, usize, usize) + Sync);
+
+/// `par_gemm`, running `epi` on each part's block of C right after the
+/// part's product.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn par_gemm_epi<F: Float>(pool: &Pool, m: usize, k: usize, n: usize, a: *const F, rsa: isize, csa: isize, b: *const F, rsb: isize, csb: isize, beta: F, c: *mut F, rsc: isize, csc: isize, epi: Option<BlockEpilogue>) {
     let t = pool.threads();
     if t == 1 || m * n * k < 48 * 48 * 48 || (m < 16 && n < 16) {
         unsafe { F::gemm(m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) };
+        if let Some(e) = epi {
+            e(0, m, 0, n);
+        }
         return;
     }
     let (a, b, c) = (Sp(a as *mut F), Sp(b as *mut F), Sp(c));
@@ -314,6 +355,9 @@ pub unsafe fn par_gemm<F: Float>(pool: &Pool, m: usize, k: usize, n: usize, a: *
             } else {
                 F::gemm(hi - lo, k, n, a.0.offset(lo as isize * rsa), rsa, csa, b.0, rsb, csb, beta, c.0.offset(lo as isize * rsc), rsc, csc);
             }
+        }
+        if let Some(e) = epi {
+            if split_n { e(0, m, lo, hi) } else { e(lo, hi, 0, n) }
         }
     });
 }

@@ -37,6 +37,7 @@ mod buffers;
 mod compile;
 mod conv;
 mod exec;
+mod gemv;
 mod jit;
 mod kernels;
 mod pool;

@@ -1,0 +1,76 @@
+//! Dense layers and matmuls at the sizes where the CPU backend changes
+//! strategy (dot products for a few rows times a transposed weight, the
+//! pool split by columns or by rows, the block epilogue), against the
+//! reference interpreter; and run-to-run determinism of those paths.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use kiln_cpu::CpuBackend;
+use kiln_ir::{f32_shape, Activation, Backend, Graph, HostTensor, Op};
+
+/// Every activation, with and without bias, weight in both layouts; plus a
+/// plain matmul with a transposed B.
+fn dense_graph(m: usize, k: usize, n: usize) -> Graph {
+    let mut g = Graph::new();
+    let x = g.input("x", f32_shape([m, k])).unwrap();
+    let bias = g.input("bias", f32_shape([n])).unwrap();
+    let w = g.input("w", f32_shape([k, n])).unwrap();
+    let wt = g.input("wt", f32_shape([n, k])).unwrap();
+    for (i, act) in Activation::ALL.into_iter().enumerate() {
+        for (tb, wv) in [(false, w), (true, wt)] {
+            let with_bias = (i + tb as usize) % 2 == 0;
+            let mut ops = vec![x, wv];
+            if with_bias {
+                ops.push(bias);
+            }
+            let d = g.apply(Op::FusedDense { trans_b: tb, bias: with_bias, act }, &ops).unwrap();
+            g.set_output(&format!("dense_{}_{tb}", act.name()), d).unwrap();
+        }
+    }
+    let y = g.matmul_t(x, wt, false, true).unwrap();
+    g.set_output("matmul_tb", y).unwrap();
+    g
+}
+
+const SHAPES: [(usize, usize, usize); 7] = [(1, 784, 512), (2, 100, 37), (4, 65, 16), (3, 7, 130), (5, 33, 200), (130, 200, 70), (97, 64, 300)];
+
+#[test]
+fn dense_layers_match_the_interpreter_across_strategies() {
+    for (m, k, n) in SHAPES {
+        let g = dense_graph(m, k, n);
+        let vals = random_inputs(&g, (m * 1000 + n) as u64);
+        let atol = 1e-4 * (k as f64).sqrt();
+        for threads in [1, 2] {
+            check_with(&CpuBackend::new().with_threads(threads), &g, &vals, 1e-4, atol);
+        }
+        check_with(&CpuBackend::new().with_jit(false).with_threads(1), &g, &vals, 1e-4, atol);
+    }
+}
+
+fn run(be: &CpuBackend, g: &Graph, vals: &BTreeMap<String, HostTensor>) -> BTreeMap<String, Vec<u32>> {
+    let mut exe = be.compile(g).unwrap();
+    let out = exe.run(vals).unwrap();
+    exe.run(vals).unwrap().into_iter().zip(out).map(|((k, b), (_, a))| {
+        let bits: Vec<u32> = a.as_f32().unwrap().iter().map(|v| v.to_bits()).collect();
+        assert_eq!(bits, b.as_f32().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{k}: second run differs");
+        (k, bits)
+    }).collect()
+}
+
+/// Two runs give identical bits, and a few-row product gives the same bits
+/// on one thread as on two (its columns are split, each summed the same way).
+#[test]
+fn dense_results_are_deterministic() {
+    for (m, k, n) in SHAPES {
+        let g = dense_graph(m, k, n);
+        let vals = random_inputs(&g, 7);
+        let two = run(&CpuBackend::new().with_threads(2), &g, &vals);
+        let one = run(&CpuBackend::new().with_threads(1), &g, &vals);
+        if m <= 4 {
+            assert_eq!(two["dense_relu_true"], one["dense_relu_true"], "m{m} k{k} n{n}: threads change the bits");
+        }
+    }
+}
