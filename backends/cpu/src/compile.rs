@@ -93,10 +93,22 @@ pub fn compile(be: &CpuBackend, g: &Graph, stored: &[KernelCode]) -> Result<CpuE
     }
     let mut steps: Vec<Step> = Vec::new();
     let mut pending: Vec<(usize, usize)> = Vec::new(); // (step index, jit kernel index)
+    let mut pending_native: Vec<(usize, Vec<usize>)> = Vec::new(); // (step index, jit function indices)
     for k in &part.kernels {
         if let Some(a) = k.anchor.filter(|_| k.kind != KernelKind::Reduce) {
             let scratch = plan.scratch.get(&k.id).map(|&(off, _)| off);
-            steps.push(Step::Native { op: native_of(g, a, &slot), scratch });
+            let op = native_of(g, a, &slot);
+            if let Some(j) = jit.as_mut() {
+                // Generated code for conv packing/epilogues and pooling.
+                let mut fns = crate::jit_conv::declare(j, k.id, &op)?;
+                if fns.is_empty() {
+                    fns = crate::jit_pool::declare(j, k.id, &op)?;
+                }
+                if !fns.is_empty() {
+                    pending_native.push((steps.len(), fns));
+                }
+            }
+            steps.push(Step::Native { op, scratch });
         }
         if k.fused.is_empty() && k.kind != KernelKind::Reduce {
             continue;
@@ -144,6 +156,11 @@ pub fn compile(be: &CpuBackend, g: &Graph, stored: &[KernelCode]) -> Result<CpuE
             codegen_counts = (j.compiled, j.installed);
             listings = std::mem::take(&mut j.listings);
             let (m, fns, code) = j.finish()?;
+            for (si, fis) in pending_native {
+                if let Step::Native { op, .. } = &mut steps[si] {
+                    op.code = fis.iter().map(|&fi| fns[fi]).collect();
+                }
+            }
             for (si, fi) in pending {
                 if let Step::Loop(l) = &mut steps[si] {
                     l.jit = Some(fns[fi]);

@@ -4,6 +4,9 @@
 
 use kiln_ir::{Conv2dAttrs, DType, Op, RunError, TensorType};
 
+use crate::jit::JitFn;
+use crate::jit_conv::{COL2IM, IM2COL, MOVE, PACK};
+
 use crate::kernels::{bias_act, unsupported, Float, NativeOp, Sp};
 use crate::pool::Pool;
 
@@ -62,6 +65,12 @@ pub unsafe fn run(n: &NativeOp, slots: &[*mut u8], scratch: *mut u8, pool: &Pool
             }
         };
     }
+    if !n.code.is_empty() {
+        if let Some(gm) = op_geom(n) {
+            unsafe { run_generated(n, &gm, slots, scratch as *mut f32, pool) };
+            return Ok(());
+        }
+    }
     match &n.op {
         Op::Conv2d(a) => by_float!(conv2d(pool, p(0), t(0), p(1), t(1), a, out, oty, scratch)),
         Op::FusedConv2d { attrs, bias, act } => {
@@ -84,40 +93,150 @@ pub unsafe fn run(n: &NativeOp, slots: &[*mut u8], scratch: *mut u8, pool: &Pool
     Ok(())
 }
 
-struct ConvGeom {
-    n: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    o: usize,
-    kh: usize,
-    kw: usize,
-    ho: usize,
-    wo: usize,
-    g: usize,
-    a: Conv2dAttrs,
+/// The 2-D geometry of a conv op (a 1-D conv is 2-D with height 1).
+pub(crate) fn op_geom(n: &NativeOp) -> Option<ConvGeom> {
+    // Runs per step: a fixed-size array, no allocation.
+    let s = |t: &TensorType| -> [usize; 4] {
+        let d = &t.shape.0;
+        if d.len() == 3 { [d[0], d[1], 1, d[2]] } else { [d[0], d[1], d[2], d[3]] }
+    };
+    if n.ins.len() < 2 {
+        return None;
+    }
+    let (x, w, y) = (&n.ins[0].1, &n.ins[1].1, &n.out.1);
+    Some(match &n.op {
+        Op::Conv2d(a) | Op::FusedConv2d { attrs: a, .. } => ConvGeom::new(&s(x), &s(w), &s(y), a),
+        Op::Conv1d(a) => ConvGeom::new(&s(x), &s(w), &s(y), &a.as_conv2d()),
+        // (dy, w) -> dx
+        Op::Conv2dGradInput { attrs: a, .. } => ConvGeom::new(&s(y), &s(w), &s(x), a),
+        // (x, dy) -> dw
+        Op::Conv2dGradWeight { attrs: a, .. } => ConvGeom::new(&s(x), &s(y), &s(w), a),
+        _ => return None,
+    })
+}
+
+/// A conv op through its generated packing/epilogue functions
+/// (`jit_conv.rs`), f32: the same blocks, GEMMs and pool split as the Rust
+/// path below, but column rows are always `CONV_BATCH * pix` apart (the
+/// functions' strides are constants) and the bias + activation run on each
+/// block's output as it is moved out of the GEMM block, while it is hot.
+unsafe fn run_generated(n: &NativeOp, gm: &ConvGeom, slots: &[*mut u8], scratch: *mut f32, pool: &Pool) {
+    let p = |i: usize| Sp(slots[n.ins[i].0] as *mut f32);
+    let out = Sp(slots[n.out.0] as *mut f32);
+    let (kd, pix, og, cg) = (gm.kdim(), gm.pix(), gm.og(), gm.cg());
+    let ld = CONV_BATCH * pix;
+    let (plane, oplane) = (gm.c * gm.h * gm.w, gm.o * pix);
+    let per = CONV_BATCH * pix * (kd + og);
+    let chunks = gm.n.div_ceil(CONV_BATCH);
+    let scr = Sp(scratch);
+    let code: &[JitFn] = &n.code;
+    let call = |f: JitFn, args: &[*mut f32], cnt: usize| unsafe { f(args.as_ptr() as *const *mut u8, 0, cnt as i64) };
+    match n.op {
+        Op::Conv2d(_) | Op::Conv1d(_) | Op::FusedConv2d { .. } => {
+            let (x, w) = (p(0), p(1));
+            let bias = if matches!(n.op, Op::FusedConv2d { bias: true, .. }) { p(2) } else { Sp(std::ptr::null_mut()) };
+            pool.run(chunks, &|part, th| {
+                let (x, w, out, bias) = (x, w, out, bias);
+                let col = unsafe { scr.get().add(th * per) };
+                let tmp = unsafe { col.add(ld * kd) };
+                let n0 = part * CONV_BATCH;
+                let cnt = CONV_BATCH.min(gm.n - n0);
+                for gi in 0..gm.g {
+                    unsafe {
+                        call(code[IM2COL], &[x.get().add(n0 * plane + gi * cg * gm.h * gm.w), col], cnt);
+                        f32::gemm(og, kd, cnt * pix, w.get().add(gi * og * kd), kd as isize, 1, col, ld as isize, 1, 0.0, tmp, ld as isize, 1);
+                        let b = if bias.get().is_null() { bias.get() } else { bias.get().add(gi * og) };
+                        call(code[MOVE], &[tmp, out.get().add(n0 * oplane + gi * og * pix), b], cnt);
+                    }
+                }
+            });
+        }
+        Op::Conv2dGradInput { .. } => {
+            let (dy, w) = (p(0), p(1));
+            pool.run(chunks, &|part, th| {
+                let (dy, w, dx) = (dy, w, out);
+                let col = unsafe { scr.get().add(th * per) };
+                let tmp = unsafe { col.add(ld * kd) };
+                let n0 = part * CONV_BATCH;
+                let cnt = CONV_BATCH.min(gm.n - n0);
+                unsafe {
+                    std::slice::from_raw_parts_mut(dx.get().add(n0 * plane), cnt * plane).fill(0.0);
+                    for gi in 0..gm.g {
+                        call(code[PACK], &[dy.get().add(n0 * oplane + gi * og * pix), tmp], cnt);
+                        f32::gemm(kd, og, cnt * pix, w.get().add(gi * og * kd), 1, kd as isize, tmp, ld as isize, 1, 0.0, col, ld as isize, 1);
+                        call(code[COL2IM], &[dx.get().add(n0 * plane + gi * cg * gm.h * gm.w), col], cnt);
+                    }
+                }
+            });
+        }
+        Op::Conv2dGradWeight { .. } => {
+            let (x, dy) = (p(0), p(1));
+            let nw = gm.o * kd;
+            // One partial dW per image block, summed in block order (as below).
+            let partials = Sp(unsafe { scr.get().add(pool.threads() * per) });
+            pool.run(chunks, &|part, th| {
+                let (x, dy) = (x, dy);
+                let col = unsafe { scr.get().add(th * per) };
+                let tmp = unsafe { col.add(ld * kd) };
+                let acc = unsafe { partials.get().add(part * nw) };
+                let n0 = part * CONV_BATCH;
+                let cnt = CONV_BATCH.min(gm.n - n0);
+                for gi in 0..gm.g {
+                    unsafe {
+                        call(code[IM2COL], &[x.get().add(n0 * plane + gi * cg * gm.h * gm.w), col], cnt);
+                        call(code[MOVE], &[dy.get().add(n0 * oplane + gi * og * pix), tmp], cnt);
+                        f32::gemm(og, cnt * pix, kd, tmp, ld as isize, 1, col, 1, ld as isize, 0.0, acc.add(gi * og * kd), kd as isize, 1);
+                    }
+                }
+            });
+            let dw = out.get();
+            for i in 0..nw {
+                let mut v = 0f32;
+                for part in 0..chunks {
+                    v += unsafe { *partials.get().add(part * nw + i) };
+                }
+                unsafe { *dw.add(i) = v };
+            }
+        }
+        _ => {}
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct ConvGeom {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub ho: usize,
+    pub wo: usize,
+    pub g: usize,
+    pub a: Conv2dAttrs,
 }
 
 impl ConvGeom {
-    fn new(x: &[usize], wt: &[usize], y: &[usize], a: &Conv2dAttrs) -> ConvGeom {
+    pub fn new(x: &[usize], wt: &[usize], y: &[usize], a: &Conv2dAttrs) -> ConvGeom {
         ConvGeom { n: x[0], c: x[1], h: x[2], w: x[3], o: wt[0], kh: wt[2], kw: wt[3], ho: y[2], wo: y[3], g: a.groups, a: *a }
     }
-    fn cg(&self) -> usize {
+    pub fn cg(&self) -> usize {
         self.c / self.g
     }
-    fn og(&self) -> usize {
+    pub fn og(&self) -> usize {
         self.o / self.g
     }
-    fn kdim(&self) -> usize {
+    pub fn kdim(&self) -> usize {
         self.cg() * self.kh * self.kw
     }
-    fn pix(&self) -> usize {
+    pub fn pix(&self) -> usize {
         self.ho * self.wo
     }
 
     /// Output columns `[lo, hi)` whose input column `ow*stride + j*dil - pad`
     /// lies inside `0..w` (along `axis`).
-    fn valid(&self, axis: usize, tap: usize, out: usize, bound: usize) -> (usize, usize) {
+    pub fn valid(&self, axis: usize, tap: usize, out: usize, bound: usize) -> (usize, usize) {
         let (s, d, p) = (self.a.stride[axis], self.a.dilation[axis], self.a.padding[axis]);
         let off = (tap * d) as isize - p as isize;
         // first o with o*s + off >= 0, first o with o*s + off >= bound

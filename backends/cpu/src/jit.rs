@@ -163,8 +163,10 @@ pub struct Jit {
     unary_ids: HashMap<UnaryOp, FuncId>,
     pow_id: FuncId,
     isa_key: String,
-    /// Stored code by kernel id, installed when the kernel's CLIF matches.
-    stored: HashMap<usize, KernelCode>,
+    /// Stored code by kernel id and function name (a kernel may have
+    /// several functions: a conv's packing and epilogue), installed when
+    /// the function's CLIF matches.
+    stored: HashMap<(usize, String), KernelCode>,
     /// Kernels run through Cranelift codegen / installed from stored code.
     pub compiled: usize,
     pub installed: usize,
@@ -255,7 +257,7 @@ impl Jit {
             isa_key.push_str(&format!(";{v}"));
         }
         isa_key.retain(|c| c != '\n');
-        let stored = stored.iter().map(|k| (k.kernel, k.clone())).collect();
+        let stored = stored.iter().map(|k| ((k.kernel, k.name.clone()), k.clone())).collect();
         Ok(Jit {
             module,
             fctx: FunctionBuilderContext::new(),
@@ -287,8 +289,8 @@ impl Jit {
 
     /// Installs stored code for `kernel` when it was made from exactly
     /// `clif` for exactly this ISA; `None` when it must be compiled.
-    fn install(&mut self, kernel: usize, id: FuncId, clif: &str) -> Result<Option<MachineCode>, CpuError> {
-        let Some(m) = self.stored.get(&kernel).filter(|k| k.clif == clif).and_then(|k| k.machine.clone()) else { return Ok(None) };
+    fn install(&mut self, kernel: usize, name: &str, id: FuncId, clif: &str) -> Result<Option<MachineCode>, CpuError> {
+        let Some(m) = self.stored.get(&(kernel, name.to_string())).filter(|k| k.clif == clif).and_then(|k| k.machine.clone()) else { return Ok(None) };
         if m.isa != self.isa_key {
             return Ok(None);
         }
@@ -352,7 +354,7 @@ impl Jit {
             b.finalize(self.module.target_config());
         }
         let clif = ctx.func.display().to_string();
-        let machine = match self.install(kernel, id, &clif)? {
+        let machine = match self.install(kernel, name, id, &clif)? {
             Some(m) => {
                 self.installed += 1;
                 Some(m)
@@ -399,6 +401,51 @@ impl Jit {
         }
         self.module.define_function_bytes(id, align, &bytes, &relocs).map_err(|e| err(format!("{e:?}")))?;
         Ok(storable.then(|| MachineCode { isa: self.isa_key.clone(), align, bytes, relocs: stored_relocs }))
+    }
+
+    /// Defines function `k{kernel}_{name}` (the `JitFn` signature) whose
+    /// body `build(b, [args, lo, hi])` emits, up to the return; functions
+    /// with equal `name` and `key` (what the body depends on) are shared.
+    /// Stored code is installed as for loop kernels. Returns the function index.
+    pub fn define(&mut self, kernel: usize, name: &str, key: &str, build: impl FnOnce(&mut FunctionBuilder, [Value; 3])) -> Result<usize, CpuError> {
+        let key = format!("{name}:{key}");
+        if let Some(&i) = self.cache.get(&key) {
+            return Ok(i);
+        }
+        let ptr = self.module.target_config().pointer_type();
+        let mut ctx = self.module.make_context();
+        ctx.func.signature.params.push(AbiParam::new(ptr));
+        ctx.func.signature.params.push(AbiParam::new(types::I64));
+        ctx.func.signature.params.push(AbiParam::new(types::I64));
+        let id = self.module.declare_function(&format!("k{kernel}_{name}"), Linkage::Local, &ctx.func.signature).map_err(cg)?;
+        {
+            let mut b = FunctionBuilder::new(&mut ctx.func, &mut self.fctx);
+            let entry = b.create_block();
+            b.append_block_params_for_function_params(entry);
+            b.switch_to_block(entry);
+            b.seal_block(entry);
+            let p = b.block_params(entry);
+            let params = [p[0], p[1], p[2]];
+            build(&mut b, params);
+            b.ins().return_(&[]);
+            b.finalize(self.module.target_config());
+        }
+        let clif = ctx.func.display().to_string();
+        let machine = match self.install(kernel, name, id, &clif)? {
+            Some(m) => {
+                self.installed += 1;
+                Some(m)
+            }
+            None => {
+                self.compiled += 1;
+                self.codegen(kernel, id, &mut ctx)?
+            }
+        };
+        self.module.clear_context(&mut ctx);
+        self.funcs.push(id);
+        self.code.push(KernelCode { kernel, name: name.to_string(), clif, machine });
+        self.cache.insert(key, self.funcs.len() - 1);
+        Ok(self.funcs.len() - 1)
     }
 
     pub fn finish(mut self) -> Result<(JITModule, Vec<JitFn>, Vec<KernelCode>), CpuError> {
@@ -910,7 +957,7 @@ fn splat_f(b: &mut FunctionBuilder, v: f32) -> Value {
 /// e^x on f32x4 (Cephes expf: range reduction by ln 2, degree-6
 /// polynomial, scaling by 2^n in two halves so results down to the
 /// denormals stay right); about 1 ulp, NaN in -> NaN out.
-fn exp_v(b: &mut FunctionBuilder, x: Value) -> Value {
+pub(crate) fn exp_v(b: &mut FunctionBuilder, x: Value) -> Value {
     let hi = splat_f(b, 88.722_84);
     let lo = splat_f(b, -103.972_08);
     let xc = b.ins().fmin(x, hi);
@@ -958,7 +1005,7 @@ fn exp_v(b: &mut FunctionBuilder, x: Value) -> Value {
 
 /// tanh on f32x4: an odd polynomial below |x| = 0.625 (Cephes tanhf),
 /// 1 - 2/(e^{2x}+1) above.
-fn tanh_v(b: &mut FunctionBuilder, x: Value) -> Value {
+pub(crate) fn tanh_v(b: &mut FunctionBuilder, x: Value) -> Value {
     let z = b.ins().fmul(x, x);
     let mut p = splat_f(b, -5.704_988_7e-3);
     for c in [2.063_908_9e-2f32, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328_2e-1] {

@@ -3,6 +3,7 @@
 
 use kiln_ir::{DType, Op, Pool2dAttrs, RunError, TensorType};
 
+use crate::jit::JitFn;
 use crate::kernels::{unsupported, Float, NativeOp, Sp};
 use crate::pool::Pool;
 
@@ -25,6 +26,10 @@ pub unsafe fn run(n: &NativeOp, slots: &[*mut u8], pool: &Pool) -> Result<(), Ru
             }
         };
     }
+    if let [f] = n.code[..] {
+        unsafe { run_generated(n, f, slots, pool) };
+        return Ok(());
+    }
     match &n.op {
         Op::MaxPool2d(pa) => by_float!(max_pool(pool, p(0), t(0), pa, out, oty, None)),
         Op::MaxPool2dGrad(pa) => by_float!(max_pool(pool, p(0), t(0), pa, out, t(1), Some(p(1)))),
@@ -35,6 +40,26 @@ pub unsafe fn run(n: &NativeOp, slots: &[*mut u8], pool: &Pool) -> Result<(), Ru
         other => return Err(RunError::Backend(format!("{}: {} is not a pooling op", n.node, other.name()))),
     }
     Ok(())
+}
+
+/// A pooling op through its generated function (`jit_pool.rs`, f32),
+/// planes split across the pool. Its args: the op's first operand, the
+/// result, then the second operand if any (max gradient: x, dx, dy).
+unsafe fn run_generated(n: &NativeOp, f: JitFn, slots: &[*mut u8], pool: &Pool) {
+    let args = [slots[n.ins[0].0], slots[n.out.0], n.ins.get(1).map(|i| slots[i.0]).unwrap_or(std::ptr::null_mut())];
+    // Planes and elements per plane of the larger side (x or dx).
+    let big = if matches!(n.op, Op::AvgPool2dGrad { .. }) { &n.out.1 } else { &n.ins[0].1 };
+    let s = &big.shape.0;
+    let planes = s[0] * s[1];
+    // Below a few thousand elements waking a worker costs more than it saves.
+    let chunks = if planes * s[2] * s[3] < 8192 { 1 } else { planes.min(pool.threads() * 4) };
+    let argv = Sp(args.as_ptr() as *mut *mut u8);
+    pool.run(chunks, &|part, _| {
+        let r = images(planes, chunks, part);
+        if !r.is_empty() {
+            unsafe { f(argv.get() as *const *mut u8, r.start as i64, r.end as i64) };
+        }
+    });
 }
 
 /// Images `[lo, hi)` of chunk `part` when `n` images go to `t` chunks.

@@ -1,0 +1,205 @@
+//! Generated f32 code around the convolution GEMM, per concrete shape:
+//! im2col, col2im, and the row moves between the per-block GEMM layout and
+//! NCHW (with the bias + activation epilogue fused into the move out).
+//! Every bound, stride and padding edge is a constant: an im2col row is a
+//! few f32x4 moves with its zero edges as constant stores, no per-element
+//! index arithmetic and no `memcpy` call per row.
+//!
+//! Every function has the `JitFn` signature over a range of images of one
+//! block; the slots it reads (`args`) are documented per function and set by
+//! `conv.rs`.
+
+use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+use cranelift_frontend::FunctionBuilder;
+use kiln_ir::{Activation, DType, Op};
+
+use crate::conv::{op_geom, ConvGeom, CONV_BATCH};
+use crate::jit::{exp_v, tanh_v, Jit};
+use crate::jit_util::*;
+use crate::kernels::NativeOp;
+use crate::CpuError;
+
+/// Which generated function sits at each index of a conv op's `code`.
+pub const IM2COL: usize = 0;
+/// Forward: the move out of the GEMM block (`conv_out`); gradients: the
+/// move of dy into the GEMM block (`conv_pack`).
+pub const MOVE: usize = 1;
+/// Input gradient: col2im (index 0 is its `conv_pack`).
+pub const COL2IM: usize = 1;
+pub const PACK: usize = 0;
+
+/// Declares the generated functions of a conv op (indices into the JIT's
+/// functions, in the order above); empty when the op keeps the Rust path
+/// (non-f32 data).
+pub fn declare(jit: &mut Jit, kernel: usize, n: &NativeOp) -> Result<Vec<usize>, CpuError> {
+    if n.ins[0].1.dtype != DType::F32 || n.out.1.dtype != DType::F32 {
+        return Ok(Vec::new());
+    }
+    let Some(gm) = op_geom(n) else { return Ok(Vec::new()) };
+    let (pix, og, ld) = (gm.pix(), gm.og(), CONV_BATCH * gm.pix());
+    let geo = format!("{gm:?}");
+    let im2col = |jit: &mut Jit| jit.define(kernel, "im2col", &geo, |b, [args, lo, hi]| emit_cols(b, &gm, args, lo, hi, false));
+    // dy (NCHW, one image after another) -> the block's [og, images * pix].
+    let pack = |jit: &mut Jit| {
+        let rows = Rows { src_img: gm.o * pix, src_row: pix, dst_img: pix, dst_row: ld, rows: og, len: pix, bias: false, act: Activation::None };
+        jit.define(kernel, "conv_pack", &format!("{rows:?}"), |b, [args, lo, hi]| emit_rows(b, &rows, args, lo, hi))
+    };
+    Ok(match &n.op {
+        Op::Conv2d(_) | Op::Conv1d(_) | Op::FusedConv2d { .. } => {
+            let (bias, act) = match n.op {
+                Op::FusedConv2d { bias, act, .. } => (bias, act),
+                _ => (false, Activation::None),
+            };
+            let rows = Rows { src_img: pix, src_row: ld, dst_img: gm.o * pix, dst_row: pix, rows: og, len: pix, bias, act };
+            let i = im2col(jit)?;
+            let o = jit.define(kernel, "conv_out", &format!("{rows:?}"), |b, [args, lo, hi]| emit_rows(b, &rows, args, lo, hi))?;
+            vec![i, o]
+        }
+        Op::Conv2dGradInput { .. } => {
+            let p = pack(jit)?;
+            let c = jit.define(kernel, "col2im", &geo, |b, [args, lo, hi]| emit_cols(b, &gm, args, lo, hi, true))?;
+            vec![p, c]
+        }
+        Op::Conv2dGradWeight { .. } => {
+            let i = im2col(jit)?;
+            let p = pack(jit)?;
+            vec![i, p]
+        }
+        _ => Vec::new(),
+    })
+}
+
+/// im2col (`adjoint`: col2im) over images `[lo, hi)` of a block.
+/// args: [image data at the block's first image and the group's first
+/// channel (x, or dx for col2im), the block's column matrix]. Column rows
+/// are `CONV_BATCH * pix` apart; image `i` starts at column `i * pix`.
+fn emit_cols(b: &mut FunctionBuilder, gm: &ConvGeom, args: Value, lo: Value, hi: Value, adjoint: bool) {
+    let a = &gm.a;
+    let (plane, pix, ld) = (gm.h * gm.w, gm.pix(), CONV_BATCH * gm.pix());
+    let img = arg(b, args, 0);
+    let col = arg(b, args, 1);
+    for_range(b, lo, hi, |b, nn| {
+        let xi = offset(b, img, nn, (gm.c * plane * 4) as i64);
+        let ci = offset(b, col, nn, (pix * 4) as i64);
+        for_const(b, 0, gm.cg(), |b, c| {
+            let xp = offset(b, xi, c, (plane * 4) as i64);
+            let cp = offset(b, ci, c, (gm.kh * gm.kw * ld * 4) as i64);
+            for i in 0..gm.kh {
+                let (oh_lo, oh_hi) = gm.valid(0, i, gm.ho, gm.h);
+                for j in 0..gm.kw {
+                    let row = plus(b, cp, (((i * gm.kw + j) * ld) * 4) as i64);
+                    let (ow_lo, ow_hi) = gm.valid(1, j, gm.wo, gm.w);
+                    // Input element of output (oh, ow): row oh*s0 + i*d0 - p0,
+                    // column ow*s1 + j*d1 - p1.
+                    let row_off = (i * a.dilation[0]) as i64 - a.padding[0] as i64;
+                    let col_off = (j * a.dilation[1]) as i64 - a.padding[1] as i64;
+                    if !adjoint {
+                        fill_zero(b, row, oh_lo * gm.wo);
+                        let tail = plus(b, row, (oh_hi * gm.wo * 4) as i64);
+                        fill_zero(b, tail, (gm.ho - oh_hi) * gm.wo);
+                    }
+                    for_const(b, oh_lo, oh_hi, |b, oh| {
+                        let dst = offset(b, row, oh, (gm.wo * 4) as i64);
+                        let src = offset(b, xp, oh, (a.stride[0] * gm.w * 4) as i64);
+                        let src = plus(b, src, (row_off * gm.w as i64 + ow_lo as i64 * a.stride[1] as i64 + col_off) * 4);
+                        let len = ow_hi - ow_lo;
+                        if adjoint {
+                            let from = plus(b, dst, (ow_lo * 4) as i64);
+                            move_run(b, from, src, len, a.stride[1], true);
+                        } else {
+                            fill_zero(b, dst, ow_lo);
+                            let to = plus(b, dst, (ow_lo * 4) as i64);
+                            move_run(b, src, to, len, a.stride[1], false);
+                            let end = plus(b, dst, (ow_hi * 4) as i64);
+                            fill_zero(b, end, gm.wo - ow_hi);
+                        }
+                    });
+                }
+            }
+        });
+    });
+}
+
+/// A move of `rows` runs of `len` elements per image between two layouts
+/// (element strides per image and per row), with `act(v + bias[row])`
+/// applied on the way when asked.
+#[derive(Debug, Clone, Copy)]
+struct Rows {
+    src_img: usize,
+    src_row: usize,
+    dst_img: usize,
+    dst_row: usize,
+    rows: usize,
+    len: usize,
+    bias: bool,
+    act: Activation,
+}
+
+/// args: [source at the range's image 0, destination likewise, bias at the
+/// group's first channel (when `bias`)]; runs over images `[lo, hi)`.
+fn emit_rows(b: &mut FunctionBuilder, r: &Rows, args: Value, lo: Value, hi: Value) {
+    let src = arg(b, args, 0);
+    let dst = arg(b, args, 1);
+    let bias = r.bias.then(|| arg(b, args, 2));
+    let plain = !r.bias && r.act == Activation::None;
+    for_range(b, lo, hi, |b, nn| {
+        let si = offset(b, src, nn, (r.src_img * 4) as i64);
+        let di = offset(b, dst, nn, (r.dst_img * 4) as i64);
+        for_const(b, 0, r.rows, |b, o| {
+            let s = offset(b, si, o, (r.src_row * 4) as i64);
+            let d = offset(b, di, o, (r.dst_row * 4) as i64);
+            if plain {
+                move_run(b, s, d, r.len, 1, false);
+                return;
+            }
+            let bv = bias.map(|p| {
+                let a = offset(b, p, o, 4);
+                let x = b.ins().load(types::F32, flags(), a, 0);
+                (x, b.ins().splat(F32X4, x))
+            });
+            elems(b, r.len, &mut |b, off, k, vec| {
+                let (sa, da) = (at(b, s, off, k), at(b, d, off, k));
+                let mut v = load(b, vec, sa);
+                if let Some((s1, s4)) = bv {
+                    v = b.ins().fadd(v, if vec { s4 } else { s1 });
+                }
+                let v = activate(b, r.act, v, vec);
+                store(b, v, da);
+            });
+        });
+    });
+}
+
+/// `act(v)`; sigmoid and tanh go through the f32x4 polynomials (a scalar
+/// is splatted and lane 0 taken back).
+fn activate(b: &mut FunctionBuilder, act: Activation, v: Value, vec: bool) -> Value {
+    match act {
+        Activation::None => v,
+        Activation::Relu => {
+            let z = fconst(b, vec, 0.0);
+            // Unordered-or-greater keeps NaN, like the elementwise ReLU.
+            let m = b.ins().fcmp(FloatCC::UnorderedOrGreaterThan, v, z);
+            if vec {
+                let mb = b.ins().bitcast(F32X4, le(), m);
+                b.ins().band(v, mb)
+            } else {
+                b.ins().select(m, v, z)
+            }
+        }
+        Activation::Sigmoid | Activation::Tanh => {
+            let x = if vec { v } else { b.ins().splat(F32X4, v) };
+            let y = if act == Activation::Tanh {
+                tanh_v(b, x)
+            } else {
+                // 1/(1+e^-x): exp overflow to inf gives exactly 0.
+                let nx = b.ins().fneg(x);
+                let e = exp_v(b, nx);
+                let one = fconst(b, true, 1.0);
+                let d = b.ins().fadd(one, e);
+                b.ins().fdiv(one, d)
+            };
+            if vec { y } else { b.ins().extractlane(y, 0) }
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The generated conv packing/epilogue and pooling kernels (`jit_conv.rs`,
+//! `jit_pool.rs`) against the interpreter on shapes the small property
+//! tests in `ops.rs` do not reach: rows longer than the unrolled limit,
+//! several image blocks with a partial last one, interior column loops,
+//! stride-2 and stride-3 pooling groups; max pooling on ties and NaN.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use kiln_cpu::CpuBackend;
+use kiln_ir::*;
+use proptest::prelude::*;
+
+/// splitmix64 over the proptest seed.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next() % (hi - lo + 1) as u64) as usize
+    }
+}
+
+fn names(g: &Graph) -> Vec<String> {
+    CpuBackend::new().compile_cpu(g).unwrap().kernel_code().iter().map(|k| k.name.clone()).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn large_convolutions(seed in any::<u64>()) {
+        let mut r = Rng(seed);
+        let groups = r.range(1, 2);
+        let (c, o) = (groups * r.range(1, 2), groups * r.range(1, 3));
+        let (kh, kw) = (r.range(1, 5), r.range(1, 5));
+        let attrs = Conv2dAttrs {
+            stride: [r.range(1, 3), r.range(1, 3)],
+            padding: [r.range(0, 3), r.range(0, 3)],
+            dilation: [r.range(1, 2), r.range(1, 2)],
+            groups,
+        };
+        let (h, w) = (r.range(2 * kh + 4, 30), r.range(2 * kw + 60, 90));
+        // 1 to 3 blocks of CONV_BATCH (4) images, the last one partial.
+        let n = r.range(1, 10);
+        let mut g = Graph::new();
+        let x = g.input("x", f32_shape([n, c, h, w])).unwrap();
+        let wt = g.input("w", f32_shape([o, c / groups, kh, kw])).unwrap();
+        let bias = g.input("bias", f32_shape([o])).unwrap();
+        let y = g.conv2d(x, wt, attrs).unwrap();
+        g.set_output("conv", y).unwrap();
+        let dy = g.input("dy", g.ty(y).clone()).unwrap();
+        let dx = g.apply(Op::Conv2dGradInput { attrs, input_hw: [h, w] }, &[dy, wt]).unwrap();
+        g.set_output("grad_input", dx).unwrap();
+        let dw = g.apply(Op::Conv2dGradWeight { attrs, kernel_hw: [kh, kw] }, &[x, dy]).unwrap();
+        g.set_output("grad_weight", dw).unwrap();
+        let act = Activation::ALL[r.range(0, 3)];
+        let fc = g.apply(Op::FusedConv2d { attrs, bias: true, act }, &[x, wt, bias]).unwrap();
+        g.set_output("fused", fc).unwrap();
+        let k = names(&g);
+        for f in ["im2col", "conv_out", "conv_pack", "col2im"] {
+            prop_assert!(k.iter().any(|n| n == f), "{f} not generated: {k:?}");
+        }
+        let atol = 2e-4 * ((c * kh * kw * 9) as f64).sqrt() * (n as f64).sqrt();
+        check(&g, &random_inputs(&g, seed), 1e-4, atol);
+    }
+
+    #[test]
+    fn large_pooling(seed in any::<u64>()) {
+        let mut r = Rng(seed);
+        let kernel = [r.range(1, 4), r.range(1, 4)];
+        let pool = Pool2dAttrs {
+            kernel,
+            stride: [r.range(1, 3), r.range(1, 3)],
+            padding: [r.range(0, kernel[0] / 2), r.range(0, kernel[1] / 2)],
+        };
+        let (n, c, h, w) = (r.range(1, 3), r.range(1, 4), r.range(kernel[0], 20), r.range(40, 100));
+        let mut g = Graph::new();
+        let x = g.input("x", f32_shape([n, c, h, w])).unwrap();
+        let mp = g.max_pool2d(x, pool).unwrap();
+        g.set_output("max", mp).unwrap();
+        let dy = g.input("dy", g.ty(mp).clone()).unwrap();
+        let mg = g.apply(Op::MaxPool2dGrad(pool), &[x, dy]).unwrap();
+        g.set_output("max_grad", mg).unwrap();
+        for incl in [false, true] {
+            let ap = g.avg_pool2d(x, pool, incl).unwrap();
+            g.set_output(&format!("avg_{incl}"), ap).unwrap();
+            let ag = g.apply(Op::AvgPool2dGrad { pool, count_include_pad: incl, input_hw: [h, w] }, &[dy]).unwrap();
+            g.set_output(&format!("avg_grad_{incl}"), ag).unwrap();
+        }
+        let k = names(&g);
+        for f in ["maxpool", "maxpool_grad", "avgpool", "avgpool_grad"] {
+            prop_assert!(k.iter().any(|n| n == f), "{f} not generated: {k:?}");
+        }
+        check(&g, &random_inputs(&g, seed), 1e-5, 1e-6);
+    }
+}
+
+/// Ties pick the first maximum in window order and a NaN wins (the first
+/// NaN of a window), in the values and in where the gradient goes: values
+/// on a coarse grid tie often; NaN is made in the graph as 0/0.
+#[test]
+fn max_pool_ties_and_nan_follow_the_reference() {
+    for (stride, kernel, padding) in [(2, 2, 0), (1, 3, 1), (2, 3, 1), (3, 3, 0)] {
+        let pool = Pool2dAttrs { kernel: [kernel; 2], stride: [stride; 2], padding: [padding; 2] };
+        let (n, c, h, w) = (2, 3, 13, 50);
+        let mut g = Graph::new();
+        let x = g.input("x", f32_shape([n, c, h, w])).unwrap();
+        let z = g.input("z", f32_shape([n, c, h, w])).unwrap();
+        let xn = g.div(x, z).unwrap();
+        let mp = g.max_pool2d(xn, pool).unwrap();
+        g.set_output("max", mp).unwrap();
+        let dy = g.input("dy", g.ty(mp).clone()).unwrap();
+        let mg = g.apply(Op::MaxPool2dGrad(pool), &[xn, dy]).unwrap();
+        g.set_output("max_grad", mg).unwrap();
+        let numel = n * c * h * w;
+        let mut xs: Vec<f32> = values(3, numel).iter().map(|v| (v * 1.5).round() / 2.0).collect();
+        let mut zs = vec![1f32; numel];
+        for i in (0..numel).step_by(37) {
+            xs[i] = 0.0;
+            zs[i] = 0.0;
+        }
+        let mut vals = BTreeMap::new();
+        vals.insert("x".to_string(), HostTensor::from_f32([n, c, h, w], xs).unwrap());
+        vals.insert("z".to_string(), HostTensor::from_f32([n, c, h, w], zs).unwrap());
+        let dyt = g.ty(dy).clone();
+        vals.insert("dy".to_string(), tensor(5, &dyt));
+        // Where a gradient gathers several dy, f32 sums differ from the
+        // f64 reference by an ulp; a wrong winner is off by a whole dy.
+        check(&g, &vals, 1e-6, 1e-6);
+    }
+}
