@@ -89,16 +89,17 @@ fn regroup(g: &mut Graph, uses: &Uses, root: NodeId, terms: &[NodeId]) -> Result
             continue;
         }
         let mut parts = Vec::with_capacity(group.len() + 1);
+        let mut zero = None;
         let mut at = 0;
         for s in &group {
             if s.lo > at {
-                parts.push(zeros(g, &ty, axis, s.lo - at)?);
+                parts.push(zeros(g, &mut zero, &ty, axis, s.lo - at)?);
             }
             parts.push(s.x);
             at = s.lo + s.len;
         }
         if at < ty.shape.0[axis] {
-            parts.push(zeros(g, &ty, axis, ty.shape.0[axis] - at)?);
+            parts.push(zeros(g, &mut zero, &ty, axis, ty.shape.0[axis] - at)?);
         }
         let cat = g.apply(Op::Concat { axis }, &parts)?;
         for s in &group {
@@ -140,10 +141,16 @@ fn slab_of(g: &Graph, t: NodeId, term: usize, ty: &TensorType) -> Option<(usize,
     (len > 0).then_some((axis, Slab { term, x, lo: lo[axis], len }))
 }
 
-/// Zeros of `ty` with `len` along `axis`, as a broadcast scalar.
-fn zeros(g: &mut Graph, ty: &TensorType, axis: usize, len: usize) -> Result<NodeId, IrError> {
-    let scalar = TensorType::new(ty.dtype, Shape::scalar());
-    let z = g.apply(Op::Constant(HostTensor::from_f64_values(&scalar, &[0.0])), &[])?;
+/// Zeros of `ty` with `len` along `axis`, as a broadcast of the scalar
+/// `zero` (made on first use).
+fn zeros(g: &mut Graph, zero: &mut Option<NodeId>, ty: &TensorType, axis: usize, len: usize) -> Result<NodeId, IrError> {
+    let z = match *zero {
+        Some(z) => z,
+        None => {
+            let scalar = TensorType::new(ty.dtype, Shape::scalar());
+            *zero.insert(g.apply(Op::Constant(HostTensor::from_f64_values(&scalar, &[0.0])), &[])?)
+        }
+    };
     let mut dims = ty.shape.0.clone();
     dims[axis] = len;
     g.apply(Op::BroadcastTo(Shape(dims)), &[z])
