@@ -347,9 +347,12 @@ impl Jit {
             e.bases = (0..p.leaves.len() + p.stores.len())
                 .map(|i| b.ins().load(ptr, MemFlags::trusted(), args, (i * 8) as i32))
                 .collect();
-            let zero = b.ins().iconst(types::I64, 0);
-            let offs = vec![zero; p.leaves.len() + p.stores.len()];
-            e.level(&mut b, 0, offs, lo, hi);
+            // Row pointers start at the bases and advance per loop level. (Byte
+            // offsets starting at `iconst 0` would make `iadd 0, x` nodes,
+            // which Cranelift's egraph rematerializes at every use: the whole
+            // address chain then landed inside the innermost loop.)
+            let rows = e.bases.clone();
+            e.level(&mut b, 0, rows, lo, hi);
             b.ins().return_(&[]);
             b.finalize(self.module.target_config());
         }
@@ -525,7 +528,7 @@ impl<'a> Emitter<'a> {
         b.use_var(var)
     }
 
-    fn level(&mut self, b: &mut FunctionBuilder, d: usize, offs: Vec<Value>, lo: Value, hi: Value) {
+    fn level(&mut self, b: &mut FunctionBuilder, d: usize, rows: Vec<Value>, lo: Value, hi: Value) {
         let r = self.dims.len();
         // `lo`/`hi` (the function's range) travel down to the split dimension.
         let (range_lo, range_hi) = (lo, hi);
@@ -535,34 +538,35 @@ impl<'a> Emitter<'a> {
             (b.ins().iconst(types::I64, 0), b.ins().iconst(types::I64, self.dims[d] as i64))
         };
         if d + 1 == r {
-            self.inner(b, d, offs, lo, hi);
+            self.inner(b, d, rows, lo, hi);
             return;
         }
-        let strides: Vec<isize> = (0..offs.len()).map(|i| self.stride(i, d)).collect();
+        let strides: Vec<isize> = (0..rows.len()).map(|i| self.stride(i, d)).collect();
         // The loop body needs `self` mutably; collect what it needs first.
         let this: *mut Emitter = self;
         Self::for_loop(b, lo, hi, 1, |b, i| {
-            let no: Vec<Value> = offs
+            let next: Vec<Value> = rows
                 .iter()
                 .zip(&strides)
-                .map(|(&o, &s)| if s == 0 { o } else {
+                .map(|(&p, &s)| if s == 0 { p } else {
                     let m = b.ins().imul_imm_s(i, (s * 4) as i64);
-                    b.ins().iadd(o, m)
+                    b.ins().iadd(p, m)
                 })
                 .collect();
             // SAFETY: `this` is the unique emitter; the closure runs synchronously.
-            unsafe { (*this).level(b, d + 1, no, range_lo, range_hi) };
+            unsafe { (*this).level(b, d + 1, next, range_lo, range_hi) };
         });
     }
 
-    fn inner(&mut self, b: &mut FunctionBuilder, d: usize, offs: Vec<Value>, lo: Value, hi: Value) {
-        let n = offs.len();
+    fn inner(&mut self, b: &mut FunctionBuilder, d: usize, rows: Vec<Value>, lo: Value, hi: Value) {
+        let n = rows.len();
         let nl = self.nl();
         let strides: Vec<isize> = (0..n).map(|i| self.stride(i, d)).collect();
         let vectorizable = strides.iter().all(|&s| s == 0 || s == 1)
             && self.p.stores.iter().enumerate().all(|(si, st)| st.reduce.is_some() || strides[nl + si] == 1);
-        // Loop-invariant row pointers: one add per access inside the loop.
-        let ptrs: Vec<Value> = (0..n).map(|j| b.ins().iadd(self.bases[j], offs[j])).collect();
+        // Loop-invariant row pointers (one per leaf and store): one add per
+        // access inside the loop.
+        let ptrs: Vec<Value> = rows;
         // Hoisted broadcast leaves and constants.
         let mut hoisted: Vec<Option<(Value, Value)>> = vec![None; nl];
         for (li, leaf) in self.p.leaves.iter().enumerate() {
@@ -596,10 +600,10 @@ impl<'a> Emitter<'a> {
         }
         let this: *mut Emitter = self;
         // One vector body at element `i` for each sub-block offset in `subs`.
-        let mut vec_body = |b: &mut FunctionBuilder, i: Value, subs: &[i32]| {
+        let vec_body = |b: &mut FunctionBuilder, i: Value, subs: &[i32]| {
             // SAFETY: `this` is the unique emitter; closures run synchronously.
             let me = unsafe { &mut *this };
-            let bo = b.ins().ishl_imm(i, 2);
+            let bo = b.ins().ishl_imm_u(i, 2);
             let addrs: Vec<Option<Value>> = (0..n).map(|j| (strides[j] == 1).then(|| b.ins().iadd(ptrs[j], bo))).collect();
             for (u, &so) in subs.iter().enumerate() {
                 let vals = me.eval(b, true, &hoisted, &|b, li| b.ins().load(F32X4, flags(), addrs[li].expect("stride-1 leaf"), so));

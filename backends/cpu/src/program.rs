@@ -94,7 +94,7 @@ pub fn build(
     let mut instrs: Vec<Instr> = Vec::new();
     let mut at: HashMap<NodeId, usize> = HashMap::new();
     let fused: std::collections::HashSet<NodeId> = k.fused.iter().copied().collect();
-    let mut value = |n: NodeId, leaves: &mut Vec<Leaf>, instrs: &mut Vec<Instr>, at: &mut HashMap<NodeId, usize>| -> usize {
+    let value = |n: NodeId, leaves: &mut Vec<Leaf>, instrs: &mut Vec<Instr>, at: &mut HashMap<NodeId, usize>| -> usize {
         if let Some(&i) = at.get(&n) {
             return i;
         }
