@@ -542,19 +542,40 @@ impl<'a> Emitter<'a> {
             return;
         }
         let strides: Vec<isize> = (0..rows.len()).map(|i| self.stride(i, d)).collect();
+        // Row pointers are bumped by their stride each iteration (loop-carried
+        // variables). Written as `row + i * stride`, Cranelift's egraph
+        // placed those multiplies and adds inside the innermost loop body,
+        // recomputing every address chain per vector: it does not hoist an
+        // `imul` by a constant out of a loop.
+        let vars: Vec<Option<Variable>> = rows
+            .iter()
+            .zip(&strides)
+            .map(|(&p, &s)| {
+                (s != 0).then(|| {
+                    let v = b.declare_var(types::I64);
+                    let start = if d == self.split {
+                        let m = b.ins().imul_imm_s(lo, (s * 4) as i64);
+                        b.ins().iadd(p, m)
+                    } else {
+                        p
+                    };
+                    b.def_var(v, start);
+                    v
+                })
+            })
+            .collect();
         // The loop body needs `self` mutably; collect what it needs first.
         let this: *mut Emitter = self;
-        Self::for_loop(b, lo, hi, 1, |b, i| {
-            let next: Vec<Value> = rows
-                .iter()
-                .zip(&strides)
-                .map(|(&p, &s)| if s == 0 { p } else {
-                    let m = b.ins().imul_imm_s(i, (s * 4) as i64);
-                    b.ins().iadd(p, m)
-                })
-                .collect();
+        Self::for_loop(b, lo, hi, 1, |b, _i| {
+            let cur: Vec<Value> = rows.iter().zip(&vars).map(|(&p, v)| v.map_or(p, |v| b.use_var(v))).collect();
             // SAFETY: `this` is the unique emitter; the closure runs synchronously.
-            unsafe { (*this).level(b, d + 1, next, range_lo, range_hi) };
+            unsafe { (*this).level(b, d + 1, cur.clone(), range_lo, range_hi) };
+            for ((&p, v), &s) in cur.iter().zip(&vars).zip(&strides) {
+                if let Some(v) = v {
+                    let n = b.ins().iadd_imm_s(p, (s * 4) as i64);
+                    b.def_var(*v, n);
+                }
+            }
         });
     }
 
