@@ -74,35 +74,71 @@ pub fn declare(jit: &mut Jit, kernel: usize, n: &NativeOp) -> Result<Vec<usize>,
 /// args: [image data at the block's first image and the group's first
 /// channel (x, or dx for col2im), the block's column matrix]. Column rows
 /// are `CONV_BATCH * pix` apart; image `i` starts at column `i * pix`.
+///
+/// Kernel rows `i` run as a loop (their valid output rows are computed
+/// in the loop), kernel columns `j` are unrolled (each has its own
+/// constant valid columns): the code grows with `kw`, not `kh * kw`,
+/// which keeps the compile of a 5x5 conv short.
 fn emit_cols(b: &mut FunctionBuilder, gm: &ConvGeom, args: Value, lo: Value, hi: Value, adjoint: bool) {
     let a = &gm.a;
     let (plane, pix, ld) = (gm.h * gm.w, gm.pix(), CONV_BATCH * gm.pix());
     let img = arg(b, args, 0);
     let col = arg(b, args, 1);
+    let (s0, wo) = (a.stride[0] as i64, gm.wo);
     for_range(b, lo, hi, |b, nn| {
         let xi = offset(b, img, nn, (gm.c * plane * 4) as i64);
         let ci = offset(b, col, nn, (pix * 4) as i64);
         for_const(b, 0, gm.cg(), |b, c| {
             let xp = offset(b, xi, c, (plane * 4) as i64);
             let cp = offset(b, ci, c, (gm.kh * gm.kw * ld * 4) as i64);
-            for i in 0..gm.kh {
-                let (oh_lo, oh_hi) = gm.valid(0, i, gm.ho, gm.h);
+            for_const(b, 0, gm.kh, |b, i| {
+                // Input row of output row oh: oh*s0 + off; valid output rows
+                // [oh_lo, oh_hi) (as `ConvGeom::valid`, at run time).
+                let di = b.ins().imul_imm_s(i, a.dilation[0] as i64);
+                let off = b.ins().iadd_imm_s(di, -(a.padding[0] as i64));
+                let zero = b.ins().iconst(types::I64, 0);
+                let ceil_div = |b: &mut FunctionBuilder, v: Value| -> Value {
+                    let v = b.ins().smax(v, zero);
+                    if s0 == 1 {
+                        return v;
+                    }
+                    let v = b.ins().iadd_imm_s(v, s0 - 1);
+                    let d = b.ins().iconst(types::I64, s0);
+                    b.ins().udiv(v, d)
+                };
+                let neg = b.ins().ineg(off);
+                let oh_lo = ceil_div(b, neg);
+                let hb = b.ins().iconst(types::I64, gm.h as i64);
+                let rem = b.ins().isub(hb, off);
+                let oh_hi = ceil_div(b, rem);
+                let hob = b.ins().iconst(types::I64, gm.ho as i64);
+                let oh_lo = b.ins().smin(oh_lo, hob);
+                let oh_hi = b.ins().smin(oh_hi, hob);
+                let oh_hi = b.ins().smax(oh_hi, oh_lo);
+                let rows = offset(b, cp, i, (gm.kw * ld * 4) as i64);
+                // x at input row `off` (may be before the plane: only
+                // rows from oh_lo on are read).
+                let xrow = b.ins().imul_imm_s(off, (gm.w * 4) as i64);
+                let xrow = b.ins().iadd(xp, xrow);
                 for j in 0..gm.kw {
-                    let row = plus(b, cp, (((i * gm.kw + j) * ld) * 4) as i64);
+                    let row = plus(b, rows, ((j * ld) * 4) as i64);
                     let (ow_lo, ow_hi) = gm.valid(1, j, gm.wo, gm.w);
-                    // Input element of output (oh, ow): row oh*s0 + i*d0 - p0,
-                    // column ow*s1 + j*d1 - p1.
-                    let row_off = (i * a.dilation[0]) as i64 - a.padding[0] as i64;
+                    // Input column of output column ow: ow*s1 + col_off.
                     let col_off = (j * a.dilation[1]) as i64 - a.padding[1] as i64;
                     if !adjoint {
-                        fill_zero(b, row, oh_lo * gm.wo);
-                        let tail = plus(b, row, (oh_hi * gm.wo * 4) as i64);
-                        fill_zero(b, tail, (gm.ho - oh_hi) * gm.wo);
+                        for_range(b, zero, oh_lo, |b, oh| {
+                            let dst = offset(b, row, oh, (wo * 4) as i64);
+                            fill_zero(b, dst, wo);
+                        });
+                        for_range(b, oh_hi, hob, |b, oh| {
+                            let dst = offset(b, row, oh, (wo * 4) as i64);
+                            fill_zero(b, dst, wo);
+                        });
                     }
-                    for_const(b, oh_lo, oh_hi, |b, oh| {
-                        let dst = offset(b, row, oh, (gm.wo * 4) as i64);
-                        let src = offset(b, xp, oh, (a.stride[0] * gm.w * 4) as i64);
-                        let src = plus(b, src, (row_off * gm.w as i64 + ow_lo as i64 * a.stride[1] as i64 + col_off) * 4);
+                    for_range(b, oh_lo, oh_hi, |b, oh| {
+                        let dst = offset(b, row, oh, (wo * 4) as i64);
+                        let src = offset(b, xrow, oh, s0 * (gm.w * 4) as i64);
+                        let src = plus(b, src, (ow_lo as i64 * a.stride[1] as i64 + col_off) * 4);
                         let len = ow_hi - ow_lo;
                         if adjoint {
                             let from = plus(b, dst, (ow_lo * 4) as i64);
@@ -112,11 +148,11 @@ fn emit_cols(b: &mut FunctionBuilder, gm: &ConvGeom, args: Value, lo: Value, hi:
                             let to = plus(b, dst, (ow_lo * 4) as i64);
                             move_run(b, src, to, len, a.stride[1], false);
                             let end = plus(b, dst, (ow_hi * 4) as i64);
-                            fill_zero(b, end, gm.wo - ow_hi);
+                            fill_zero(b, end, wo - ow_hi);
                         }
                     });
                 }
-            }
+            });
         });
     });
 }

@@ -101,21 +101,34 @@ pub fn elems(b: &mut FunctionBuilder, len: usize, body: &mut dyn FnMut(&mut Func
     }
 }
 
+/// An address: a pointer plus a constant byte offset, which goes into the
+/// load or store itself (half the IR of a separate add: compile time).
+#[derive(Clone, Copy)]
+pub struct Addr(pub Value, pub i32);
+
+impl From<Value> for Addr {
+    fn from(v: Value) -> Addr {
+        Addr(v, 0)
+    }
+}
+
 /// `p + off + 4 k`.
-pub fn at(b: &mut FunctionBuilder, p: Value, off: Option<Value>, k: usize) -> Value {
+pub fn at(b: &mut FunctionBuilder, p: Value, off: Option<Value>, k: usize) -> Addr {
     let q = match off {
         Some(o) => b.ins().iadd(p, o),
         None => p,
     };
-    plus(b, q, 4 * k as i64)
+    Addr(q, 4 * k as i32)
 }
 
-pub fn load(b: &mut FunctionBuilder, vec: bool, addr: Value) -> Value {
-    b.ins().load(if vec { F32X4 } else { types::F32 }, flags(), addr, 0)
+pub fn load(b: &mut FunctionBuilder, vec: bool, a: impl Into<Addr>) -> Value {
+    let Addr(p, k) = a.into();
+    b.ins().load(if vec { F32X4 } else { types::F32 }, flags(), p, k)
 }
 
-pub fn store(b: &mut FunctionBuilder, v: Value, addr: Value) {
-    b.ins().store(flags(), v, addr, 0);
+pub fn store(b: &mut FunctionBuilder, v: Value, a: impl Into<Addr>) {
+    let Addr(p, k) = a.into();
+    b.ins().store(flags(), v, p, k);
 }
 
 pub fn fconst(b: &mut FunctionBuilder, vec: bool, c: f32) -> Value {

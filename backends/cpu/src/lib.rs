@@ -6,13 +6,17 @@
 //!   reduction (with its fused elementwise prologue), every matmul/conv
 //!   epilogue (bias, activation, residual add, optimizer updates), vectorized
 //!   f32x4 with scalar tails; exp/sigmoid/tanh inline, other
-//!   transcendentals call Rust per lane.
+//!   transcendentals call Rust per lane. Generated per concrete shape
+//!   around the conv GEMM (`jit_conv.rs`): im2col, col2im, the moves in and
+//!   out of each GEMM block with a fused conv's bias + activation; and max/
+//!   avg pooling with their gradients (`jit_pool.rs`).
 //! - Portable Rust evaluator (`program.rs`): the same loop programs when they
 //!   touch non-f32 data (i64 labels, f64, bool buffers).
 //! - Native Rust (`kernels.rs`): GEMM through `matrixmultiply` (split across
 //!   the pool, epilogue run per row block while hot; a streaming kernel for
-//!   1-4 rows), convolution and its gradients as im2col/col2im + GEMM per
-//!   block of 8 images, pooling, gather/scatter/one-hot, permute/slice/
+//!   1-4 rows), convolution and its gradients as GEMMs per block of 4
+//!   images (`conv.rs`; f64 also im2col/col2im there), f64 pooling
+//!   (`pooling.rs`), gather/scatter/one-hot, permute/slice/
 //!   concat/pad/broadcast copies, softmax cross-entropy, argmax, Philox.
 //!
 //! Every buffer lives in one arena planned at compile time or in persistent

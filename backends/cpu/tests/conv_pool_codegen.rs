@@ -137,3 +137,47 @@ fn max_pool_ties_and_nan_follow_the_reference() {
         check(&g, &vals, 1e-6, 1e-6);
     }
 }
+
+/// The generated conv and pooling functions are stored per kernel and
+/// function name and installed again without codegen (a conv kernel has
+/// several: im2col, its epilogue, the loop of its fused consumers).
+#[test]
+fn generated_conv_and_pool_code_is_stored_and_installed() {
+    let attrs = Conv2dAttrs { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1 };
+    let pool = Pool2dAttrs { kernel: [2, 2], stride: [2, 2], padding: [0, 0] };
+    let mut g = Graph::new();
+    let x = g.input("x", f32_shape([5, 3, 12, 12])).unwrap();
+    let w = g.input("w", f32_shape([4, 3, 3, 3])).unwrap();
+    let b = g.input("b", f32_shape([4])).unwrap();
+    let y = g.apply(Op::FusedConv2d { attrs, bias: true, act: Activation::Relu }, &[x, w, b]).unwrap();
+    let p = g.max_pool2d(y, pool).unwrap();
+    let e = g.exp(p).unwrap();
+    g.set_output("p", e).unwrap();
+    let dy = g.input("dy", g.ty(y).clone()).unwrap();
+    let dx = g.apply(Op::Conv2dGradInput { attrs, input_hw: [12, 12] }, &[dy, w]).unwrap();
+    g.set_output("dx", dx).unwrap();
+    let mut first = CpuBackend::new().compile_cpu(&g).unwrap();
+    let code = first.kernel_code().to_vec();
+    for f in ["im2col", "conv_out", "maxpool", "conv_pack", "col2im"] {
+        assert!(code.iter().any(|k| k.name == f && k.machine.is_some()), "{f}: {:?}", code.iter().map(|k| &k.name).collect::<Vec<_>>());
+    }
+    let mut again = CpuBackend::new().compile_cpu_with_code(&g, &code).unwrap();
+    assert_eq!(again.codegen_counts(), (0, code.len()), "every function installed");
+    assert_eq!(again.kernel_code(), &code[..]);
+    let vals = random_inputs(&g, 9);
+    let (a, b) = (first.run(&vals).unwrap(), again.run(&vals).unwrap());
+    for k in ["p", "dx"] {
+        let bits = |t: &HostTensor| t.as_f32().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&a[k]), bits(&b[k]), "{k}");
+    }
+    // A function's code stored under another function's name of the same
+    // kernel (its CLIF differs) is compiled, not installed.
+    let conv = code.iter().find(|k| k.name == "im2col").unwrap().kernel;
+    let mut swapped: Vec<_> = code.iter().filter(|k| !(k.kernel == conv && k.name == "conv_out")).cloned().collect();
+    for k in swapped.iter_mut().filter(|k| k.kernel == conv && k.name == "im2col") {
+        k.name = "conv_out".into();
+    }
+    let exe = CpuBackend::new().compile_cpu_with_code(&g, &swapped).unwrap();
+    assert_eq!(exe.codegen_counts(), (2, code.len() - 2), "im2col and conv_out compiled");
+    assert_eq!(exe.kernel_code(), &code[..]);
+}
