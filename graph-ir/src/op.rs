@@ -39,6 +39,8 @@ pub enum UnaryOp {
     Abs,
     Sign,
     Recip,
+    /// `0 > x ? 0 : x` (torch.relu): NaN and -0 pass through
+    /// ([`crate::scalar::relu`]).
     Relu,
     Sigmoid,
     Tanh,
