@@ -181,3 +181,33 @@ fn generated_conv_and_pool_code_is_stored_and_installed() {
     assert_eq!(exe.codegen_counts(), (2, code.len() - 2), "im2col and conv_out compiled");
     assert_eq!(exe.kernel_code(), &code[..]);
 }
+
+/// f64 convolution and pooling keep the Rust path (no generated code) and
+/// agree with the interpreter; the f32 functions appear in the dump.
+#[test]
+fn f64_keeps_the_rust_path_and_f32_code_is_dumped() {
+    let attrs = Conv2dAttrs { stride: [2, 1], padding: [1, 2], dilation: [1, 2], groups: 1 };
+    let pool = Pool2dAttrs { kernel: [3, 2], stride: [2, 2], padding: [1, 1] };
+    let build = |dt: DType| {
+        let mut g = Graph::new();
+        let x = g.input("x", TensorType::new(dt, [3, 2, 11, 13])).unwrap();
+        let w = g.input("w", TensorType::new(dt, [3, 2, 3, 3])).unwrap();
+        let y = g.conv2d(x, w, attrs).unwrap();
+        let p = g.max_pool2d(y, pool).unwrap();
+        let a = g.avg_pool2d(y, pool, false).unwrap();
+        g.set_output("p", p).unwrap();
+        g.set_output("a", a).unwrap();
+        g
+    };
+    let g64 = build(DType::F64);
+    assert!(CpuBackend::new().compile_cpu(&g64).unwrap().kernel_code().is_empty());
+    check(&g64, &random_inputs(&g64, 4), 1e-9, 1e-9);
+    let dir = std::env::temp_dir().join(format!("kiln-cpu-conv-dump-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    CpuBackend::new().with_dump(&dir).compile_cpu(&build(DType::F32)).unwrap();
+    let files: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    for f in ["-im2col.clif", "-conv_out.clif", "-maxpool.clif", "-avgpool.clif"] {
+        assert!(files.iter().any(|n| n.ends_with(f)), "{f} in {files:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
