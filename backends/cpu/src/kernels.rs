@@ -30,6 +30,10 @@ pub trait Float: Send + Sync + Copy + Default + PartialOrd + std::ops::Add<Outpu
     unsafe fn gemm(m: usize, k: usize, n: usize, a: *const Self, rsa: isize, csa: isize, b: *const Self, rsb: isize, csb: isize, beta: Self, c: *mut Self, rsc: isize, csc: isize);
 }
 
+/// Below this many columns a product with a transposed B is done as dot
+/// products: `matrixmultiply`'s 8-wide panels are mostly padding there.
+const DOT_MAX_N: usize = 16;
+
 impl Float for f32 {
     fn of(v: f64) -> f32 {
         v as f32
@@ -41,9 +45,10 @@ impl Float for f32 {
         if m == 0 || n == 0 {
             return;
         }
-        if m <= 4 && csc == 1 && rsb == 1 && csa == 1 && rsa >= 0 && csb >= 0 && rsc >= 0 {
-            // Few rows times a transposed B (a dense layer's [out, in]
-            // weight at small batch): dot products of contiguous rows.
+        if (m <= 4 || n < DOT_MAX_N) && csc == 1 && rsb == 1 && csa == 1 && rsa >= 0 && csb >= 0 && rsc >= 0 {
+            // Few rows or few columns times a transposed B (a dense layer's
+            // [out, in] weight at small batch, or a narrow output layer):
+            // dot products of contiguous rows, nothing packed.
             // SAFETY: as below.
             unsafe { crate::gemv::dot_gemm(m, k, n, a, rsa as usize, b, csb as usize, beta, c, rsc as usize) };
             return;
@@ -280,7 +285,8 @@ unsafe fn dense<F: Float>(pool: &Pool, x: *mut u8, w: *mut u8, m: usize, k: usiz
     // thread that computed it (the block is still in its cache).
     let epi = move |r0: usize, r1: usize, c0: usize, c1: usize| unsafe { dense_epilogue(o.get(), n, r0..r1, c0..c1, bias.map(Sp::get), act) };
     let has_epi = bias.is_some() || !matches!(act, Activation::None);
-    unsafe { par_gemm_epi(pool, m, k, n, x as *const F, k as isize, 1, w as *const F, rsb, csb, F::default(), out as *mut F, n as isize, 1, has_epi.then_some(&epi)) };
+    let epi = has_epi.then_some(&epi as BlockEpilogue);
+    unsafe { par_gemm_epi(pool, m, k, n, x as *const F, k as isize, 1, w as *const F, rsb, csb, F::default(), out as *mut F, n as isize, 1, epi) };
 }
 
 /// out[r, c] = act(out[r, c] + bias[c]) over a block of a row-major matrix

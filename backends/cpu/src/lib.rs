@@ -14,7 +14,8 @@
 //!   touch non-f32 data (i64 labels, f64, bool buffers).
 //! - Native Rust (`kernels.rs`): GEMM through `matrixmultiply` (split across
 //!   the pool, epilogue run per row block while hot; a streaming kernel for
-//!   1-4 rows), convolution and its gradients as GEMMs per block of 4
+//!   1-4 rows; AVX2 dot products for a few rows or columns times a
+//!   transposed weight, `gemv.rs`), convolution and its gradients as GEMMs per block of 4
 //!   images (`conv.rs`; f64 also im2col/col2im there), f64 pooling
 //!   (`pooling.rs`), gather/scatter/one-hot, permute/slice/
 //!   concat/pad/broadcast copies, softmax cross-entropy, argmax, Philox.

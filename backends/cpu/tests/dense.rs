@@ -35,7 +35,7 @@ fn dense_graph(m: usize, k: usize, n: usize) -> Graph {
     g
 }
 
-const SHAPES: [(usize, usize, usize); 7] = [(1, 784, 512), (2, 100, 37), (4, 65, 16), (3, 7, 130), (5, 33, 200), (130, 200, 70), (97, 64, 300)];
+const SHAPES: [(usize, usize, usize); 9] = [(1, 784, 512), (2, 100, 37), (4, 65, 16), (3, 7, 130), (5, 33, 200), (130, 200, 70), (97, 64, 300), (40, 30, 10), (300, 50, 15)];
 
 #[test]
 fn dense_layers_match_the_interpreter_across_strategies() {
@@ -69,7 +69,8 @@ fn dense_results_are_deterministic() {
         let vals = random_inputs(&g, 7);
         let two = run(&CpuBackend::new().with_threads(2), &g, &vals);
         let one = run(&CpuBackend::new().with_threads(1), &g, &vals);
-        if m <= 4 {
+        // Dot-product paths: few rows, or few columns of a transposed weight.
+        if m <= 4 || n < 16 {
             assert_eq!(two["dense_relu_true"], one["dense_relu_true"], "m{m} k{k} n{n}: threads change the bits");
         }
     }

@@ -6,7 +6,7 @@ use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use kiln_ir::{DType, Executable, Graph, HostTensor, Signature};
+use kiln_ir::{DType, Executable, Graph, HostTensor, Signature, TensorData};
 use kiln_passes::PipelineReport;
 
 use crate::compile::BackendKind;
@@ -18,12 +18,32 @@ pub struct Program {
     graph: Graph,
     report: PipelineReport,
     backend: BackendKind,
+    /// The last call's inputs, kept so the next call copies into their
+    /// buffers instead of allocating (and page-faulting in) fresh ones:
+    /// a 3 MiB batch cost 0.2-0.6 ms per call that way.
+    inputs: BTreeMap<String, HostTensor>,
 }
 
 impl std::fmt::Debug for Program {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Program").field("backend", &self.backend).field("signature", self.exe.signature()).finish()
     }
+}
+
+/// Copies `src` into `dst` when both have the same type; `false` otherwise.
+fn copy_into(dst: &mut HostTensor, src: &HostTensor) -> bool {
+    if dst.shape() != src.shape() {
+        return false;
+    }
+    match (dst.data_mut(), src.data()) {
+        (TensorData::F32(d), TensorData::F32(s)) => d.copy_from_slice(s),
+        (TensorData::F64(d), TensorData::F64(s)) => d.copy_from_slice(s),
+        (TensorData::I64(d), TensorData::I64(s)) => d.copy_from_slice(s),
+        (TensorData::I32(d), TensorData::I32(s)) => d.copy_from_slice(s),
+        (TensorData::Bool(d), TensorData::Bool(s)) => d.copy_from_slice(s),
+        _ => return false,
+    }
+    true
 }
 
 /// Whether a persistent name belongs to the model (params and buffers such
@@ -35,20 +55,31 @@ pub fn is_model_state(name: &str) -> bool {
 
 impl Program {
     pub(crate) fn new(exe: Box<dyn Executable>, graph: Graph, report: PipelineReport, backend: BackendKind) -> Program {
-        Program { exe, graph, report, backend }
+        Program { exe, graph, report, backend, inputs: BTreeMap::new() }
     }
 
     /// Runs once. `inputs` are the per-call data inputs by name; returns
     /// every named output. A name given twice is an error (rather than one
     /// of the two values being dropped silently).
     pub fn run<T: Borrow<HostTensor>>(&mut self, inputs: &[(&str, T)]) -> Result<BTreeMap<String, HostTensor>> {
-        let mut m = BTreeMap::new();
-        for (k, v) in inputs {
-            if m.insert(k.to_string(), v.borrow().clone()).is_some() {
+        for (i, (k, _)) in inputs.iter().enumerate() {
+            if inputs[..i].iter().any(|(p, _)| p == k) {
                 return Err(Error::Config(format!("input `{k}` is given twice")));
             }
         }
-        self.run_map(&m)
+        let mut m = std::mem::take(&mut self.inputs);
+        if m.len() != inputs.len() || inputs.iter().any(|(k, _)| !m.contains_key(*k)) {
+            m.clear();
+        }
+        for (k, v) in inputs {
+            let v = v.borrow();
+            if !m.get_mut(*k).is_some_and(|t| copy_into(t, v)) {
+                m.insert(k.to_string(), v.clone());
+            }
+        }
+        let r = self.run_map(&m);
+        self.inputs = m;
+        r
     }
 
     pub fn run_map(&mut self, inputs: &BTreeMap<String, HostTensor>) -> Result<BTreeMap<String, HostTensor>> {
@@ -183,5 +214,35 @@ impl Program {
     pub fn load_state(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let d = kiln_ir::read_safetensors(path.as_ref())?;
         self.load_state_dict(&d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{f32_shape, Builder, CompileOptions};
+
+    /// Inputs are copied into the previous call's buffers: every call must
+    /// still see its own values, and a changed set of names starts over.
+    #[test]
+    fn repeated_runs_see_their_own_inputs() {
+        let mut b = Builder::eval();
+        let x = b.input("x", f32_shape([3])).unwrap();
+        let y = b.relu(x).unwrap();
+        b.output("y", y).unwrap();
+        let spec = crate::inference(&b, &ParamStore::new(0)).unwrap();
+        for opts in [CompileOptions::default(), CompileOptions::cpu()] {
+            let mut p = crate::compile(&spec, opts).unwrap();
+            for v in [[1.0f32, -2.0, 3.0], [-1.0, 2.0, -3.0]] {
+                let x = HostTensor::from_f32([3], v.to_vec()).unwrap();
+                let out = p.run(&[("x", &x)]).unwrap();
+                assert_eq!(out["y"].as_f32().unwrap(), v.map(|e| e.max(0.0)).as_slice());
+            }
+            let x = HostTensor::from_f32([3], vec![0.0; 3]).unwrap();
+            assert!(p.run(&[("x", &x), ("x", &x)]).is_err(), "a name given twice");
+            assert!(p.run(&[("z", &x)]).is_err(), "an unknown name");
+            let out = p.run(&[("x", &HostTensor::from_f32([3], vec![5.0, -5.0, 0.5]).unwrap())]).unwrap();
+            assert_eq!(out["y"].as_f32().unwrap(), &[5.0, 0.0, 0.5]);
+        }
     }
 }
