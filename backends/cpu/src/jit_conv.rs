@@ -85,13 +85,17 @@ fn emit_cols(b: &mut FunctionBuilder, gm: &ConvGeom, args: Value, lo: Value, hi:
     let img = arg(b, args, 0);
     let col = arg(b, args, 1);
     let (s0, wo) = (a.stride[0] as i64, gm.wo);
-    for_range(b, lo, hi, |b, nn| {
-        let xi = offset(b, img, nn, (gm.c * plane * 4) as i64);
-        let ci = offset(b, col, nn, (pix * 4) as i64);
-        for_const(b, 0, gm.cg(), |b, c| {
-            let xp = offset(b, xi, c, (plane * 4) as i64);
-            let cp = offset(b, ci, c, (gm.kh * gm.kw * ld * 4) as i64);
-            for_const(b, 0, gm.kh, |b, i| {
+    let row_bytes = (wo * 4) as i64;
+    for_ptrs(b, lo, hi, &[(img, (gm.c * plane * 4) as i64), (col, (pix * 4) as i64)], |b, _, p| {
+        let (xi, ci) = (p[0], p[1]);
+        for_ptrs_const(b, 0, gm.cg(), &[(xi, (plane * 4) as i64), (ci, (gm.kh * gm.kw * ld * 4) as i64)], |b, _, p| {
+            let (xp, cp) = (p[0], p[1]);
+            // x at input row `off` of kernel row i (may be before the
+            // plane: only rows from oh_lo on are read).
+            let xrow0 = plus(b, xp, -((a.padding[0] * gm.w * 4) as i64));
+            let steps = [(cp, (gm.kw * ld * 4) as i64), (xrow0, (a.dilation[0] * gm.w * 4) as i64)];
+            for_ptrs_const(b, 0, gm.kh, &steps, |b, i, p| {
+                let (rows, xrow) = (p[0], p[1]);
                 // Input row of output row oh: oh*s0 + off; valid output rows
                 // [oh_lo, oh_hi) (as `ConvGeom::valid`, at run time).
                 let di = b.ins().imul_imm_s(i, a.dilation[0] as i64);
@@ -115,30 +119,18 @@ fn emit_cols(b: &mut FunctionBuilder, gm: &ConvGeom, args: Value, lo: Value, hi:
                 let oh_lo = b.ins().smin(oh_lo, hob);
                 let oh_hi = b.ins().smin(oh_hi, hob);
                 let oh_hi = b.ins().smax(oh_hi, oh_lo);
-                let rows = offset(b, cp, i, (gm.kw * ld * 4) as i64);
-                // x at input row `off` (may be before the plane: only
-                // rows from oh_lo on are read).
-                let xrow = b.ins().imul_imm_s(off, (gm.w * 4) as i64);
-                let xrow = b.ins().iadd(xp, xrow);
                 for j in 0..gm.kw {
                     let row = plus(b, rows, ((j * ld) * 4) as i64);
                     let (ow_lo, ow_hi) = gm.valid(1, j, gm.wo, gm.w);
                     // Input column of output column ow: ow*s1 + col_off.
                     let col_off = (j * a.dilation[1]) as i64 - a.padding[1] as i64;
                     if !adjoint {
-                        for_range(b, zero, oh_lo, |b, oh| {
-                            let dst = offset(b, row, oh, (wo * 4) as i64);
-                            fill_zero(b, dst, wo);
-                        });
-                        for_range(b, oh_hi, hob, |b, oh| {
-                            let dst = offset(b, row, oh, (wo * 4) as i64);
-                            fill_zero(b, dst, wo);
-                        });
+                        for_ptrs(b, zero, oh_lo, &[(row, row_bytes)], |b, _, p| fill_zero(b, p[0], wo));
+                        for_ptrs(b, oh_hi, hob, &[(row, row_bytes)], |b, _, p| fill_zero(b, p[0], wo));
                     }
-                    for_range(b, oh_lo, oh_hi, |b, oh| {
-                        let dst = offset(b, row, oh, (wo * 4) as i64);
-                        let src = offset(b, xrow, oh, s0 * (gm.w * 4) as i64);
-                        let src = plus(b, src, (ow_lo as i64 * a.stride[1] as i64 + col_off) * 4);
+                    let src0 = plus(b, xrow, (ow_lo as i64 * a.stride[1] as i64 + col_off) * 4);
+                    for_ptrs(b, oh_lo, oh_hi, &[(row, row_bytes), (src0, s0 * (gm.w * 4) as i64)], |b, _, p| {
+                        let (dst, src) = (p[0], p[1]);
                         let len = ow_hi - ow_lo;
                         if adjoint {
                             let from = plus(b, dst, (ow_lo * 4) as i64);
@@ -194,7 +186,9 @@ fn emit_rows(b: &mut FunctionBuilder, r: &Rows, args: Value, lo: Value, hi: Valu
                 let x = b.ins().load(types::F32, flags(), a, 0);
                 (x, b.ins().splat(F32X4, x))
             });
-            elems(b, r.len, &mut |b, off, k, vec| {
+            // Source and destination are distinct buffers: the last vector
+            // may recompute elements already written.
+            elems_tail(b, r.len, true, &mut |b, off, k, vec| {
                 let (sa, da) = (at(b, s, off, k), at(b, d, off, k));
                 let mut v = load(b, vec, sa);
                 if let Some((s1, s4)) = bv {

@@ -166,7 +166,20 @@ fn emit_row(b: &mut FunctionBuilder, g: &Geom, pp: &Planes, oh: Pos) {
         })
         .collect();
     let orow = lin(b, oh, g.wo, 0, 1);
-    let ctx = Row { rows, orow };
+    // Byte pointers of the window rows and the output row, once per row:
+    // every tap of a constant column is then a constant offset.
+    let ptrs = rows
+        .iter()
+        .map(|&e| {
+            let o = b.ins().ishl_imm_s(e, 2);
+            b.ins().iadd(pp.tap, o)
+        })
+        .collect();
+    let optr = {
+        let o = b.ins().ishl_imm_s(orow, 2);
+        b.ins().iadd(pp.outp, o)
+    };
+    let ctx = Row { rows, ptrs, optr };
     let (cf_lo, cf_hi) = full(p, 1, g.wo, g.w);
     for ow in 0..cf_lo {
         emit_pos(b, g, pp, &ctx, Pos::Const(ow), false);
@@ -201,8 +214,10 @@ fn emit_row(b: &mut FunctionBuilder, g: &Geom, pp: &Planes, oh: Pos) {
 struct Row {
     /// Plane element index of each window row's first element.
     rows: Vec<Value>,
-    /// Plane element index of the output row.
-    orow: Value,
+    /// Their addresses in the tapped plane.
+    ptrs: Vec<Value>,
+    /// The output row's address (y, or dy for gradients).
+    optr: Value,
 }
 
 /// The output at column `ow` (4 outputs `ow..ow+4` when `vec`; those are
@@ -210,12 +225,27 @@ struct Row {
 fn emit_pos(b: &mut FunctionBuilder, g: &Geom, pp: &Planes, r: &Row, ow: Pos, vec: bool) {
     let p = &g.p;
     let s1 = p.stride[1];
-    let (c0, cc) = match (ow, vec) {
+    // First window column: a constant, or a value in a loop over groups.
+    let (cconst, cc): (Option<isize>, usize) = match (ow, vec) {
         (Pos::Const(o), false) => {
             let (s, c) = window(p, 1, o, g.w);
-            (lin(b, Pos::Const(s), 1, 0, 1), c)
+            (Some(s as isize), c)
         }
-        _ => (lin(b, ow, s1, -(p.padding[1] as isize), 1), p.kernel[1]),
+        (Pos::Const(o), true) => (Some((o * s1) as isize - p.padding[1] as isize), p.kernel[1]),
+        (Pos::Dyn(_), _) => (None, p.kernel[1]),
+    };
+    let c0 = match cconst {
+        Some(c) => b.ins().iconst(types::I64, c as i64),
+        None => lin(b, ow, s1, -(p.padding[1] as isize), 1),
+    };
+    let tap_addr = |b: &mut FunctionBuilder, i: usize, j: usize| -> Addr {
+        match cconst {
+            Some(c) => Addr(r.ptrs[i], ((c + j as isize) * 4) as i32),
+            None => {
+                let o = b.ins().ishl_imm_s(c0, 2);
+                Addr(b.ins().iadd(r.ptrs[i], o), (j * 4) as i32)
+            }
+        }
     };
     // Element index of tap (i, j) (lane 0).
     let tap_index = |b: &mut FunctionBuilder, i: usize, j: usize| -> Value {
@@ -226,14 +256,16 @@ fn emit_pos(b: &mut FunctionBuilder, g: &Geom, pp: &Planes, r: &Row, ow: Pos, ve
         let o = b.ins().ishl_imm_s(e, 2);
         b.ins().iadd(base, o)
     };
-    let oidx = {
-        let o = lin(b, ow, 1, 0, 1);
-        b.ins().iadd(r.orow, o)
+    let oaddr = match ow {
+        Pos::Const(o) => Addr(r.optr, (o * 4) as i32),
+        Pos::Dyn(v) => {
+            let o = b.ins().ishl_imm_s(v, 2);
+            Addr(b.ins().iadd(r.optr, o), 0)
+        }
     };
-    let oaddr = addr_of(b, pp.outp, oidx);
-    // Lanes of the window tap at plane element `e`.
-    let load_tap = |b: &mut FunctionBuilder, e: Value| -> Value {
-        let a = addr_of(b, pp.tap, e);
+    // Lanes of window tap (i, j).
+    let load_tap = |b: &mut FunctionBuilder, i: usize, j: usize| -> Value {
+        let a = tap_addr(b, i, j);
         if !vec {
             return load(b, false, a);
         }
@@ -241,15 +273,14 @@ fn emit_pos(b: &mut FunctionBuilder, g: &Geom, pp: &Planes, r: &Row, ow: Pos, ve
             1 => load(b, true, a),
             2 => {
                 let x = load(b, true, a);
-                let a2 = plus(b, a, 16);
-                let y = load(b, true, a2);
+                let y = load(b, true, Addr(a.0, a.1 + 16));
                 evens(b, x, y)
             }
             _ => {
                 let x0 = load(b, false, a);
                 let mut v = b.ins().splat(F32X4, x0);
                 for l in 1..4u8 {
-                    let al = plus(b, a, (l as usize * s1 * 4) as i64);
+                    let al = Addr(a.0, a.1 + (l as usize * s1 * 4) as i32);
                     let xl = load(b, false, al);
                     v = b.ins().insertlane(v, xl, l);
                 }
@@ -276,16 +307,19 @@ fn emit_pos(b: &mut FunctionBuilder, g: &Geom, pp: &Planes, r: &Row, ow: Pos, ve
                     None => e,
                 }
             };
-            let e0 = tap_index(b, 0, 0);
-            let mut bv = load_tap(b, e0);
-            let mut bi = if grad { Some(index(b, e0)) } else { None };
+            let mut bv = load_tap(b, 0, 0);
+            let mut bi = if grad {
+                let e0 = tap_index(b, 0, 0);
+                Some(index(b, e0))
+            } else {
+                None
+            };
             for i in 0..rc {
                 for j in 0..cc {
                     if i == 0 && j == 0 {
                         continue;
                     }
-                    let e = tap_index(b, i, j);
-                    let v = load_tap(b, e);
+                    let v = load_tap(b, i, j);
                     // v replaces the best when greater or NaN, unless the
                     // best is already NaN (the first NaN stays).
                     let gt = b.ins().fcmp(FloatCC::UnorderedOrGreaterThan, v, bv);
@@ -295,12 +329,14 @@ fn emit_pos(b: &mut FunctionBuilder, g: &Geom, pp: &Planes, r: &Row, ow: Pos, ve
                         let mf = b.ins().bitcast(F32X4, le(), m);
                         bv = b.ins().bitselect(mf, v, bv);
                         if let Some(old) = bi {
+                            let e = tap_index(b, i, j);
                             let ni = index(b, e);
                             bi = Some(b.ins().bitselect(m, ni, old));
                         }
                     } else {
                         bv = b.ins().select(m, v, bv);
                         if let Some(old) = bi {
+                            let e = tap_index(b, i, j);
                             bi = Some(b.ins().select(m, e, old));
                         }
                     }
@@ -334,8 +370,7 @@ fn emit_pos(b: &mut FunctionBuilder, g: &Geom, pp: &Planes, r: &Row, ow: Pos, ve
             let mut sum: Option<Value> = None;
             for i in 0..rc {
                 for j in 0..cc {
-                    let e = tap_index(b, i, j);
-                    let v = load_tap(b, e);
+                    let v = load_tap(b, i, j);
                     sum = Some(match sum {
                         Some(s) => b.ins().fadd(s, v),
                         None => v,
@@ -353,8 +388,7 @@ fn emit_pos(b: &mut FunctionBuilder, g: &Geom, pp: &Planes, r: &Row, ow: Pos, ve
             let glanes: Vec<Value> = if vec && s1 != 1 { (0..4u8).map(|l| b.ins().extractlane(gv, l)).collect() } else { Vec::new() };
             for i in 0..rc {
                 for j in 0..cc {
-                    let e = tap_index(b, i, j);
-                    let a = addr_of(b, pp.tap, e);
+                    let a = tap_addr(b, i, j);
                     if !vec || s1 == 1 {
                         // Unit stride: the 4 lanes of one tap are 4 distinct
                         // neighbouring elements.
@@ -363,7 +397,7 @@ fn emit_pos(b: &mut FunctionBuilder, g: &Geom, pp: &Planes, r: &Row, ow: Pos, ve
                         store(b, s, a);
                     } else {
                         for (l, &gl) in glanes.iter().enumerate() {
-                            let al = plus(b, a, (l * s1 * 4) as i64);
+                            let al = Addr(a.0, a.1 + (l * s1 * 4) as i32);
                             let o = load(b, false, al);
                             let s = b.ins().fadd(o, gl);
                             store(b, s, al);

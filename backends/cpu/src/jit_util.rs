@@ -62,6 +62,46 @@ pub fn for_range(b: &mut FunctionBuilder, lo: Value, hi: Value, mut body: impl F
     b.seal_block(exit);
 }
 
+/// `for i in lo..hi` with pointers `p + i * step` for each `(p, step)` as
+/// loop-carried values (`body(b, i, ptrs)`): Cranelift would otherwise
+/// recompute an address chain from the outer counters inside the loop
+/// (it rematerializes pure arithmetic next to its uses).
+pub fn for_ptrs(b: &mut FunctionBuilder, lo: Value, hi: Value, ptrs: &[(Value, i64)], mut body: impl FnMut(&mut FunctionBuilder, Value, &[Value])) {
+    let vars: Vec<(Variable, i64)> = ptrs
+        .iter()
+        .map(|&(p, step)| {
+            let v = b.declare_var(types::I64);
+            let start = offset(b, p, lo, step);
+            b.def_var(v, start);
+            (v, step)
+        })
+        .collect();
+    for_range(b, lo, hi, |b, i| {
+        let cur: Vec<Value> = vars.iter().map(|&(v, _)| b.use_var(v)).collect();
+        body(b, i, &cur);
+        for (&(v, step), &c) in vars.iter().zip(&cur) {
+            let n = b.ins().iadd_imm_s(c, step);
+            b.def_var(v, n);
+        }
+    });
+}
+
+/// [`for_ptrs`] over constant bounds; no loop at all for one iteration.
+pub fn for_ptrs_const(b: &mut FunctionBuilder, lo: usize, hi: usize, ptrs: &[(Value, i64)], body: impl FnMut(&mut FunctionBuilder, Value, &[Value])) {
+    if hi <= lo {
+        return;
+    }
+    let l = b.ins().iconst(types::I64, lo as i64);
+    let h = b.ins().iconst(types::I64, hi as i64);
+    if hi == lo + 1 {
+        let mut body = body;
+        let cur: Vec<Value> = ptrs.iter().map(|&(p, step)| offset(b, p, l, step)).collect();
+        body(b, l, &cur);
+        return;
+    }
+    for_ptrs(b, l, h, ptrs, body);
+}
+
 /// `for i in lo..hi` over constants; no loop at all for one iteration.
 pub fn for_const(b: &mut FunctionBuilder, lo: usize, hi: usize, mut body: impl FnMut(&mut FunctionBuilder, Value)) {
     if hi <= lo {
@@ -80,6 +120,13 @@ pub fn for_const(b: &mut FunctionBuilder, lo: usize, hi: usize, mut body: impl F
 /// a byte offset to add to every pointer of the run (`None`: 0) plus the
 /// constant element offset `k`; `vec` says 4 lanes (f32x4) or one (f32).
 pub fn elems(b: &mut FunctionBuilder, len: usize, body: &mut dyn FnMut(&mut FunctionBuilder, Option<Value>, usize, bool)) {
+    elems_tail(b, len, false, body)
+}
+
+/// [`elems`]; with `overlap`, a run of 4 or more ends with one vector over
+/// its last 4 elements instead of a scalar tail (for idempotent bodies:
+/// copies and fills, which write the same value twice).
+pub fn elems_tail(b: &mut FunctionBuilder, len: usize, overlap: bool, body: &mut dyn FnMut(&mut FunctionBuilder, Option<Value>, usize, bool)) {
     let mut done = 0;
     if len > UNROLL {
         let blocks = len / 8;
@@ -94,6 +141,10 @@ pub fn elems(b: &mut FunctionBuilder, len: usize, body: &mut dyn FnMut(&mut Func
     while done + 4 <= len {
         body(b, None, done, true);
         done += 4;
+    }
+    if overlap && len >= 4 && done < len {
+        body(b, None, len - 4, true);
+        return;
     }
     while done < len {
         body(b, None, done, false);
@@ -143,7 +194,7 @@ pub fn fill_zero(b: &mut FunctionBuilder, p: Value, len: usize) {
     }
     let z4 = fconst(b, true, 0.0);
     let z1 = fconst(b, false, 0.0);
-    elems(b, len, &mut |b, off, k, vec| {
+    elems_tail(b, len, true, &mut |b, off, k, vec| {
         let a = at(b, p, off, k);
         store(b, if vec { z4 } else { z1 }, a);
     });
@@ -153,7 +204,7 @@ pub fn fill_zero(b: &mut FunctionBuilder, p: Value, len: usize) {
 /// adjoint) over `len` elements; unit strides move 4 lanes at a time.
 pub fn move_run(b: &mut FunctionBuilder, src: Value, dst: Value, len: usize, stride: usize, add: bool) {
     if stride == 1 {
-        elems(b, len, &mut |b, off, k, vec| {
+        elems_tail(b, len, !add, &mut |b, off, k, vec| {
             let (s, d) = (at(b, src, off, k), at(b, dst, off, k));
             let v = load(b, vec, s);
             let v = if add {
