@@ -21,7 +21,7 @@ fn dense_graph(m: usize, k: usize, n: usize) -> Graph {
     let wt = g.input("wt", f32_shape([n, k])).unwrap();
     for (i, act) in Activation::ALL.into_iter().enumerate() {
         for (tb, wv) in [(false, w), (true, wt)] {
-            let with_bias = (i + tb as usize) % 2 == 0;
+            let with_bias = (i + tb as usize).is_multiple_of(2);
             let mut ops = vec![x, wv];
             if with_bias {
                 ops.push(bias);
