@@ -65,11 +65,9 @@ pub unsafe fn run(n: &NativeOp, slots: &[*mut u8], scratch: *mut u8, pool: &Pool
             }
         };
     }
-    if !n.code.is_empty() {
-        if let Some(gm) = op_geom(n) {
-            unsafe { run_generated(n, &gm, slots, scratch as *mut f32, pool) };
-            return Ok(());
-        }
+    if let (false, Some(gm)) = (n.code.is_empty(), op_geom(n)) {
+        unsafe { run_generated(n, &gm, slots, scratch as *mut f32, pool) };
+        return Ok(());
     }
     match &n.op {
         Op::Conv2d(a) => by_float!(conv2d(pool, p(0), t(0), p(1), t(1), a, out, oty, scratch)),

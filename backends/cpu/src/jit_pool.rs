@@ -109,6 +109,11 @@ fn emit(b: &mut FunctionBuilder, g: &Geom, args: Value, lo: Value, hi: Value) {
     let a2 = (g.kind == Kind::MaxGrad).then(|| arg(b, args, 2));
     let (big, small) = ((g.h * g.w * 4) as i64, (g.ho * g.wo * 4) as i64);
     for_range(b, lo, hi, |b, pl| {
+        if g.kind == Kind::MaxGrad && crate::jit_maxgrad2::applies(&g.p) {
+            let (x, dx, dy) = (offset(b, a0, pl, big), offset(b, a1, pl, big), offset(b, a2.expect("dy"), pl, small));
+            crate::jit_maxgrad2::emit_plane(b, g.h, g.w, g.ho, g.wo, x, dx, dy);
+            return;
+        }
         let pp = match g.kind {
             Kind::Max | Kind::Avg { .. } => Planes { tap: offset(b, a0, pl, big), outp: offset(b, a1, pl, small), dx: None },
             Kind::MaxGrad => {
@@ -159,12 +164,7 @@ fn emit_row(b: &mut FunctionBuilder, g: &Geom, pp: &Planes, oh: Pos) {
     let r0_add = if matches!(oh, Pos::Dyn(_)) { -(p.padding[0] as isize) } else { 0 };
     let r0_stride = if matches!(oh, Pos::Dyn(_)) { p.stride[0] } else { 1 };
     // Element index of each window row's start within the plane.
-    let rows: Vec<Value> = (0..rc)
-        .map(|i| {
-            let e = lin(b, r0, r0_stride * g.w, (r0_add + i as isize) * g.w as isize, 1);
-            e
-        })
-        .collect();
+    let rows: Vec<Value> = (0..rc).map(|i| lin(b, r0, r0_stride * g.w, (r0_add + i as isize) * g.w as isize, 1)).collect();
     let orow = lin(b, oh, g.wo, 0, 1);
     // Byte pointers of the window rows and the output row, once per row:
     // every tap of a constant column is then a constant offset.

@@ -116,17 +116,20 @@ pub fn for_const(b: &mut FunctionBuilder, lo: usize, hi: usize, mut body: impl F
     for_range(b, l, h, body);
 }
 
+/// The body of a run: `(builder, byte offset, element offset, vector)`.
+pub type RunBody<'a> = dyn FnMut(&mut FunctionBuilder, Option<Value>, usize, bool) + 'a;
+
 /// Emits `body(b, off, k, vec)` over elements `0..len` of a run: `off` is
 /// a byte offset to add to every pointer of the run (`None`: 0) plus the
 /// constant element offset `k`; `vec` says 4 lanes (f32x4) or one (f32).
-pub fn elems(b: &mut FunctionBuilder, len: usize, body: &mut dyn FnMut(&mut FunctionBuilder, Option<Value>, usize, bool)) {
+pub fn elems(b: &mut FunctionBuilder, len: usize, body: &mut RunBody) {
     elems_tail(b, len, false, body)
 }
 
 /// [`elems`]; with `overlap`, a run of 4 or more ends with one vector over
 /// its last 4 elements instead of a scalar tail (for idempotent bodies:
 /// copies and fills, which write the same value twice).
-pub fn elems_tail(b: &mut FunctionBuilder, len: usize, overlap: bool, body: &mut dyn FnMut(&mut FunctionBuilder, Option<Value>, usize, bool)) {
+pub fn elems_tail(b: &mut FunctionBuilder, len: usize, overlap: bool, body: &mut RunBody) {
     let mut done = 0;
     if len > UNROLL {
         let blocks = len / 8;

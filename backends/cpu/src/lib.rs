@@ -45,6 +45,7 @@ mod exec;
 mod gemv;
 mod jit;
 mod jit_conv;
+mod jit_maxgrad2;
 mod jit_pool;
 mod jit_util;
 mod kernels;

@@ -108,9 +108,11 @@ proptest! {
 /// on a coarse grid tie often; NaN is made in the graph as 0/0.
 #[test]
 fn max_pool_ties_and_nan_follow_the_reference() {
-    for (stride, kernel, padding) in [(2, 2, 0), (1, 3, 1), (2, 3, 1), (3, 3, 0)] {
+    // 2x2/2 has its own gather kernel: odd and even sizes, with and
+    // without a loop over groups of 4 outputs and a scalar tail.
+    for (stride, kernel, padding, h, w) in [(2, 2, 0, 13, 50), (2, 2, 0, 8, 13), (2, 2, 0, 3, 2), (1, 3, 1, 13, 50), (2, 3, 1, 13, 50), (3, 3, 0, 13, 50)] {
         let pool = Pool2dAttrs { kernel: [kernel; 2], stride: [stride; 2], padding: [padding; 2] };
-        let (n, c, h, w) = (2, 3, 13, 50);
+        let (n, c) = (2, 3);
         let mut g = Graph::new();
         let x = g.input("x", f32_shape([n, c, h, w])).unwrap();
         let z = g.input("z", f32_shape([n, c, h, w])).unwrap();
