@@ -1,6 +1,9 @@
 //! Convolution and its gradients as im2col/col2im + GEMM, per block of
 //! `CONV_BATCH` images (one GEMM per block and group), blocks split across
-//! the pool.
+//! the pool. f32 runs the generated packing and epilogue functions
+//! (`jit_conv.rs`), and a conv whose column matrix per image exceeds L2
+//! splits each image's GEMM into blocks of output rows; f64 runs the Rust
+//! im2col/col2im below.
 
 use kiln_ir::{Conv2dAttrs, DType, Op, RunError, TensorType};
 
@@ -14,6 +17,25 @@ use crate::pool::Pool;
 /// that a batch of 32 gives 8 blocks, so two threads stay balanced when one
 /// starts late, and the per-thread im2col block stays in L2.
 pub const CONV_BATCH: usize = 4;
+
+/// Column-matrix elements of a block that stay in a core's L2 beside the
+/// GEMM's packing buffers.
+const COL_BUDGET: usize = 48 * 1024;
+
+/// Output rows per GEMM block when one image's column matrix is larger
+/// than `COL_BUDGET` (a 32-channel 3x3 conv on 28x28: 900 KiB): blocks are
+/// then runs of output rows of one image, so im2col writes and the GEMM
+/// packing reads stay in L2. `None`: blocks of `CONV_BATCH` images.
+pub(crate) fn row_block(gm: &ConvGeom) -> Option<usize> {
+    let per_row = gm.kdim() * gm.wo;
+    (per_row * gm.ho > COL_BUDGET).then(|| (COL_BUDGET / per_row.max(1)).clamp(1, gm.ho))
+}
+
+/// Columns of a GEMM block (the column matrix's row stride): `CONV_BATCH`
+/// images, or `row_block` output rows.
+pub(crate) fn block_cols(gm: &ConvGeom) -> usize {
+    row_block(gm).map_or(CONV_BATCH * gm.pix(), |r| r * gm.wo)
+}
 
 /// Scratch elements (of the op's dtype) a conv op needs when it runs on
 /// `threads` threads (one region per thread); 0 for any other op.
@@ -122,13 +144,29 @@ unsafe fn run_generated(n: &NativeOp, gm: &ConvGeom, slots: &[*mut u8], scratch:
     let p = |i: usize| Sp(slots[n.ins[i].0] as *mut f32);
     let out = Sp(slots[n.out.0] as *mut f32);
     let (kd, pix, og, cg) = (gm.kdim(), gm.pix(), gm.og(), gm.cg());
-    let ld = CONV_BATCH * pix;
-    let (plane, oplane) = (gm.c * gm.h * gm.w, gm.o * pix);
+    let ld = block_cols(gm);
+    let (plane, oplane, gplane) = (gm.c * gm.h * gm.w, gm.o * pix, cg * gm.h * gm.w);
     let per = CONV_BATCH * pix * (kd + og);
     let chunks = gm.n.div_ceil(CONV_BATCH);
     let scr = Sp(scratch);
     let code: &[JitFn] = &n.code;
-    let call = |f: JitFn, args: &[*mut f32], cnt: usize| unsafe { f(args.as_ptr() as *const *mut u8, 0, cnt as i64) };
+    let call = |f: JitFn, args: &[*mut f32], lo: usize, hi: usize| unsafe { f(args.as_ptr() as *const *mut u8, lo as i64, hi as i64) };
+    // The GEMM blocks of chunk `part` (its images), in order.
+    let blocks = |part: usize, f: &mut dyn FnMut(Block)| {
+        let n0 = part * CONV_BATCH;
+        let cnt = CONV_BATCH.min(gm.n - n0);
+        match row_block(gm) {
+            None => f(Block { img: n0, r0: 0, lo: 0, hi: cnt, units: cnt, cols: cnt * pix }),
+            Some(rb) => {
+                for img in n0..n0 + cnt {
+                    for r0 in (0..gm.ho).step_by(rb) {
+                        let r1 = (r0 + rb).min(gm.ho);
+                        f(Block { img, r0, lo: r0, hi: r1, units: r1 - r0, cols: (r1 - r0) * gm.wo });
+                    }
+                }
+            }
+        }
+    };
     match n.op {
         Op::Conv2d(_) | Op::Conv1d(_) | Op::FusedConv2d { .. } => {
             let (x, w) = (p(0), p(1));
@@ -137,16 +175,16 @@ unsafe fn run_generated(n: &NativeOp, gm: &ConvGeom, slots: &[*mut u8], scratch:
                 let (x, w, out, bias) = (x, w, out, bias);
                 let col = unsafe { scr.get().add(th * per) };
                 let tmp = unsafe { col.add(ld * kd) };
-                let n0 = part * CONV_BATCH;
-                let cnt = CONV_BATCH.min(gm.n - n0);
-                for gi in 0..gm.g {
-                    unsafe {
-                        call(code[IM2COL], &[x.get().add(n0 * plane + gi * cg * gm.h * gm.w), col], cnt);
-                        f32::gemm(og, kd, cnt * pix, w.get().add(gi * og * kd), kd as isize, 1, col, ld as isize, 1, 0.0, tmp, ld as isize, 1);
-                        let b = if bias.get().is_null() { bias.get() } else { bias.get().add(gi * og) };
-                        call(code[MOVE], &[tmp, out.get().add(n0 * oplane + gi * og * pix), b], cnt);
+                blocks(part, &mut |k| {
+                    for gi in 0..gm.g {
+                        unsafe {
+                            call(code[IM2COL], &[x.get().add(k.img * plane + gi * gplane), col.wrapping_sub(k.r0 * gm.wo)], k.lo, k.hi);
+                            f32::gemm(og, kd, k.cols, w.get().add(gi * og * kd), kd as isize, 1, col, ld as isize, 1, 0.0, tmp, ld as isize, 1);
+                            let b = if bias.get().is_null() { bias.get() } else { bias.get().add(gi * og) };
+                            call(code[MOVE], &[tmp, out.get().add(k.img * oplane + gi * og * pix + k.r0 * gm.wo), b], 0, k.units);
+                        }
                     }
-                }
+                });
             });
         }
         Op::Conv2dGradInput { .. } => {
@@ -157,14 +195,18 @@ unsafe fn run_generated(n: &NativeOp, gm: &ConvGeom, slots: &[*mut u8], scratch:
                 let tmp = unsafe { col.add(ld * kd) };
                 let n0 = part * CONV_BATCH;
                 let cnt = CONV_BATCH.min(gm.n - n0);
-                unsafe {
-                    std::slice::from_raw_parts_mut(dx.get().add(n0 * plane), cnt * plane).fill(0.0);
+                // Row blocks of one image add into overlapping input rows:
+                // they run in order on this chunk's thread.
+                unsafe { std::slice::from_raw_parts_mut(dx.get().add(n0 * plane), cnt * plane).fill(0.0) };
+                blocks(part, &mut |k| {
                     for gi in 0..gm.g {
-                        call(code[PACK], &[dy.get().add(n0 * oplane + gi * og * pix), tmp], cnt);
-                        f32::gemm(kd, og, cnt * pix, w.get().add(gi * og * kd), 1, kd as isize, tmp, ld as isize, 1, 0.0, col, ld as isize, 1);
-                        call(code[COL2IM], &[dx.get().add(n0 * plane + gi * cg * gm.h * gm.w), col], cnt);
+                        unsafe {
+                            call(code[PACK], &[dy.get().add(k.img * oplane + gi * og * pix + k.r0 * gm.wo), tmp], 0, k.units);
+                            f32::gemm(kd, og, k.cols, w.get().add(gi * og * kd), 1, kd as isize, tmp, ld as isize, 1, 0.0, col, ld as isize, 1);
+                            call(code[COL2IM], &[dx.get().add(k.img * plane + gi * gplane), col.wrapping_sub(k.r0 * gm.wo)], k.lo, k.hi);
+                        }
                     }
-                }
+                });
             });
         }
         Op::Conv2dGradWeight { .. } => {
@@ -177,15 +219,17 @@ unsafe fn run_generated(n: &NativeOp, gm: &ConvGeom, slots: &[*mut u8], scratch:
                 let col = unsafe { scr.get().add(th * per) };
                 let tmp = unsafe { col.add(ld * kd) };
                 let acc = unsafe { partials.get().add(part * nw) };
-                let n0 = part * CONV_BATCH;
-                let cnt = CONV_BATCH.min(gm.n - n0);
-                for gi in 0..gm.g {
-                    unsafe {
-                        call(code[IM2COL], &[x.get().add(n0 * plane + gi * cg * gm.h * gm.w), col], cnt);
-                        call(code[MOVE], &[dy.get().add(n0 * oplane + gi * og * pix), tmp], cnt);
-                        f32::gemm(og, cnt * pix, kd, tmp, ld as isize, 1, col, 1, ld as isize, 0.0, acc.add(gi * og * kd), kd as isize, 1);
+                let mut beta = 0.0;
+                blocks(part, &mut |k| {
+                    for gi in 0..gm.g {
+                        unsafe {
+                            call(code[IM2COL], &[x.get().add(k.img * plane + gi * gplane), col.wrapping_sub(k.r0 * gm.wo)], k.lo, k.hi);
+                            call(code[MOVE], &[dy.get().add(k.img * oplane + gi * og * pix + k.r0 * gm.wo), tmp], 0, k.units);
+                            f32::gemm(og, k.cols, kd, tmp, ld as isize, 1, col, 1, ld as isize, beta, acc.add(gi * og * kd), kd as isize, 1);
+                        }
                     }
-                }
+                    beta = 1.0;
+                });
             });
             let dw = out.get();
             for i in 0..nw {
@@ -198,6 +242,18 @@ unsafe fn run_generated(n: &NativeOp, gm: &ConvGeom, slots: &[*mut u8], scratch:
         }
         _ => {}
     }
+}
+
+/// A GEMM block of a conv: images `img..` (or output rows `r0..` of image
+/// `img`); `lo..hi` is the range of the column functions, `units` that of
+/// the row moves, `cols` the GEMM's columns.
+struct Block {
+    img: usize,
+    r0: usize,
+    lo: usize,
+    hi: usize,
+    units: usize,
+    cols: usize,
 }
 
 #[derive(Debug)]

@@ -6,15 +6,16 @@
 //! index arithmetic and no `memcpy` call per row.
 //!
 //! Every function has the `JitFn` signature over a range of images of one
-//! block; the slots it reads (`args`) are documented per function and set by
-//! `conv.rs`.
+//! block (or, with row blocks, output rows of one image: see
+//! `conv::row_block`); the slots it reads (`args`) are documented per
+//! function and set by `conv.rs`.
 
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
 use kiln_ir::{Activation, DType, Op};
 
-use crate::conv::{op_geom, ConvGeom, CONV_BATCH};
+use crate::conv::{block_cols, op_geom, row_block, ConvGeom};
 use crate::jit::{exp_v, tanh_v, Jit};
 use crate::jit_util::*;
 use crate::kernels::NativeOp;
@@ -37,12 +38,16 @@ pub fn declare(jit: &mut Jit, kernel: usize, n: &NativeOp) -> Result<Vec<usize>,
         return Ok(Vec::new());
     }
     let Some(gm) = op_geom(n) else { return Ok(Vec::new()) };
-    let (pix, og, ld) = (gm.pix(), gm.og(), CONV_BATCH * gm.pix());
-    let geo = format!("{gm:?}");
+    let (pix, og, ld) = (gm.pix(), gm.og(), block_cols(&gm));
+    let rb = row_block(&gm);
+    let geo = format!("{gm:?} {rb:?}");
     let im2col = |jit: &mut Jit| jit.define(kernel, "im2col", &geo, |b, [args, lo, hi]| emit_cols(b, &gm, args, lo, hi, false));
-    // dy (NCHW, one image after another) -> the block's [og, images * pix].
+    // A block's unit (an image, or an output row of one image with row
+    // blocks): its stride in NCHW data, and its elements per channel.
+    let (unit, ulen) = if rb.is_some() { (gm.wo, gm.wo) } else { (gm.o * pix, pix) };
+    // dy (NCHW) -> the block's [og, units * ulen].
     let pack = |jit: &mut Jit| {
-        let rows = Rows { src_img: gm.o * pix, src_row: pix, dst_img: pix, dst_row: ld, rows: og, len: pix, bias: false, act: Activation::None };
+        let rows = Rows { src_img: unit, src_row: pix, dst_img: ulen, dst_row: ld, rows: og, len: ulen, bias: false, act: Activation::None };
         jit.define(kernel, "conv_pack", &format!("{rows:?}"), |b, [args, lo, hi]| emit_rows(b, &rows, args, lo, hi))
     };
     Ok(match &n.op {
@@ -51,7 +56,7 @@ pub fn declare(jit: &mut Jit, kernel: usize, n: &NativeOp) -> Result<Vec<usize>,
                 Op::FusedConv2d { bias, act, .. } => (bias, act),
                 _ => (false, Activation::None),
             };
-            let rows = Rows { src_img: pix, src_row: ld, dst_img: gm.o * pix, dst_row: pix, rows: og, len: pix, bias, act };
+            let rows = Rows { src_img: ulen, src_row: ld, dst_img: unit, dst_row: pix, rows: og, len: ulen, bias, act };
             let i = im2col(jit)?;
             let o = jit.define(kernel, "conv_out", &format!("{rows:?}"), |b, [args, lo, hi]| emit_rows(b, &rows, args, lo, hi))?;
             vec![i, o]
@@ -70,10 +75,13 @@ pub fn declare(jit: &mut Jit, kernel: usize, n: &NativeOp) -> Result<Vec<usize>,
     })
 }
 
-/// im2col (`adjoint`: col2im) over images `[lo, hi)` of a block.
+/// im2col (`adjoint`: col2im) over images `[lo, hi)` of a block, or with
+/// row blocks (`row_block`) over output rows `[lo, hi)` of one image.
 /// args: [image data at the block's first image and the group's first
-/// channel (x, or dx for col2im), the block's column matrix]. Column rows
-/// are `CONV_BATCH * pix` apart; image `i` starts at column `i * pix`.
+/// channel (x, or dx for col2im), the block's column matrix (with row
+/// blocks: where output row 0 would be)]. Column rows are `block_cols`
+/// apart; image `i` starts at column `i * pix`, output row `oh` of an
+/// image at `oh * wo`.
 ///
 /// Kernel rows `i` run as a loop (their valid output rows are computed
 /// in the loop), kernel columns `j` are unrolled (each has its own
@@ -81,12 +89,18 @@ pub fn declare(jit: &mut Jit, kernel: usize, n: &NativeOp) -> Result<Vec<usize>,
 /// which keeps the compile of a 5x5 conv short.
 fn emit_cols(b: &mut FunctionBuilder, gm: &ConvGeom, args: Value, lo: Value, hi: Value, adjoint: bool) {
     let a = &gm.a;
-    let (plane, pix, ld) = (gm.h * gm.w, gm.pix(), CONV_BATCH * gm.pix());
+    let (plane, pix, ld) = (gm.h * gm.w, gm.pix(), block_cols(gm));
     let img = arg(b, args, 0);
     let col = arg(b, args, 1);
     let (s0, wo) = (a.stride[0] as i64, gm.wo);
     let row_bytes = (wo * 4) as i64;
-    for_ptrs(b, lo, hi, &[(img, (gm.c * plane * 4) as i64), (col, (pix * 4) as i64)], |b, _, p| {
+    // (images, output rows) this call covers.
+    let ((ilo, ihi), (rlo, rhi)) = if row_block(gm).is_some() {
+        ((b.ins().iconst(types::I64, 0), b.ins().iconst(types::I64, 1)), (lo, hi))
+    } else {
+        ((lo, hi), (b.ins().iconst(types::I64, 0), b.ins().iconst(types::I64, gm.ho as i64)))
+    };
+    for_ptrs(b, ilo, ihi, &[(img, (gm.c * plane * 4) as i64), (col, (pix * 4) as i64)], |b, _, p| {
         let (xi, ci) = (p[0], p[1]);
         for_ptrs_const(b, 0, gm.cg(), &[(xi, (plane * 4) as i64), (ci, (gm.kh * gm.kw * ld * 4) as i64)], |b, _, p| {
             let (xp, cp) = (p[0], p[1]);
@@ -115,9 +129,10 @@ fn emit_cols(b: &mut FunctionBuilder, gm: &ConvGeom, args: Value, lo: Value, hi:
                 let hb = b.ins().iconst(types::I64, gm.h as i64);
                 let rem = b.ins().isub(hb, off);
                 let oh_hi = ceil_div(b, rem);
-                let hob = b.ins().iconst(types::I64, gm.ho as i64);
-                let oh_lo = b.ins().smin(oh_lo, hob);
-                let oh_hi = b.ins().smin(oh_hi, hob);
+                // Clamped to the rows of this call: [rlo, rhi).
+                let oh_lo = b.ins().smax(oh_lo, rlo);
+                let oh_lo = b.ins().smin(oh_lo, rhi);
+                let oh_hi = b.ins().smin(oh_hi, rhi);
                 let oh_hi = b.ins().smax(oh_hi, oh_lo);
                 for j in 0..gm.kw {
                     let row = plus(b, rows, ((j * ld) * 4) as i64);
@@ -125,8 +140,8 @@ fn emit_cols(b: &mut FunctionBuilder, gm: &ConvGeom, args: Value, lo: Value, hi:
                     // Input column of output column ow: ow*s1 + col_off.
                     let col_off = (j * a.dilation[1]) as i64 - a.padding[1] as i64;
                     if !adjoint {
-                        for_ptrs(b, zero, oh_lo, &[(row, row_bytes)], |b, _, p| fill_zero(b, p[0], wo));
-                        for_ptrs(b, oh_hi, hob, &[(row, row_bytes)], |b, _, p| fill_zero(b, p[0], wo));
+                        for_ptrs(b, rlo, oh_lo, &[(row, row_bytes)], |b, _, p| fill_zero(b, p[0], wo));
+                        for_ptrs(b, oh_hi, rhi, &[(row, row_bytes)], |b, _, p| fill_zero(b, p[0], wo));
                     }
                     let src0 = plus(b, xrow, (ow_lo as i64 * a.stride[1] as i64 + col_off) * 4);
                     for_ptrs(b, oh_lo, oh_hi, &[(row, row_bytes), (src0, s0 * (gm.w * 4) as i64)], |b, _, p| {

@@ -66,7 +66,7 @@ fn winners(b: &mut FunctionBuilder, taps: [Value; 4], g: Value, vec: bool) -> [V
 }
 
 /// dx of one plane (`h x w`, output `ho x wo`) from x and dy.
-pub fn emit_plane(b: &mut FunctionBuilder, h: usize, w: usize, ho: usize, wo: usize, x: Value, dx: Value, dy: Value) {
+pub fn emit_plane(b: &mut FunctionBuilder, [h, w, ho, wo]: [usize; 4], x: Value, dx: Value, dy: Value) {
     let (row, orow) = ((w * 4) as i64, (wo * 4) as i64);
     // Groups of 4 outputs read 8 whole input columns.
     let nv = (wo / 4).min(w / 8);

@@ -111,7 +111,7 @@ fn emit(b: &mut FunctionBuilder, g: &Geom, args: Value, lo: Value, hi: Value) {
     for_range(b, lo, hi, |b, pl| {
         if g.kind == Kind::MaxGrad && crate::jit_maxgrad2::applies(&g.p) {
             let (x, dx, dy) = (offset(b, a0, pl, big), offset(b, a1, pl, big), offset(b, a2.expect("dy"), pl, small));
-            crate::jit_maxgrad2::emit_plane(b, g.h, g.w, g.ho, g.wo, x, dx, dy);
+            crate::jit_maxgrad2::emit_plane(b, [g.h, g.w, g.ho, g.wo], x, dx, dy);
             return;
         }
         let pp = match g.kind {

@@ -213,3 +213,27 @@ fn f64_keeps_the_rust_path_and_f32_code_is_dumped() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Convolutions whose per-image column matrix is too large for L2 run in
+/// blocks of output rows (`conv::row_block`), a partial last one included;
+/// the input gradient's row blocks add into overlapping input rows.
+#[test]
+fn row_blocked_convolutions() {
+    for (n, c, o, hw, k, stride, pad, dil, groups) in [(5, 8, 6, 40, 3, 1, 1, 1, 1), (2, 12, 4, 37, 5, 2, 2, 1, 2), (1, 16, 3, 33, 3, 1, 0, 2, 1)] {
+        let attrs = Conv2dAttrs { stride: [stride; 2], padding: [pad; 2], dilation: [dil; 2], groups };
+        let mut g = Graph::new();
+        let x = g.input("x", f32_shape([n, c, hw, hw + 3])).unwrap();
+        let wt = g.input("w", f32_shape([o, c / groups, k, k])).unwrap();
+        let bias = g.input("bias", f32_shape([o])).unwrap();
+        let y = g.apply(Op::FusedConv2d { attrs, bias: true, act: Activation::Relu }, &[x, wt, bias]).unwrap();
+        g.set_output("fused", y).unwrap();
+        let dy = g.input("dy", g.ty(y).clone()).unwrap();
+        let dx = g.apply(Op::Conv2dGradInput { attrs, input_hw: [hw, hw + 3] }, &[dy, wt]).unwrap();
+        g.set_output("grad_input", dx).unwrap();
+        let dw = g.apply(Op::Conv2dGradWeight { attrs, kernel_hw: [k, k] }, &[x, dy]).unwrap();
+        g.set_output("grad_weight", dw).unwrap();
+        let kd = c / groups * k * k;
+        let atol = 2e-4 * ((kd * 9) as f64).sqrt() * ((n * hw * hw) as f64).sqrt() / 8.0;
+        check(&g, &random_inputs(&g, 11), 1e-4, atol.max(1e-4));
+    }
+}
