@@ -10,7 +10,9 @@
 //! strides gather 4 scalars. The max keeps the reference's rule (the first
 //! maximum in row-major window order wins; a NaN wins and stays) with
 //! compare masks; the gradient of max tracks the winning index per lane and
-//! scatters lane by lane, so overlapping windows add in a fixed order.
+//! scatters lane by lane, so overlapping windows add in a fixed order
+//! (except the 2x2/stride-2 pool, whose windows tile the input: a gather,
+//! `jit_maxgrad2.rs`).
 
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
