@@ -100,12 +100,18 @@ fn relu_is_one_maxps_and_keeps_nan_and_negative_zero() {
     let x = special(&mut g, &mut inputs, "x", &[37], 0);
     let y = g.relu(x).unwrap();
     g.set_output("y", y).unwrap();
+    // ReLU spelled as compare + select (`x > 0 ? x : 0`, so NaN gives 0).
+    let zero = g.scalar_like(0.0, x).unwrap();
+    let pos = g.compare(CompareOp::Gt, x, zero).unwrap();
+    let sel = g.select(pos, x, zero).unwrap();
+    g.set_output("sel", sel).unwrap();
     let asm = disassembly(&g, "relu");
-    // One maxps per vector in the 2x-unrolled and the single-vector loop,
-    // one maxss in the scalar tail, and no float compare anywhere (an
-    // `fmax` would be two maxps, a cmpunordps and bit fixups).
-    assert_eq!(asm.matches("maxps").count(), 3, "{asm}");
-    assert_eq!(asm.matches("maxss").count(), 1, "{asm}");
+    // Per form, one maxps per vector in the 2x-unrolled and the
+    // single-vector loop and one maxss in the scalar tail, and no float
+    // compare anywhere (an `fmax` would be two maxps, a cmpunordps and
+    // bit fixups).
+    assert_eq!(asm.matches("maxps").count(), 6, "{asm}");
+    assert_eq!(asm.matches("maxss").count(), 2, "{asm}");
     assert_eq!(float_compares(&asm), 0, "{asm}");
     check_bitwise(&g, &inputs);
     let out = CpuBackend::new().compile_cpu(&g).unwrap().run(&inputs).unwrap();
@@ -115,6 +121,8 @@ fn relu_is_one_maxps_and_keeps_nan_and_negative_zero() {
     assert!(v[1] == 0.0 && v[1].is_sign_negative(), "relu(-0) is -0");
     assert_eq!(v[3].to_bits(), 0f32.to_bits(), "relu(-1.5) is +0");
     assert_eq!((v[5], v[6]), (0.0, f32::INFINITY));
+    let s = out["sel"].as_f32().unwrap();
+    assert_eq!(s[0].to_bits(), 0f32.to_bits(), "NaN > 0 is false");
 }
 
 #[test]
