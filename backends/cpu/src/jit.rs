@@ -605,18 +605,18 @@ impl<'a> Emitter<'a> {
         // reductions along this dimension.
         let mut accs: Vec<Option<(ReduceOp, [Variable; 2], Variable)>> = vec![None; self.p.stores.len()];
         for (si, st) in self.p.stores.iter().enumerate() {
-            if let Some(op) = st.reduce {
-                if strides[nl + si] == 0 {
-                    let id = b.ins().f32const(reduce_identity(op) as f32);
-                    let idv = b.ins().splat(F32X4, id);
-                    let v0 = b.declare_var(F32X4);
-                    let v1 = b.declare_var(F32X4);
-                    b.def_var(v0, idv);
-                    b.def_var(v1, idv);
-                    let vs = b.declare_var(types::F32);
-                    b.def_var(vs, id);
-                    accs[si] = Some((op, [v0, v1], vs));
-                }
+            if let Some(op) = st.reduce
+                && strides[nl + si] == 0
+            {
+                let id = b.ins().f32const(reduce_identity(op) as f32);
+                let idv = b.ins().splat(F32X4, id);
+                let v0 = b.declare_var(F32X4);
+                let v1 = b.declare_var(F32X4);
+                b.def_var(v0, idv);
+                b.def_var(v1, idv);
+                let vs = b.declare_var(types::F32);
+                b.def_var(vs, id);
+                accs[si] = Some((op, [v0, v1], vs));
             }
         }
         let this: *mut Emitter = self;

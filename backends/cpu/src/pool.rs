@@ -135,7 +135,7 @@ fn worker(s: Arc<Shared>, w: usize) {
                 break;
             }
             spins += 1;
-            let idle = if spins % 64 == 0 { start.elapsed() } else { Duration::ZERO };
+            let idle = if spins.is_multiple_of(64) { start.elapsed() } else { Duration::ZERO };
             if idle > PARK_AFTER {
                 s.sleeping[w].store(true, Ordering::SeqCst);
                 if s.epoch.load(Ordering::SeqCst) == seen && !s.quit.load(Ordering::SeqCst) {
