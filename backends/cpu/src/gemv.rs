@@ -37,6 +37,21 @@ pub unsafe fn dot_gemm(m: usize, k: usize, n: usize, a: *const f32, lda: usize, 
     }
 }
 
+/// C[i, :] = A[i, :] B + beta C[i, :] for `i < m` with B's rows contiguous
+/// (`ldb` apart), A's element (i, kk) at `i*rsa + kk*csa`: B streams once
+/// per row of A, four of its rows at a time, so C's row is loaded and
+/// stored once per four (it would be once per row of B otherwise). Each
+/// element is one FMA chain over kk in order, so the bits do not depend on
+/// how columns are split.
+///
+/// # Safety
+/// As `dot_gemm`; the machine must have AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn axpy_gemm(m: usize, k: usize, n: usize, a: *const f32, rsa: isize, csa: isize, b: *const f32, ldb: usize, beta: f32, c: *mut f32, ldc: usize) {
+    unsafe { avx2::axpy_gemm(m, k, n, a, rsa, csa, b, ldb, beta, c, ldc) }
+}
+
 /// The same summation order as the AVX2 kernel (16 lanes: two vectors of
 /// eight, added lane-wise, then folded 8 -> 4 -> 2 -> 1), so both paths
 /// round identically up to FMA contraction.
@@ -106,6 +121,62 @@ mod avx2 {
                 unsafe { *cp = if beta == 0.0 { s } else { s + beta * *cp } };
             }
             j += 1;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn axpy_gemm(m: usize, k: usize, n: usize, a: *const f32, rsa: isize, csa: isize, b: *const f32, ldb: usize, beta: f32, c: *mut f32, ldc: usize) {
+        for i in 0..m {
+            let crow = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), n) };
+            if beta == 0.0 {
+                crow.fill(0.0);
+            } else if beta != 1.0 {
+                crow.iter_mut().for_each(|v| *v *= beta);
+            }
+            let av = |kk: usize| unsafe { *a.offset(i as isize * rsa + kk as isize * csa) };
+            let cp = crow.as_mut_ptr();
+            let mut kk = 0;
+            while kk + 4 <= k {
+                let (a0, a1, a2, a3) = (av(kk), av(kk + 1), av(kk + 2), av(kk + 3));
+                let rows = unsafe { [b.add(kk * ldb), b.add((kk + 1) * ldb), b.add((kk + 2) * ldb), b.add((kk + 3) * ldb)] };
+                let (v0, v1, v2, v3) = (_mm256_set1_ps(a0), _mm256_set1_ps(a1), _mm256_set1_ps(a2), _mm256_set1_ps(a3));
+                let mut j = 0;
+                while j + 8 <= n {
+                    unsafe {
+                        let mut acc = _mm256_loadu_ps(cp.add(j));
+                        acc = _mm256_fmadd_ps(v0, _mm256_loadu_ps(rows[0].add(j)), acc);
+                        acc = _mm256_fmadd_ps(v1, _mm256_loadu_ps(rows[1].add(j)), acc);
+                        acc = _mm256_fmadd_ps(v2, _mm256_loadu_ps(rows[2].add(j)), acc);
+                        acc = _mm256_fmadd_ps(v3, _mm256_loadu_ps(rows[3].add(j)), acc);
+                        _mm256_storeu_ps(cp.add(j), acc);
+                    }
+                    j += 8;
+                }
+                for j in j..n {
+                    unsafe {
+                        let mut acc = *cp.add(j);
+                        acc = a0.mul_add(*rows[0].add(j), acc);
+                        acc = a1.mul_add(*rows[1].add(j), acc);
+                        acc = a2.mul_add(*rows[2].add(j), acc);
+                        acc = a3.mul_add(*rows[3].add(j), acc);
+                        *cp.add(j) = acc;
+                    }
+                }
+                kk += 4;
+            }
+            for kk in kk..k {
+                let (a0, row) = (av(kk), unsafe { b.add(kk * ldb) });
+                let v0 = _mm256_set1_ps(a0);
+                let mut j = 0;
+                while j + 8 <= n {
+                    unsafe { _mm256_storeu_ps(cp.add(j), _mm256_fmadd_ps(v0, _mm256_loadu_ps(row.add(j)), _mm256_loadu_ps(cp.add(j)))) };
+                    j += 8;
+                }
+                for j in j..n {
+                    unsafe { *cp.add(j) = a0.mul_add(*row.add(j), *cp.add(j)) };
+                }
+            }
         }
     }
 
@@ -190,6 +261,51 @@ mod tests {
                     // Padding between rows of C is untouched.
                     for j in n..ldc {
                         assert_eq!(c[i * ldc + j].to_bits(), old[i * ldc + j].to_bits());
+                    }
+                }
+            }
+        }
+    }
+
+    /// `axpy_gemm` against f64 over k tails (not a multiple of 4), column
+    /// tails (not a multiple of 8), a transposed A, beta 0 (NaN in C
+    /// ignored), 0.5 and 1; splitting the columns keeps the bits.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn axpy_gemm_matches_f64_reference_and_is_split_stable() {
+        if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
+            return;
+        }
+        for &(m, k, n) in &[(1usize, 784usize, 512usize), (3, 17, 7), (4, 6, 19), (2, 1, 9), (1, 0, 5)] {
+            for ta in [false, true] {
+                let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
+                let ldb = n + 5;
+                let a: Vec<f32> = (0..m * k).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
+                let b: Vec<f32> = (0..k * ldb).map(|i| ((i * 53) % 97) as f32 / 48.0 - 1.0).collect();
+                for beta in [0.0f32, 0.5, 1.0] {
+                    let ldc = n + 2;
+                    let old: Vec<f32> = (0..m * ldc).map(|i| if beta == 0.0 { f32::NAN } else { (i % 9) as f32 }).collect();
+                    let mut c = old.clone();
+                    unsafe { axpy_gemm(m, k, n, a.as_ptr(), rsa as isize, csa, b.as_ptr(), ldb, beta, c.as_mut_ptr(), ldc) };
+                    for i in 0..m {
+                        for j in 0..n {
+                            let dot: f64 = (0..k).map(|q| a[i * rsa as usize + q * csa as usize] as f64 * b[q * ldb + j] as f64).sum();
+                            let want = dot + if beta == 0.0 { 0.0 } else { beta as f64 * old[i * ldc + j] as f64 };
+                            let got = c[i * ldc + j] as f64;
+                            assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "m{m} k{k} n{n} ta{ta} beta {beta} [{i},{j}]: {got} vs {want}");
+                        }
+                        for j in n..ldc {
+                            assert_eq!(c[i * ldc + j].to_bits(), old[i * ldc + j].to_bits(), "padding overwritten");
+                        }
+                    }
+                    if n > 5 {
+                        let mut parts = old.clone();
+                        unsafe {
+                            axpy_gemm(m, k, 5, a.as_ptr(), rsa as isize, csa, b.as_ptr(), ldb, beta, parts.as_mut_ptr(), ldc);
+                            axpy_gemm(m, k, n - 5, a.as_ptr(), rsa as isize, csa, b.as_ptr().add(5), ldb, beta, parts.as_mut_ptr().add(5), ldc);
+                        }
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&parts), bits(&c), "m{m} k{k} n{n}: a column split changes the bits");
                     }
                 }
             }

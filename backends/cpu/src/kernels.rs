@@ -53,6 +53,14 @@ impl Float for f32 {
             unsafe { crate::gemv::dot_gemm(m, k, n, a, rsa as usize, b, csb as usize, beta, c, rsc as usize) };
             return;
         }
+        #[cfg(target_arch = "x86_64")]
+        if m <= 4 && csc == 1 && csb == 1 && rsb >= 0 && rsc >= 0 && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // Few rows times B's contiguous rows ([in, out] weight at small
+            // batch): stream B once, nothing packed.
+            // SAFETY: the features were just detected; matrices as below.
+            unsafe { crate::gemv::axpy_gemm(m, k, n, a, rsa, csa, b, rsb as usize, beta, c, rsc as usize) };
+            return;
+        }
         if m <= 4 && csc == 1 && (csb == 1 || rsb == 1) {
             // Few rows (inference at batch 1): packing B would cost more than
             // the product; stream B once instead.
