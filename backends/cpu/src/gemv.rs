@@ -2,7 +2,8 @@
 //! batch with PyTorch's [out, in] weight): every output is a dot product of
 //! two contiguous rows, so nothing is packed and the weight streams through
 //! once. `matrixmultiply` would pack the whole weight on every call, which
-//! costs more than the product itself at batch 1.
+//! costs more than the product itself at batch 1. (`axpy_gemm` is the same
+//! for an [in, out] weight: its rows are streamed instead.)
 //!
 //! Each output is summed in a fixed order that depends only on `k` (eight
 //! lanes over blocks of 16, lanes folded the same way every time, then the

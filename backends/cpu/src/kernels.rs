@@ -74,7 +74,8 @@ impl Float for f32 {
 }
 
 /// C = A B + beta C for a handful of rows: axpy over B's rows when they
-/// are contiguous, dot products over B's columns when those are.
+/// are contiguous, dot products over B's columns when those are. The
+/// fallback of `gemv.rs` (no AVX2/FMA, or strides it does not take).
 #[allow(clippy::too_many_arguments)]
 unsafe fn small_m_gemm(m: usize, k: usize, n: usize, a: *const f32, rsa: isize, csa: isize, b: *const f32, rsb: isize, csb: isize, beta: f32, c: *mut f32, rsc: isize) {
     #[cfg(target_arch = "x86_64")]
