@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use kiln_ir::{Graph, NodeId, Op};
 
-use crate::partition::{Kernel, KernelKind, Partition};
+use crate::partition::{is_strided_read, Kernel, KernelKind, Partition};
 use crate::PassError;
 
 /// Arena offsets are aligned to a cache line (and to the widest vector).
@@ -226,8 +226,10 @@ pub fn plan_memory(g: &Graph, p: &Partition, scratch: &dyn Fn(&Kernel) -> usize)
             if !others_before {
                 return false;
             }
-            // Within the kernel the old value must be read elementwise.
-            k.inputs.iter().filter(|&&i| root(i) == pid).all(|&i| g.ty(i).shape == k.shape)
+            // Within the kernel the old value must be read elementwise (a
+            // fused slice reads it at other positions).
+            let sliced = k.fused.iter().any(|&n| is_strided_read(g, n) && root(g.operands(n)[0]) == pid);
+            !sliced && k.inputs.iter().filter(|&&i| root(i) == pid).all(|&i| g.ty(i).shape == k.shape)
         })();
         if ok {
             in_place_nodes.insert(*u, name.clone());

@@ -9,6 +9,12 @@
 //!   reduction kernel whose loop has the node's shape; its value then lives
 //!   in registers (it is also stored when it is a graph output or update).
 //!   Otherwise it starts a new elementwise kernel. Leaves may broadcast.
+//! - A `slice` fuses by the same rule, as a strided read: the loop reads
+//!   the slice's operand from memory at the selected positions (an offset
+//!   plus per-axis strides), so the slice is never materialized. Its
+//!   operand therefore never fuses into the same loop, and a kernel never
+//!   merges with the kernel producing a value it slices (the slice may read
+//!   positions the loop has not computed yet).
 //! - A reduction starts a kernel whose loop runs over its input shape; its
 //!   elementwise producers fuse in by the rule above (a fused prologue).
 //! - A matmul/dense/conv whose only user is an elementwise kernel of the
@@ -104,7 +110,13 @@ pub fn is_view(g: &Graph, id: NodeId) -> bool {
 /// Whether `id` can be fused into an elementwise loop.
 pub fn is_fusable(g: &Graph, id: NodeId) -> bool {
     let op = g.op(id);
-    (op.is_elementwise() || matches!(op, Op::BroadcastTo(_))) && !is_view(g, id)
+    (op.is_elementwise() || matches!(op, Op::BroadcastTo(_) | Op::Slice { .. })) && !is_view(g, id)
+}
+
+/// Whether `id` is a slice, which a loop reads as a strided leaf of its
+/// operand's buffer.
+pub fn is_strided_read(g: &Graph, id: NodeId) -> bool {
+    matches!(g.op(id), Op::Slice { .. })
 }
 
 fn is_contraction(op: &Op) -> bool {
@@ -135,7 +147,9 @@ pub fn partition(g: &Graph) -> Result<Partition, PassError> {
         if is_fusable(g, n) {
             let users = live_users(n);
             let ks: HashSet<Option<usize>> = users.iter().map(|u| kernel_of.get(u).copied()).collect();
-            if ks.len() == 1 {
+            // A slice reads its operand from memory, so the operand is stored.
+            let sliced = users.iter().any(|&u| is_strided_read(g, u));
+            if ks.len() == 1 && !sliced {
                 if let Some(Some(k)) = ks.into_iter().next() {
                     let kk = &mut kernels[k];
                     let joinable = matches!(kk.kind, KernelKind::Elementwise | KernelKind::Reduce)
@@ -184,7 +198,7 @@ pub fn partition(g: &Graph) -> Result<Partition, PassError> {
             continue;
         }
         let users = live_users(m);
-        if users.len() != 1 {
+        if users.len() != 1 || is_strided_read(g, users[0]) {
             continue;
         }
         let Some(&e) = kernel_of.get(&users[0]) else { continue };
@@ -263,6 +277,13 @@ pub fn partition(g: &Graph) -> Result<Partition, PassError> {
             for &pi in cands.iter().rev() {
                 let pk = &kernels[pi];
                 if pi >= e || !matches!(pk.kind, KernelKind::Elementwise | KernelKind::Contraction) || pk.shape != kernels[e].shape {
+                    continue;
+                }
+                let slices_pk = kernels[e]
+                    .fused
+                    .iter()
+                    .any(|&n| is_strided_read(g, n) && pk.outputs.contains(&view_root.get(&g.operands(n)[0]).copied().unwrap_or(g.operands(n)[0])));
+                if slices_pk {
                     continue;
                 }
                 if kernels[e].inputs.iter().all(|&i| ready_by(i, pi)) {

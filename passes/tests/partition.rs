@@ -123,3 +123,34 @@ fn an_activation_joins_its_producer_when_the_preactivation_is_kept() {
     assert_eq!(k.fused, vec![yb, r], "{}", p.to_text(&g));
     assert_eq!(k.outputs, vec![y, yb, r]);
 }
+
+#[test]
+fn slices_fuse_as_strided_reads_of_a_stored_operand() {
+    // LSTM gates: a GEMM [4, 12] sliced into [4, 3] chunks feeding one loop.
+    let mut g = Graph::new();
+    let h = g.input("h", f32_shape([4, 3])).unwrap();
+    let w = g.input("w", f32_shape([3, 12])).unwrap();
+    let gates = g.matmul(h, w).unwrap();
+    let i = g.slice(gates, &[0, 0], &[4, 3], &[1, 1]).unwrap();
+    let f = g.slice(gates, &[0, 3], &[4, 6], &[1, 1]).unwrap();
+    let si = g.sigmoid(i).unwrap();
+    let sf = g.sigmoid(f).unwrap();
+    let c = g.mul(si, sf).unwrap();
+    // A slice of an elementwise value of the loop's own shape (identity):
+    // the value is stored and the loop reading it is a separate kernel.
+    let t = g.tanh(c).unwrap();
+    let ts = g.slice(t, &[0, 0], &[4, 3], &[1, 1]).unwrap();
+    let y = g.add(ts, c).unwrap();
+    g.set_output("y", y).unwrap();
+    let p = partition(&g).unwrap();
+    let text = p.to_text(&g);
+    let kg = p.kernels.iter().find(|k| k.fused.contains(&i)).unwrap();
+    assert_eq!(kg.kind, KernelKind::Elementwise, "{text}");
+    assert_eq!(kg.fused, vec![i, f, si, sf, c, t], "{text}");
+    assert_eq!(kg.inputs, vec![gates], "{text}");
+    assert_eq!(kg.outputs, vec![c, t], "{text}");
+    let ky = p.kernels.iter().find(|k| k.fused.contains(&ts)).unwrap();
+    assert_eq!(ky.fused, vec![ts, y], "{text}");
+    assert_eq!(ky.inputs, vec![c, t], "{text}");
+    assert!(p.kernels.iter().all(|k| k.anchor.is_none_or(|a| g.op(a).name() != "slice")), "{text}");
+}

@@ -131,6 +131,8 @@ pub fn compile(be: &CpuBackend, g: &Graph, stored: &[KernelCode]) -> Result<CpuE
             }
         }
         let args: Vec<usize> = prog.leaves.iter().map(|l| l.slot).chain(prog.stores.iter().map(|s| s.slot)).collect();
+        let arg_offsets: Vec<usize> =
+            prog.leaves.iter().map(|l| l.offset * l.dtype.size_bytes()).chain(prog.stores.iter().map(|_| 0)).collect();
         let argv = vec![std::ptr::null_mut(); args.len()];
         // Epilogue loops cut at GEMM row boundaries: [rows, cols] or flat.
         let row_unit = match (k.kind, k.shape.rank()) {
@@ -147,7 +149,7 @@ pub fn compile(be: &CpuBackend, g: &Graph, stored: &[KernelCode]) -> Result<CpuE
             _ => 0,
         };
         let (vals, idx) = (vec![0.0; prog.instrs.len()], vec![0; prog.dims.len()]);
-        steps.push(Step::Loop(LoopStep { kernel: k.id, prog, jit: None, args, argv, vals, idx, outer: cd[split], parallel, align: if split + 1 == cd.len() { 8 } else { 1 }, work, row_unit, reduce_outs }));
+        steps.push(Step::Loop(LoopStep { kernel: k.id, prog, jit: None, args, arg_offsets, argv, vals, idx, outer: cd[split], parallel, align: if split + 1 == cd.len() { 8 } else { 1 }, work, row_unit, reduce_outs }));
     }
     let mut codegen_counts = (0, 0);
     let mut listings = Vec::new();

@@ -32,6 +32,8 @@ pub(crate) struct LoopStep {
     pub jit: Option<JitFn>,
     /// Slots of the leaves then the stores: the JIT function's arguments.
     pub args: Vec<usize>,
+    /// Byte offsets added to those slots' pointers (fused slices).
+    pub arg_offsets: Vec<usize>,
     pub argv: Vec<*mut u8>,
     /// Scratch of the portable evaluator, kept so a run allocates nothing.
     pub vals: Vec<f64>,
@@ -49,6 +51,15 @@ pub(crate) struct LoopStep {
     pub row_unit: usize,
     /// Reduction outputs: (slot, dtype, numel, identity, mean divisor).
     pub reduce_outs: Vec<(usize, DType, usize, f64, Option<f64>)>,
+}
+
+impl LoopStep {
+    /// Points the compiled function's arguments at this run's buffers.
+    fn set_args(&mut self, ptrs: &[*mut u8]) {
+        for ((a, &s), &o) in self.argv.iter_mut().zip(&self.args).zip(&self.arg_offsets) {
+            *a = ptrs[s].wrapping_add(o);
+        }
+    }
 }
 
 pub(crate) struct Persistent {
@@ -202,9 +213,7 @@ impl CpuExecutable {
             let (head, tail) = steps.split_at_mut(si + 1);
             if let (Step::Native { op, .. }, Some(Step::Loop(l))) = (&head[si], tail.first_mut()) {
                 if let (true, Some(f)) = (l.row_unit > 0, l.jit) {
-                    for (a, &s) in l.argv.iter_mut().zip(&l.args) {
-                        *a = ptrs[s];
-                    }
+                    l.set_args(ptrs);
                     let argv = SendPtrs(l.argv.as_ptr());
                     let unit = l.row_unit;
                     let epi = move |r0: usize, r1: usize| {
@@ -227,9 +236,7 @@ impl CpuExecutable {
                     unsafe { kernels::run(op, ptrs, sp, pool)? };
                 }
                 Step::Loop(l) => {
-                    for (a, &s) in l.argv.iter_mut().zip(&l.args) {
-                        *a = ptrs[s];
-                    }
+                    l.set_args(ptrs);
                     unsafe { run_loop(l, ptrs, pool)? }
                 }
             }

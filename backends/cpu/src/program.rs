@@ -20,6 +20,10 @@ pub struct Leaf {
     pub dtype: DType,
     /// Element strides per loop dimension (0 = broadcast).
     pub strides: Vec<isize>,
+    /// Elements from the buffer start to the first read: a fused slice's
+    /// start. Added to the pointer handed to compiled code, so kernels that
+    /// differ only in where they read share one function.
+    pub offset: usize,
     /// A one-element f32/f64 constant, folded into the code.
     pub constant: Option<f64>,
 }
@@ -106,6 +110,7 @@ pub fn build(
             slot: slot(n),
             dtype: ty.dtype,
             strides: broadcast_strides(&ty.shape.0, &dims),
+            offset: 0,
             constant: if ty.dtype.is_float() { scalar_const(n) } else { None },
         });
         instrs.push(Instr { ins: Ins::Leaf(li), dtype: ty.dtype, node: Some(n) });
@@ -113,6 +118,13 @@ pub fn build(
         instrs.len() - 1
     };
     for &n in &k.fused {
+        if let Op::Slice { start, step, .. } = g.op(n) {
+            let leaf = slice_leaf(g, n, start, step, &dims, slot, scalar_const)?;
+            leaves.push(leaf);
+            instrs.push(Instr { ins: Ins::Leaf(leaves.len() - 1), dtype: g.ty(n).dtype, node: Some(n) });
+            at.insert(n, instrs.len() - 1);
+            continue;
+        }
         let ops = g.operands(n);
         let mut v: Vec<usize> = Vec::new();
         for &o in &ops {
@@ -156,6 +168,30 @@ pub fn build(
         stores.push(Store { instr: vi, node: r, slot: slot(r), dtype: g.ty(r).dtype, strides, reduce: Some(*op) });
     }
     Ok(Program { dims, leaves, instrs, stores })
+}
+
+/// A fused slice as a strided read of its operand's buffer (the partition
+/// only fuses a slice into a loop of the slice's own shape).
+fn slice_leaf(
+    g: &Graph,
+    n: NodeId,
+    start: &[usize],
+    step: &[usize],
+    dims: &[usize],
+    slot: &dyn Fn(NodeId) -> usize,
+    scalar_const: &dyn Fn(NodeId) -> Option<f64>,
+) -> Result<Leaf, CpuError> {
+    let src = g.operands(n)[0];
+    let ty = g.ty(n);
+    if ty.shape.0 != dims {
+        return Err(CpuError::Internal(format!("{n}: slice of shape {} fused into a loop over {:?}", ty.shape, dims)));
+    }
+    let rm = kiln_ir::row_major_strides(&g.ty(src).shape.0);
+    let offset: usize = start.iter().zip(&rm).map(|(&s, &r)| s * r).sum();
+    let strides = (0..dims.len()).map(|d| if dims[d] == 1 { 0 } else { (rm[d] * step[d]) as isize }).collect();
+    // A one-element float constant sliced is that same element.
+    let constant = if ty.dtype.is_float() && ty.numel() == 1 { scalar_const(src) } else { None };
+    Ok(Leaf { node: src, slot: slot(src), dtype: ty.dtype, strides, offset, constant })
 }
 
 impl Program {
@@ -258,7 +294,7 @@ pub unsafe fn eval(p: &Program, slots: &[*mut u8], lo: usize, hi: usize, vals: &
                         let leaf = &p.leaves[l];
                         match leaf.constant {
                             Some(c) => c,
-                            None => unsafe { load(leaf.dtype, slots[leaf.slot], off(&leaf.strides) as usize) },
+                            None => unsafe { load(leaf.dtype, slots[leaf.slot], leaf.offset + off(&leaf.strides) as usize) },
                         }
                     }
                     Ins::Unary(u, a) => {
