@@ -27,12 +27,6 @@ impl AlignedBuf {
     pub fn ptr(&self) -> *mut u8 {
         self.ptr
     }
-    pub fn len(&self) -> usize {
-        self.len
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: ptr is valid for len bytes.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }

@@ -10,7 +10,7 @@ use kiln_ir::{Conv2dAttrs, DType, Op, RunError, TensorType};
 use crate::jit::JitFn;
 use crate::jit_conv::{COL2IM, IM2COL, MOVE, PACK};
 
-use crate::kernels::{bias_act, unsupported, Float, NativeOp, Sp};
+use crate::kernels::{bias_act, Float, NativeOp, Sp};
 use crate::pool::Pool;
 
 /// Images per im2col block (one GEMM per block and group). Small enough
@@ -78,36 +78,27 @@ pub unsafe fn run(n: &NativeOp, slots: &[*mut u8], scratch: *mut u8, pool: &Pool
     let out = slots[n.out.0];
     let oty = &n.out.1;
     let float = t(0).dtype;
-    macro_rules! by_float {
-        ($f:ident ( $($arg:expr),* )) => {
-            match float {
-                DType::F32 => unsafe { $f::<f32>($($arg),*) },
-                DType::F64 => unsafe { $f::<f64>($($arg),*) },
-                _ => return Err(unsupported(n)),
-            }
-        };
-    }
     if let (false, Some(gm)) = (n.code.is_empty(), op_geom(n)) {
         unsafe { run_generated(n, &gm, slots, scratch as *mut f32, pool) };
         return Ok(());
     }
     match &n.op {
-        Op::Conv2d(a) => by_float!(conv2d(pool, p(0), t(0), p(1), t(1), a, out, oty, scratch)),
+        Op::Conv2d(a) => by_float!(float, n, conv2d(pool, p(0), t(0), p(1), t(1), a, out, oty, scratch)),
         Op::FusedConv2d { attrs, bias, act } => {
-            by_float!(conv2d(pool, p(0), t(0), p(1), t(1), attrs, out, oty, scratch));
+            by_float!(float, n, conv2d(pool, p(0), t(0), p(1), t(1), attrs, out, oty, scratch));
             let (nb, o) = (oty.shape.0[0], oty.shape.0[1]);
             let hw = oty.shape.0[2] * oty.shape.0[3];
             let bias_p = if *bias { Some(p(2)) } else { None };
-            by_float!(bias_act(out, nb, o, hw, bias_p, *act));
+            by_float!(float, n, bias_act(out, nb, o, hw, bias_p, *act));
         }
         Op::Conv1d(a) => {
             let x4 = TensorType::new(t(0).dtype, [t(0).shape.0[0], t(0).shape.0[1], 1, t(0).shape.0[2]]);
             let w4 = TensorType::new(t(1).dtype, [t(1).shape.0[0], t(1).shape.0[1], 1, t(1).shape.0[2]]);
             let o4 = TensorType::new(oty.dtype, [oty.shape.0[0], oty.shape.0[1], 1, oty.shape.0[2]]);
-            by_float!(conv2d(pool, p(0), &x4, p(1), &w4, &a.as_conv2d(), out, &o4, scratch))
+            by_float!(float, n, conv2d(pool, p(0), &x4, p(1), &w4, &a.as_conv2d(), out, &o4, scratch))
         }
-        Op::Conv2dGradInput { attrs, .. } => by_float!(conv2d_grad_input(pool, p(0), t(0), p(1), t(1), attrs, out, oty, scratch)),
-        Op::Conv2dGradWeight { attrs, .. } => by_float!(conv2d_grad_weight(pool, p(0), t(0), p(1), t(1), attrs, out, oty, scratch)),
+        Op::Conv2dGradInput { attrs, .. } => by_float!(float, n, conv2d_grad_input(pool, p(0), t(0), p(1), t(1), attrs, out, oty, scratch)),
+        Op::Conv2dGradWeight { attrs, .. } => by_float!(float, n, conv2d_grad_weight(pool, p(0), t(0), p(1), t(1), attrs, out, oty, scratch)),
         other => return Err(RunError::Backend(format!("{}: {} is not a convolution", n.node, other.name()))),
     }
     Ok(())

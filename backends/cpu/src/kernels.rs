@@ -187,24 +187,15 @@ pub unsafe fn run(n: &NativeOp, slots: &[*mut u8], scratch: *mut u8, pool: &Pool
     let out = slots[n.out.0];
     let oty = &n.out.1;
     let float = t(0).dtype;
-    macro_rules! by_float {
-        ($f:ident ( $($arg:expr),* )) => {
-            match float {
-                DType::F32 => unsafe { $f::<f32>($($arg),*) },
-                DType::F64 => unsafe { $f::<f64>($($arg),*) },
-                _ => return Err(unsupported(n)),
-            }
-        };
-    }
     match &n.op {
-        Op::MatMul { trans_a, trans_b } => by_float!(matmul(pool, p(0), t(0), p(1), t(1), *trans_a, *trans_b, out, oty)),
+        Op::MatMul { trans_a, trans_b } => by_float!(float, n, matmul(pool, p(0), t(0), p(1), t(1), *trans_a, *trans_b, out, oty)),
         Op::FusedDense { trans_b, bias, act } => {
             let x = t(0);
             let k = *x.shape.0.last().expect("rank >= 2");
             let m = x.numel() / k.max(1);
             let nn = *oty.shape.0.last().expect("rank >= 2");
             let bias_p = if *bias { Some(p(2)) } else { None };
-            by_float!(dense(pool, p(0), p(1), m, k, nn, *trans_b, bias_p, *act, out))
+            by_float!(float, n, dense(pool, p(0), p(1), m, k, nn, *trans_b, bias_p, *act, out))
         }
         Op::Conv2d(_) | Op::FusedConv2d { .. } | Op::Conv1d(_) | Op::Conv2dGradInput { .. } | Op::Conv2dGradWeight { .. } => unsafe { crate::conv::run(n, slots, scratch, pool)? },
         Op::MaxPool2d(_) | Op::MaxPool2dGrad(_) | Op::AvgPool2d { .. } | Op::AvgPool2dGrad { .. } => unsafe { crate::pooling::run(n, slots, pool)? },

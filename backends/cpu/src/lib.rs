@@ -38,6 +38,18 @@
 //! assert_eq!(out["y"].as_f32().unwrap(), &[0.0, 0.0, 0.0, 1.0, 2.0]);
 //! ```
 
+/// Calls the f32 or f64 instance of a generic native kernel by the dtype
+/// `$float`; any other dtype is an unsupported-op error for native op `$n`.
+macro_rules! by_float {
+    ($float:expr, $n:expr, $f:ident ( $($arg:expr),* )) => {
+        match $float {
+            DType::F32 => unsafe { $f::<f32>($($arg),*) },
+            DType::F64 => unsafe { $f::<f64>($($arg),*) },
+            _ => return Err(crate::kernels::unsupported($n)),
+        }
+    };
+}
+
 mod buffers;
 mod compile;
 mod conv;

@@ -4,7 +4,7 @@
 use kiln_ir::{DType, Op, Pool2dAttrs, RunError, TensorType};
 
 use crate::jit::JitFn;
-use crate::kernels::{unsupported, Float, NativeOp, Sp};
+use crate::kernels::{Float, NativeOp, Sp};
 use crate::pool::Pool;
 
 /// Runs one pooling op (`MaxPool2d`, `AvgPool2d` and their gradients).
@@ -17,25 +17,16 @@ pub unsafe fn run(n: &NativeOp, slots: &[*mut u8], pool: &Pool) -> Result<(), Ru
     let out = slots[n.out.0];
     let oty = &n.out.1;
     let float = t(0).dtype;
-    macro_rules! by_float {
-        ($f:ident ( $($arg:expr),* )) => {
-            match float {
-                DType::F32 => unsafe { $f::<f32>($($arg),*) },
-                DType::F64 => unsafe { $f::<f64>($($arg),*) },
-                _ => return Err(unsupported(n)),
-            }
-        };
-    }
     if let [f] = n.code[..] {
         unsafe { run_generated(n, f, slots, pool) };
         return Ok(());
     }
     match &n.op {
-        Op::MaxPool2d(pa) => by_float!(max_pool(pool, p(0), t(0), pa, out, oty, None)),
-        Op::MaxPool2dGrad(pa) => by_float!(max_pool(pool, p(0), t(0), pa, out, t(1), Some(p(1)))),
-        Op::AvgPool2d { pool, count_include_pad } => by_float!(avg_pool(p(0), t(0), pool, *count_include_pad, out, oty)),
+        Op::MaxPool2d(pa) => by_float!(float, n, max_pool(pool, p(0), t(0), pa, out, oty, None)),
+        Op::MaxPool2dGrad(pa) => by_float!(float, n, max_pool(pool, p(0), t(0), pa, out, t(1), Some(p(1)))),
+        Op::AvgPool2d { pool, count_include_pad } => by_float!(float, n, avg_pool(p(0), t(0), pool, *count_include_pad, out, oty)),
         Op::AvgPool2dGrad { pool, count_include_pad, .. } => {
-            by_float!(avg_pool_grad(p(0), t(0), pool, *count_include_pad, out, oty))
+            by_float!(float, n, avg_pool_grad(p(0), t(0), pool, *count_include_pad, out, oty))
         }
         other => return Err(RunError::Backend(format!("{}: {} is not a pooling op", n.node, other.name()))),
     }

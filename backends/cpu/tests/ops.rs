@@ -16,33 +16,6 @@ use common::*;
 use kiln_ir::*;
 use proptest::prelude::*;
 
-/// splitmix64: derives shapes and attributes from the proptest seed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % (hi - lo + 1) as u64) as usize
-    }
-    fn shape(&mut self, max_rank: usize, max_dim: usize) -> Vec<usize> {
-        let r = self.range(0, max_rank);
-        (0..r).map(|_| if self.next() % 4 == 0 { 1 } else { self.range(1, max_dim) }).collect()
-    }
-    /// A shape that broadcasts against `s`.
-    fn broadcastable(&mut self, s: &[usize]) -> Vec<usize> {
-        let drop = self.range(0, s.len());
-        s[drop..].iter().map(|&d| if self.next() % 3 == 0 { 1 } else { d }).collect()
-    }
-    fn bit(&mut self) -> bool {
-        self.next() % 2 == 0
-    }
-}
-
 fn cfg() -> ProptestConfig {
     ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() }
 }

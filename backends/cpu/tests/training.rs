@@ -10,7 +10,7 @@ mod models;
 
 use kiln_cpu::CpuBackend;
 use kiln_interp::{Interpreter, Precision};
-use kiln_ir::{Backend, Executable};
+use kiln_ir::Backend;
 use models::*;
 
 fn trajectory(g: &kiln_ir::Graph, classes: usize, steps: usize, rtol: f64, atol: f64) {
