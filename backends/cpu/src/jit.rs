@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 
-use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, AbiParam, Endianness, FuncRef, InstBuilder, MemFlagsData as MemFlags, Type, Value};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -356,6 +356,15 @@ impl Jit {
             b.ins().return_(&[]);
             b.finalize(self.module.target_config());
         }
+        self.finish_function(kernel, name, id, key, &mut ctx).map(Some)
+    }
+
+    /// Runs Cranelift codegen and defines the function; returns the machine
+    /// code in storable form, or `None` when it has relocations other than
+    /// absolute helper addresses (then it is not stored).
+    /// After a function body is built: installs its stored machine code
+    /// when the CLIF matches, else runs codegen; records it under `key`.
+    fn finish_function(&mut self, kernel: usize, name: &str, id: FuncId, key: String, ctx: &mut cranelift_codegen::Context) -> Result<usize, CpuError> {
         let clif = ctx.func.display().to_string();
         let machine = match self.install(kernel, name, id, &clif)? {
             Some(m) => {
@@ -364,19 +373,16 @@ impl Jit {
             }
             None => {
                 self.compiled += 1;
-                self.codegen(kernel, id, &mut ctx)?
+                self.codegen(kernel, id, ctx)?
             }
         };
-        self.module.clear_context(&mut ctx);
+        self.module.clear_context(ctx);
         self.funcs.push(id);
         self.code.push(KernelCode { kernel, name: name.to_string(), clif, machine });
         self.cache.insert(key, self.funcs.len() - 1);
-        Ok(Some(self.funcs.len() - 1))
+        Ok(self.funcs.len() - 1)
     }
 
-    /// Runs Cranelift codegen and defines the function; returns the machine
-    /// code in storable form, or `None` when it has relocations other than
-    /// absolute helper addresses (then it is not stored).
     fn codegen(&mut self, kernel: usize, id: FuncId, ctx: &mut cranelift_codegen::Context) -> Result<Option<MachineCode>, CpuError> {
         let err = |e: String| CpuError::Codegen(format!("k{kernel}: {e}"));
         let isa = self.module.isa();
@@ -433,22 +439,7 @@ impl Jit {
             b.ins().return_(&[]);
             b.finalize(self.module.target_config());
         }
-        let clif = ctx.func.display().to_string();
-        let machine = match self.install(kernel, name, id, &clif)? {
-            Some(m) => {
-                self.installed += 1;
-                Some(m)
-            }
-            None => {
-                self.compiled += 1;
-                self.codegen(kernel, id, &mut ctx)?
-            }
-        };
-        self.module.clear_context(&mut ctx);
-        self.funcs.push(id);
-        self.code.push(KernelCode { kernel, name: name.to_string(), clif, machine });
-        self.cache.insert(key, self.funcs.len() - 1);
-        Ok(self.funcs.len() - 1)
+        self.finish_function(kernel, name, id, key, &mut ctx)
     }
 
     pub fn finish(mut self) -> Result<(JITModule, Vec<JitFn>, Vec<KernelCode>), CpuError> {
@@ -504,30 +495,6 @@ impl<'a> Emitter<'a> {
         if i < self.nl() { self.ls[i][d] } else { self.ss[i - self.nl()][d] }
     }
 
-    /// `for i in lo..hi step` with `body(i)`; returns the final counter.
-    fn for_loop(b: &mut FunctionBuilder, lo: Value, hi: Value, step: i64, mut body: impl FnMut(&mut FunctionBuilder, Value)) -> Value {
-        let var: Variable = b.declare_var(types::I64);
-        b.def_var(var, lo);
-        let header = b.create_block();
-        let blk = b.create_block();
-        let exit = b.create_block();
-        b.ins().jump(header, &[]);
-        b.switch_to_block(header);
-        let i = b.use_var(var);
-        let c = b.ins().icmp(IntCC::SignedLessThan, i, hi);
-        b.ins().brif(c, blk, &[], exit, &[]);
-        b.switch_to_block(blk);
-        b.seal_block(blk);
-        body(b, i);
-        let n = b.ins().iadd_imm_s(i, step);
-        b.def_var(var, n);
-        b.ins().jump(header, &[]);
-        b.seal_block(header);
-        b.switch_to_block(exit);
-        b.seal_block(exit);
-        b.use_var(var)
-    }
-
     fn level(&mut self, b: &mut FunctionBuilder, d: usize, rows: Vec<Value>, lo: Value, hi: Value) {
         let r = self.dims.len();
         // `lo`/`hi` (the function's range) travel down to the split dimension.
@@ -566,7 +533,7 @@ impl<'a> Emitter<'a> {
             .collect();
         // The loop body needs `self` mutably; collect what it needs first.
         let this: *mut Emitter = self;
-        Self::for_loop(b, lo, hi, 1, |b, _i| {
+        crate::jit_util::for_step(b, lo, hi, 1, |b, _i| {
             let cur: Vec<Value> = rows.iter().zip(&vars).map(|(&p, v)| v.map_or(p, |v| b.use_var(v))).collect();
             // SAFETY: `this` is the unique emitter; the closure runs synchronously.
             unsafe { (*this).level(b, d + 1, cur.clone(), range_lo, range_hi) };
@@ -656,10 +623,10 @@ impl<'a> Emitter<'a> {
             let end8 = b.ins().iadd(lo, l8);
             let l4 = b.ins().band_imm_s(len, !3i64);
             let end4 = b.ins().iadd(lo, l4);
-            let mid = Self::for_loop(b, lo, end8, 8, |b, i| vec_body(b, i, &[0, 16]));
-            start = Self::for_loop(b, mid, end4, 4, |b, i| vec_body(b, i, &[0]));
+            let mid = crate::jit_util::for_step(b, lo, end8, 8, |b, i| vec_body(b, i, &[0, 16]));
+            start = crate::jit_util::for_step(b, mid, end4, 4, |b, i| vec_body(b, i, &[0]));
         }
-        Self::for_loop(b, start, hi, 1, |b, i| {
+        crate::jit_util::for_step(b, start, hi, 1, |b, i| {
             // SAFETY: as above.
             let me = unsafe { &mut *this };
             let addr = |b: &mut FunctionBuilder, j: usize| -> Value {

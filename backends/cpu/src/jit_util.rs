@@ -40,7 +40,13 @@ pub fn plus(b: &mut FunctionBuilder, base: Value, k: i64) -> Value {
 }
 
 /// `for i in lo..hi` (step 1) with `body(b, i)`.
-pub fn for_range(b: &mut FunctionBuilder, lo: Value, hi: Value, mut body: impl FnMut(&mut FunctionBuilder, Value)) {
+pub fn for_range(b: &mut FunctionBuilder, lo: Value, hi: Value, body: impl FnMut(&mut FunctionBuilder, Value)) {
+    for_step(b, lo, hi, 1, body);
+}
+
+/// `for i in lo..hi step` with `body(b, i)`; returns the counter's final
+/// value (the first index the loop did not run, where a tail loop starts).
+pub fn for_step(b: &mut FunctionBuilder, lo: Value, hi: Value, step: i64, mut body: impl FnMut(&mut FunctionBuilder, Value)) -> Value {
     let var: Variable = b.declare_var(types::I64);
     b.def_var(var, lo);
     let header = b.create_block();
@@ -54,12 +60,13 @@ pub fn for_range(b: &mut FunctionBuilder, lo: Value, hi: Value, mut body: impl F
     b.switch_to_block(blk);
     b.seal_block(blk);
     body(b, i);
-    let n = b.ins().iadd_imm_s(i, 1);
+    let n = b.ins().iadd_imm_s(i, step);
     b.def_var(var, n);
     b.ins().jump(header, &[]);
     b.seal_block(header);
     b.switch_to_block(exit);
     b.seal_block(exit);
+    b.use_var(var)
 }
 
 /// `for i in lo..hi` with pointers `p + i * step` for each `(p, step)` as
