@@ -2,8 +2,10 @@
 //! backend compiles and launches.
 //!
 //! Rules (shared by the CPU and GPU backends):
-//! - Views (`reshape`, `stop_gradient`, a cast to the same dtype) are no
-//!   kernel at all: they alias their operand's buffer.
+//! - Views (`reshape`, `stop_gradient`, a cast to the same dtype, a slice
+//!   whose selected elements are one contiguous run of its operand) are no
+//!   kernel at all: they alias their operand's buffer (a contiguous slice at
+//!   a byte offset into it).
 //! - An elementwise node (unary/binary/compare/select/cast/broadcast_to)
 //!   joins the kernel of its users when every user is in one elementwise or
 //!   reduction kernel whose loop has the node's shape; its value then lives
@@ -91,6 +93,9 @@ pub struct Partition {
     /// `view -> the node whose buffer it aliases` (resolved through chains
     /// of views to a kernel output, input or constant).
     pub views: Vec<(NodeId, NodeId)>,
+    /// `view -> byte offset into its root's buffer`, for the views that do
+    /// not start at the root's first byte (contiguous slices).
+    pub offsets: Vec<(NodeId, usize)>,
     /// The graph's live nodes in topological order.
     pub order: Vec<NodeId>,
 }
@@ -103,8 +108,31 @@ pub fn is_view(g: &Graph, id: NodeId) -> bool {
             let src = g.operands(id)[0];
             g.ty(src).dtype == *d
         }
+        Op::Slice { .. } => contiguous_slice_offset(g, id).is_some(),
         _ => false,
     }
+}
+
+/// For a slice whose elements are one contiguous run of its operand's
+/// buffer (unit-size axes, then at most one partial axis read with step 1,
+/// then whole axes), the element offset of that run; `None` otherwise.
+pub fn contiguous_slice_offset(g: &Graph, id: NodeId) -> Option<usize> {
+    let Op::Slice { start, step, .. } = g.op(id) else { return None };
+    let src = &g.ty(g.operands(id)[0]).shape.0;
+    let out = &g.ty(id).shape.0;
+    if out.contains(&0) {
+        return None;
+    }
+    // Axes after the first one selecting more than one element must be whole.
+    let first = (0..out.len()).find(|&d| out[d] > 1).unwrap_or(out.len());
+    if first < out.len() && step[first] != 1 {
+        return None;
+    }
+    if (first + 1..out.len()).any(|d| out[d] != src[d] || start[d] != 0 || (src[d] > 1 && step[d] != 1)) {
+        return None;
+    }
+    let rm = kiln_ir::row_major_strides(src);
+    Some(start.iter().zip(&rm).map(|(&s, &r)| s * r).sum())
 }
 
 /// Whether `id` can be fused into an elementwise loop.
@@ -113,10 +141,10 @@ pub fn is_fusable(g: &Graph, id: NodeId) -> bool {
     (op.is_elementwise() || matches!(op, Op::BroadcastTo(_) | Op::Slice { .. })) && !is_view(g, id)
 }
 
-/// Whether `id` is a slice, which a loop reads as a strided leaf of its
-/// operand's buffer.
+/// Whether `id` is a slice a loop reads as a strided leaf of its operand's
+/// buffer (a slice that is not a view).
 pub fn is_strided_read(g: &Graph, id: NodeId) -> bool {
-    matches!(g.op(id), Op::Slice { .. })
+    matches!(g.op(id), Op::Slice { .. }) && !is_view(g, id)
 }
 
 fn is_contraction(op: &Op) -> bool {
@@ -222,11 +250,17 @@ pub fn partition(g: &Graph) -> Result<Partition, PassError> {
         kernels.into_iter().enumerate().filter(|(i, _)| !merged_into.contains_key(i)).map(|(_, k)| k).collect();
 
     // Views alias the buffer of their (resolved) source.
+    let mut offsets: Vec<(NodeId, usize)> = Vec::new();
     for &n in &order {
         if is_view(g, n) {
             let src = g.operands(n)[0];
             let root = views.iter().find(|(v, _)| *v == src).map(|(_, r)| *r).unwrap_or(src);
             views.push((n, root));
+            let base = offsets.iter().find(|(v, _)| *v == src).map_or(0, |(_, o)| *o);
+            let own = contiguous_slice_offset(g, n).unwrap_or(0) * g.ty(n).dtype.size_bytes();
+            if base + own > 0 {
+                offsets.push((n, base + own));
+            }
         }
     }
     let view_root: HashMap<NodeId, NodeId> = views.iter().copied().collect();
@@ -279,11 +313,14 @@ pub fn partition(g: &Graph) -> Result<Partition, PassError> {
                 if pi >= e || !matches!(pk.kind, KernelKind::Elementwise | KernelKind::Contraction) || pk.shape != kernels[e].shape {
                     continue;
                 }
-                let slices_pk = kernels[e]
+                // Reads of `pk`'s outputs through memory (slices, views)
+                // may be at positions its loop has not computed yet.
+                let reads_pk_memory = kernels[e]
                     .fused
                     .iter()
-                    .any(|&n| is_strided_read(g, n) && pk.outputs.contains(&view_root.get(&g.operands(n)[0]).copied().unwrap_or(g.operands(n)[0])));
-                if slices_pk {
+                    .any(|&n| is_strided_read(g, n) && pk.outputs.contains(&view_root.get(&g.operands(n)[0]).copied().unwrap_or(g.operands(n)[0])))
+                    || kernels[e].inputs.iter().any(|i| view_root.get(i).is_some_and(|r| pk.outputs.contains(r)));
+                if reads_pk_memory {
                     continue;
                 }
                 if kernels[e].inputs.iter().all(|&i| ready_by(i, pi)) {
@@ -328,13 +365,19 @@ pub fn partition(g: &Graph) -> Result<Partition, PassError> {
         }
         done.extend(k.outputs.iter().copied());
     }
-    Ok(Partition { kernels, views, order })
+    Ok(Partition { kernels, views, offsets, order })
 }
 
 impl Partition {
     /// The resolved buffer owner of a value (itself unless it is a view).
     pub fn root(&self, n: NodeId) -> NodeId {
         self.views.iter().find(|(v, _)| *v == n).map(|(_, r)| *r).unwrap_or(n)
+    }
+
+    /// Byte offset of a value into its root's buffer (0 unless it is a
+    /// view into the middle of it).
+    pub fn offset(&self, n: NodeId) -> usize {
+        self.offsets.iter().find(|(v, _)| *v == n).map_or(0, |(_, o)| *o)
     }
 
     /// The dump form: one block per kernel.
@@ -356,7 +399,15 @@ impl Partition {
             let _ = writeln!(s, "  outputs {}", list(&k.outputs));
         }
         for (v, r) in &self.views {
-            let _ = writeln!(s, "view {v} ({}) aliases {r}", g.op(*v).name());
+            let _ = write!(s, "view {v} ({}) aliases {r}", g.op(*v).name());
+            match self.offset(*v) {
+                0 => {
+                    let _ = writeln!(s);
+                }
+                o => {
+                    let _ = writeln!(s, " at byte {o}");
+                }
+            }
         }
         s
     }

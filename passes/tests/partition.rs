@@ -136,11 +136,11 @@ fn slices_fuse_as_strided_reads_of_a_stored_operand() {
     let si = g.sigmoid(i).unwrap();
     let sf = g.sigmoid(f).unwrap();
     let c = g.mul(si, sf).unwrap();
-    // A slice of an elementwise value of the loop's own shape (identity):
-    // the value is stored and the loop reading it is a separate kernel.
+    // A column range of an elementwise value: the value is stored and the
+    // loop reading it is a separate kernel.
     let t = g.tanh(c).unwrap();
-    let ts = g.slice(t, &[0, 0], &[4, 3], &[1, 1]).unwrap();
-    let y = g.add(ts, c).unwrap();
+    let ts = g.slice(t, &[0, 1], &[4, 3], &[1, 1]).unwrap();
+    let y = g.exp(ts).unwrap();
     g.set_output("y", y).unwrap();
     let p = partition(&g).unwrap();
     let text = p.to_text(&g);
@@ -148,9 +148,38 @@ fn slices_fuse_as_strided_reads_of_a_stored_operand() {
     assert_eq!(kg.kind, KernelKind::Elementwise, "{text}");
     assert_eq!(kg.fused, vec![i, f, si, sf, c, t], "{text}");
     assert_eq!(kg.inputs, vec![gates], "{text}");
-    assert_eq!(kg.outputs, vec![c, t], "{text}");
+    assert_eq!(kg.outputs, vec![t], "{text}");
     let ky = p.kernels.iter().find(|k| k.fused.contains(&ts)).unwrap();
     assert_eq!(ky.fused, vec![ts, y], "{text}");
-    assert_eq!(ky.inputs, vec![c, t], "{text}");
+    assert_eq!(ky.inputs, vec![t], "{text}");
     assert!(p.kernels.iter().all(|k| k.anchor.is_none_or(|a| g.op(a).name() != "slice")), "{text}");
+}
+
+#[test]
+fn contiguous_slices_are_views_at_a_byte_offset() {
+    // [T, B, 4H] input projection read one time step at a time.
+    let mut g = Graph::new();
+    let xp = g.input("xp", f32_shape([3, 2, 8])).unwrap();
+    let w = g.input("w", f32_shape([8, 4])).unwrap();
+    let t1 = g.slice(xp, &[1, 0, 0], &[2, 2, 8], &[1, 1, 1]).unwrap();
+    let r = g.reshape(t1, [2, 8]).unwrap();
+    let mm = g.matmul(r, w).unwrap();
+    // Rows 1..2 of step 2 (unit axis, partial axis, whole axis): contiguous.
+    let rows = g.slice(xp, &[2, 1, 0], &[3, 2, 8], &[1, 1, 1]).unwrap();
+    // A column range is not contiguous: a strided read, not a view.
+    let cols = g.slice(xp, &[0, 0, 2], &[1, 2, 4], &[1, 1, 1]).unwrap();
+    let e = g.exp(cols).unwrap();
+    g.set_output("mm", mm).unwrap();
+    g.set_output("rows", rows).unwrap();
+    g.set_output("e", e).unwrap();
+    let p = partition(&g).unwrap();
+    let text = p.to_text(&g);
+    assert_eq!(p.views, vec![(t1, xp), (r, xp), (rows, xp)], "{text}");
+    assert_eq!(p.offset(t1), 16 * 4, "{text}");
+    assert_eq!(p.offset(r), 16 * 4, "{text}");
+    assert_eq!(p.offset(rows), (32 + 8) * 4, "{text}");
+    assert_eq!(p.offset(cols), 0, "{text}");
+    assert!(text.contains(&format!("view {rows} (slice) aliases {xp} at byte 160")), "{text}");
+    let ke = p.kernels.iter().find(|k| k.fused.contains(&e)).unwrap();
+    assert_eq!((ke.fused.clone(), ke.inputs.clone()), (vec![cols, e], vec![xp]), "{text}");
 }

@@ -80,8 +80,19 @@ pub fn compile(be: &CpuBackend, g: &Graph, stored: &[KernelCode]) -> Result<CpuE
         });
         slot_of.insert(n, idx);
     }
+    // Views share their root's slot; a view into the middle of it (a
+    // contiguous slice) gets its own slot at a byte offset from that one,
+    // so native kernels and loops read it like any buffer.
+    let mut offset_slots: HashMap<(usize, usize), usize> = HashMap::new();
     for (v, r) in &part.views {
         let s = *slot_of.get(r).ok_or_else(|| CpuError::Internal(format!("view {v} of unplanned {r}")))?;
+        let s = match part.offset(*v) {
+            0 => s,
+            bytes => *offset_slots.entry((s, bytes)).or_insert_with(|| {
+                slots.push(SlotSrc::Offset { base: s, bytes });
+                slots.len() - 1
+            }),
+        };
         slot_of.insert(*v, s);
     }
     let slot = |n: NodeId| -> usize { slot_of[&n] };

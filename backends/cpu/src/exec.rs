@@ -18,6 +18,8 @@ pub(crate) enum SlotSrc {
     Constant(usize),
     /// Index into the signature's data inputs, filled per run.
     Input(String),
+    /// `bytes` past the start of an earlier slot (a view into its middle).
+    Offset { base: usize, bytes: usize },
 }
 
 /// One step of the program.
@@ -198,6 +200,8 @@ impl CpuExecutable {
                 SlotSrc::Persistent(p) => self.persistent[*p].buf.ptr(),
                 SlotSrc::Constant(c) => self.constants[*c].ptr(),
                 SlotSrc::Input(name) => host_bytes(&inputs[name]).as_ptr() as *mut u8,
+                // Offset slots come after their base slot.
+                SlotSrc::Offset { base, bytes } => self.ptrs[*base].wrapping_add(*bytes),
             };
         }
         let arena = self.arena.ptr();
@@ -257,7 +261,11 @@ impl CpuExecutable {
             if src == dst {
                 continue;
             }
-            let from_persistent = matches!(self.slots[slot], SlotSrc::Persistent(_));
+            let base = match self.slots[slot] {
+                SlotSrc::Offset { base, .. } => base,
+                _ => slot,
+            };
+            let from_persistent = matches!(self.slots[base], SlotSrc::Persistent(_));
             if from_persistent {
                 // Another param's buffer may itself be overwritten by a later copy.
                 let tmp = unsafe { std::slice::from_raw_parts(src, bytes) }.to_vec();
