@@ -4,9 +4,13 @@
 //! buffers, and an update is written straight into its param's buffer when
 //! that is safe (an elementwise kernel that reads the old value only at the
 //! element it writes, after every other reader of the old value has run).
+//! A concatenation whose pieces are contiguous runs of it (it joins along
+//! its first axis of extent > 1) is planned first and its pieces are
+//! computed straight into their runs: the concat kernel then has nothing
+//! to do ([`MemoryPlan::concats_in_place`]).
 //! The runtime therefore allocates nothing per step.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 
 use kiln_ir::{Graph, NodeId, Op};
@@ -44,6 +48,9 @@ pub struct MemoryPlan {
     pub in_place: Vec<(String, NodeId)>,
     /// Updates copied into the param/state buffer at the end of a run.
     pub copied: Vec<(String, NodeId)>,
+    /// Concat nodes whose operands are computed inside the concat's own
+    /// buffer: no kernel needs to run for them.
+    pub concats_in_place: BTreeSet<NodeId>,
     pub arena_bytes: usize,
     pub persistent_bytes: usize,
     pub constant_bytes: usize,
@@ -96,6 +103,9 @@ impl MemoryPlan {
         }
         for (name, n) in &self.copied {
             let _ = writeln!(s, "update `{name}` <- {n} copied after the run");
+        }
+        for n in &self.concats_in_place {
+            let _ = writeln!(s, "concat {n}: operands computed in place");
         }
         s
     }
@@ -253,6 +263,14 @@ pub fn plan_memory(g: &Graph, p: &Partition, scratch: &dyn Fn(&Kernel) -> usize)
         }
     }
 
+    // Pieces computed inside their concat: piece -> (concat, byte offset).
+    let pieces = concat_pieces(g, p, &producer, &in_place_nodes);
+    for (&piece, &(c, _)) in &pieces {
+        let l = last_use[&piece].max(last_use[&c]);
+        last_use.insert(c, l);
+        plan.concats_in_place.insert(c);
+    }
+
     let mut arena = Arena::default();
     let mut dying: BTreeMap<usize, Vec<(usize, usize)>> = BTreeMap::new();
     for k in &p.kernels {
@@ -261,11 +279,19 @@ pub fn plan_memory(g: &Graph, p: &Partition, scratch: &dyn Fn(&Kernel) -> usize)
                 plan.values.insert(o, Storage::Persistent(name.clone()));
                 continue;
             }
-            let bytes = g.ty(o).size_bytes();
-            plan.unshared_bytes += align(bytes.max(1));
-            let offset = arena.alloc(bytes);
-            plan.values.insert(o, Storage::Arena { offset, bytes });
-            dying.entry(last_use[&o]).or_default().push((offset, bytes));
+            // The concat's buffer is allocated when its first piece is.
+            let (owner, within) = pieces.get(&o).copied().unwrap_or((o, 0));
+            if !plan.values.contains_key(&owner) {
+                let bytes = g.ty(owner).size_bytes();
+                plan.unshared_bytes += align(bytes.max(1));
+                let offset = arena.alloc(bytes);
+                plan.values.insert(owner, Storage::Arena { offset, bytes });
+                dying.entry(last_use[&owner]).or_default().push((offset, bytes));
+            }
+            if owner != o {
+                let Some(&Storage::Arena { offset, .. }) = plan.values.get(&owner) else { unreachable!("concats are arena values") };
+                plan.values.insert(o, Storage::Arena { offset: offset + within, bytes: g.ty(o).size_bytes() });
+            }
         }
         let sb = scratch(k);
         if sb > 0 {
@@ -281,8 +307,53 @@ pub fn plan_memory(g: &Graph, p: &Partition, scratch: &dyn Fn(&Kernel) -> usize)
         }
     }
     plan.arena_bytes = arena.end;
+    debug_assert!(plan.concats_in_place.iter().all(|c| plan.values.contains_key(c)));
     for (v, r) in &p.views {
         plan.values.insert(*v, Storage::View(*r));
     }
     Ok(plan)
+}
+
+/// The concats whose operands can be computed straight into them, as
+/// `operand root -> (concat, byte offset)`: a concat joining along its first
+/// axis of extent > 1 (so each operand is one contiguous run of it) whose
+/// every operand is, through plain views, a distinct arena value some
+/// kernel produces that is no piece of another concat and has no pieces
+/// of its own (no nesting: a piece's offset is final when placed). All or none of a
+/// concat's operands are placed, so the concat itself never runs.
+fn concat_pieces(
+    g: &Graph,
+    p: &Partition,
+    producer: &HashMap<NodeId, usize>,
+    in_place: &HashMap<NodeId, String>,
+) -> HashMap<NodeId, (NodeId, usize)> {
+    let mut pieces: HashMap<NodeId, (NodeId, usize)> = HashMap::new();
+    for k in &p.kernels {
+        let Some(c) = k.anchor else { continue };
+        let Op::Concat { axis } = g.op(c) else { continue };
+        let shape = &g.ty(c).shape.0;
+        if shape[..*axis].iter().any(|&d| d != 1) || !k.fused.is_empty() || producer.get(&c) != Some(&k.id) || in_place.contains_key(&c) {
+            continue;
+        }
+        let mut mine: Vec<(NodeId, usize)> = Vec::new();
+        let mut at = 0;
+        let ok = g.operands(c).into_iter().all(|o| {
+            let r = p.root(o);
+            let bytes = g.ty(o).size_bytes();
+            let fits = p.offset(o) == 0
+                && g.ty(r).size_bytes() == bytes
+                && producer.contains_key(&r)
+                && !in_place.contains_key(&r)
+                && !pieces.contains_key(&r)
+                && !mine.iter().any(|(m, _)| *m == r)
+                && !pieces.values().any(|(cc, _)| *cc == r);
+            mine.push((r, at));
+            at += bytes;
+            fits
+        });
+        if ok {
+            pieces.extend(mine.into_iter().map(|(r, off)| (r, (c, off))));
+        }
+    }
+    pieces
 }

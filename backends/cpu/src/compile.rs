@@ -106,6 +106,10 @@ pub fn compile(be: &CpuBackend, g: &Graph, stored: &[KernelCode]) -> Result<CpuE
     let mut pending: Vec<(usize, usize)> = Vec::new(); // (step index, jit kernel index)
     let mut pending_native: Vec<(usize, Vec<usize>)> = Vec::new(); // (step index, jit function indices)
     for k in &part.kernels {
+        // Its operands were computed in place inside its buffer.
+        if k.anchor.is_some_and(|a| plan.concats_in_place.contains(&a)) {
+            continue;
+        }
         if let Some(a) = k.anchor.filter(|_| k.kind != KernelKind::Reduce) {
             let scratch = plan.scratch.get(&k.id).map(|&(off, _)| off);
             let op = native_of(g, a, &slot);
