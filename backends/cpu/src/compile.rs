@@ -12,6 +12,7 @@ use crate::jit::{Jit, KernelCode};
 use crate::kernels::{scratch_elems, NativeOp};
 use crate::pool::Pool;
 use crate::program::{self, reduce_identity};
+use crate::rollback::Rollback;
 use crate::{CpuBackend, CpuError};
 
 fn native_of(g: &Graph, n: NodeId, slot: &dyn Fn(NodeId) -> usize) -> NativeOp {
@@ -195,7 +196,13 @@ pub fn compile(be: &CpuBackend, g: &Graph, stored: &[KernelCode]) -> Result<CpuE
         .map(|(name, n)| (pers_index[name], slot(*n), g.ty(*n).size_bytes()))
         .collect();
     let partition_text = part.to_text(g);
-    let memory_text = plan.to_text(g);
+    let rollback = Rollback::plan(&steps, &slots, &persistent);
+    let mut memory_text = plan.to_text(g);
+    let restored = rollback.names(&persistent);
+    if !restored.is_empty() {
+        // Written in place before a step that can still fail.
+        memory_text.push_str(&format!("saved before each run, restored if it fails: {}\n", restored.join(", ")));
+    }
     if let Some(dir) = &be.dump_dir {
         let e = |e: kiln_passes::PassError| CpuError::Dump(e.to_string());
         std::fs::create_dir_all(dir).map_err(|x| CpuError::Dump(format!("{}: {x}", dir.display())))?;
@@ -232,6 +239,7 @@ pub fn compile(be: &CpuBackend, g: &Graph, stored: &[KernelCode]) -> Result<CpuE
         constants,
         outputs,
         copied_updates,
+        rollback,
         ptrs: vec![std::ptr::null_mut(); n_slots],
         pool: Pool::new(be.threads),
         _code: CodeHolder(module),

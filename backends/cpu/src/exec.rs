@@ -8,6 +8,7 @@ use crate::buffers::{host_bytes, store, tensor_from_bytes, AlignedBuf};
 use crate::jit::{JitFn, KernelCode};
 use crate::kernels::{self, NativeOp};
 use crate::pool::Pool;
+use crate::rollback::Rollback;
 use crate::program::{self, Program};
 
 /// Where a buffer slot points.
@@ -87,6 +88,8 @@ pub struct CpuExecutable {
     pub(crate) outputs: Vec<(String, usize, TensorType)>,
     /// (persistent index, source slot, bytes).
     pub(crate) copied_updates: Vec<(usize, usize, usize)>,
+    /// What a failing run restores so it changes no state.
+    pub(crate) rollback: Rollback,
     pub(crate) ptrs: Vec<*mut u8>,
     pub(crate) pool: Pool,
     pub(crate) _code: CodeHolder,
@@ -204,10 +207,12 @@ impl CpuExecutable {
                 SlotSrc::Offset { base, bytes } => self.ptrs[*base].wrapping_add(*bytes),
             };
         }
+        self.rollback.save(&self.persistent);
         let arena = self.arena.ptr();
         let (steps, ptrs, pool) = (&mut self.steps, &self.ptrs, &self.pool);
         let mut prof = self.profile.take();
         let mut skip = false;
+        let outcome = (|| -> Result<(), RunError> {
         for si in 0..steps.len() {
             if std::mem::take(&mut skip) {
                 continue;
@@ -249,7 +254,13 @@ impl CpuExecutable {
                 p[si].1 += 1;
             }
         }
+        Ok(())
+        })();
         self.profile = prof;
+        if let Err(e) = outcome {
+            self.rollback.restore(&mut self.persistent);
+            return Err(e);
+        }
         let mut out = BTreeMap::new();
         for (name, slot, ty) in &self.outputs {
             let bytes = unsafe { std::slice::from_raw_parts(self.ptrs[*slot], ty.size_bytes()) };

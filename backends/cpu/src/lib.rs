@@ -64,6 +64,7 @@ mod kernels;
 mod pool;
 mod pooling;
 mod program;
+mod rollback;
 
 use std::path::PathBuf;
 
