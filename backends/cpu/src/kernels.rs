@@ -28,11 +28,36 @@ pub trait Float: Send + Sync + Copy + Default + PartialOrd + std::ops::Add<Outpu
     /// C = alpha * A B + beta * C with arbitrary strides (in elements).
     #[allow(clippy::too_many_arguments)]
     unsafe fn gemm(m: usize, k: usize, n: usize, a: *const Self, rsa: isize, csa: isize, b: *const Self, rsb: isize, csb: isize, beta: Self, c: *mut Self, rsc: isize, csc: isize);
+    /// `gemm` on a block of a `whole.0` x `whole.1` product, with the kernel
+    /// the whole product would get: kernels sum in different orders, so a
+    /// thread's block must not pick its own by its smaller shape, or the
+    /// bits would depend on the thread count.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_part(whole: (usize, usize), m: usize, k: usize, n: usize, a: *const Self, rsa: isize, csa: isize, b: *const Self, rsb: isize, csb: isize, beta: Self, c: *mut Self, rsc: isize, csc: isize) {
+        let _ = whole;
+        unsafe { Self::gemm(m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+    }
 }
 
 /// Below this many columns a product with a transposed B is done as dot
 /// products: `matrixmultiply`'s 8-wide panels are mostly padding there.
 const DOT_MAX_N: usize = 16;
+
+/// Up to this many rows the no-pack kernels of `small_gemm.rs` beat
+/// `matrixmultiply` (and `gemv::dot_gemm` below 16 columns) on every
+/// product W1-W5 make in that range (`examples/small_m_probe.rs`, one
+/// thread, per-thread shares): 1.05-1.4x at 32-64 rows (W5's recurrent
+/// products 1.1-1.2x), 1.6-3.8x for LeNet's 6- and 16-channel convolutions,
+/// where `matrixmultiply` packs all of B for one or two row blocks. With
+/// more rows, packing pays off (W1's 128-row layers stay on
+/// `matrixmultiply`).
+const SMALL_M_MAX: usize = 64;
+
+/// With a transposed B, the dot-product tiles win from this depth on
+/// (1.15-1.4x at k = 256-400); at k = 128 they lose 10% to
+/// `matrixmultiply`, whose 8x8 tiles reuse each load more than a 3x4 tile
+/// of dot products when there is little depth to amortize the folds.
+const DOT_TILES_MIN_K: usize = 256;
 
 impl Float for f32 {
     fn of(v: f64) -> f32 {
@@ -42,10 +67,26 @@ impl Float for f32 {
         self as f64
     }
     unsafe fn gemm(m: usize, k: usize, n: usize, a: *const f32, rsa: isize, csa: isize, b: *const f32, rsb: isize, csb: isize, beta: f32, c: *mut f32, rsc: isize, csc: isize) {
+        unsafe { Self::gemm_part((m, n), m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+    }
+    unsafe fn gemm_part(whole: (usize, usize), m: usize, k: usize, n: usize, a: *const f32, rsa: isize, csa: isize, b: *const f32, rsb: isize, csb: isize, beta: f32, c: *mut f32, rsc: isize, csc: isize) {
         if m == 0 || n == 0 {
             return;
         }
-        if (m <= 4 || n < DOT_MAX_N) && csc == 1 && rsb == 1 && csa == 1 && rsa >= 0 && csb >= 0 && rsc >= 0 {
+        // The kernel is picked by the whole product's shape (`wm` x `wn`);
+        // every kernel below takes any block of it.
+        let (wm, wn) = whole;
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+        #[cfg(target_arch = "x86_64")]
+        if avx2 && (5..=SMALL_M_MAX).contains(&wm) && k >= DOT_TILES_MIN_K && csc == 1 && rsb == 1 && csa == 1 && rsa >= 0 && csb >= 0 && rsc >= 0 {
+            // A few dozen rows times a transposed B (an LSTM's recurrent
+            // weight at batch 32): tiles of dot products, nothing packed.
+            // SAFETY: the features were just detected; matrices as below.
+            unsafe { crate::small_gemm::dot_tiles(m, k, n, a, rsa as usize, b, csb as usize, beta, c, rsc as usize) };
+            return;
+        }
+        if (wm <= 4 || wn < DOT_MAX_N) && csc == 1 && rsb == 1 && csa == 1 && rsa >= 0 && csb >= 0 && rsc >= 0 {
             // Few rows or few columns times a transposed B (a dense layer's
             // [out, in] weight at small batch, or a narrow output layer):
             // dot products of contiguous rows, nothing packed.
@@ -54,14 +95,24 @@ impl Float for f32 {
             return;
         }
         #[cfg(target_arch = "x86_64")]
-        if m <= 4 && csc == 1 && csb == 1 && rsb >= 0 && rsc >= 0 && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if avx2 && wm <= 4 && csc == 1 && csb == 1 && rsb >= 0 && rsc >= 0 {
             // Few rows times B's contiguous rows ([in, out] weight at small
             // batch): stream B once, nothing packed.
             // SAFETY: the features were just detected; matrices as below.
             unsafe { crate::gemv::axpy_gemm(m, k, n, a, rsa, csa, b, rsb as usize, beta, c, rsc as usize) };
             return;
         }
-        if m <= 4 && csc == 1 && (csb == 1 || rsb == 1) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2 && wm <= SMALL_M_MAX && csc == 1 && csb == 1 && rsb >= 0 && rsc >= 0 {
+            // A few dozen rows times B's contiguous rows (an LSTM's backward
+            // product with its recurrent weight, a convolution's output
+            // channels): B read in place a panel at a time, nothing of A
+            // packed.
+            // SAFETY: as above.
+            unsafe { crate::small_gemm::panel_gemm(m, k, n, a, rsa, csa, b, rsb as usize, beta, c, rsc as usize) };
+            return;
+        }
+        if wm <= 4 && csc == 1 && (csb == 1 || rsb == 1) {
             // Few rows (inference at batch 1): packing B would cost more than
             // the product; stream B once instead.
             // SAFETY: as below.
@@ -357,9 +408,9 @@ pub unsafe fn par_gemm_epi<F: Float>(pool: &Pool, m: usize, k: usize, n: usize, 
         let (a, b, c) = (a, b, c);
         unsafe {
             if split_n {
-                F::gemm(m, k, hi - lo, a.0, rsa, csa, b.0.offset(lo as isize * csb), rsb, csb, beta, c.0.offset(lo as isize * csc), rsc, csc);
+                F::gemm_part((m, n), m, k, hi - lo, a.0, rsa, csa, b.0.offset(lo as isize * csb), rsb, csb, beta, c.0.offset(lo as isize * csc), rsc, csc);
             } else {
-                F::gemm(hi - lo, k, n, a.0.offset(lo as isize * rsa), rsa, csa, b.0, rsb, csb, beta, c.0.offset(lo as isize * rsc), rsc, csc);
+                F::gemm_part((m, n), hi - lo, k, n, a.0.offset(lo as isize * rsa), rsa, csa, b.0, rsb, csb, beta, c.0.offset(lo as isize * rsc), rsc, csc);
             }
         }
         if let Some(e) = epi {
@@ -404,7 +455,7 @@ pub unsafe fn gemm_with_epilogue(n: &NativeOp, slots: &[*mut u8], pool: &Pool, e
         if lo >= hi {
             return;
         }
-        unsafe { f32::gemm(hi - lo, k, nn, a.0.offset(lo as isize * rsa), rsa, csa, b.0, rsb, csb, 0.0, c.0.add(lo * nn), nn as isize, 1) };
+        unsafe { f32::gemm_part((m, nn), hi - lo, k, nn, a.0.offset(lo as isize * rsa), rsa, csa, b.0, rsb, csb, 0.0, c.0.add(lo * nn), nn as isize, 1) };
         epi(lo, hi);
     });
     true

@@ -15,7 +15,8 @@
 //! - Native Rust (`kernels.rs`): GEMM through `matrixmultiply` (split across
 //!   the pool, epilogue run per row block while hot; a streaming kernel for
 //!   1-4 rows; AVX2 dot products for a few rows or columns times a
-//!   transposed weight, `gemv.rs`), convolution and its gradients as GEMMs per block of 4
+//!   transposed weight, `gemv.rs`; no-pack register tiles for 5-64 rows,
+//!   `small_gemm.rs`), convolution and its gradients as GEMMs per block of 4
 //!   images (`conv.rs`; f64 also im2col/col2im there), f64 pooling
 //!   (`pooling.rs`), gather/scatter/one-hot, permute/slice/
 //!   concat/pad/broadcast copies, softmax cross-entropy, argmax, Philox.
@@ -54,7 +55,12 @@ mod buffers;
 mod compile;
 mod conv;
 mod exec;
-mod gemv;
+// Public (hidden) only for `examples/small_m_probe.rs`, which times them
+// against `matrixmultiply`.
+#[doc(hidden)]
+pub mod gemv;
+#[doc(hidden)]
+pub mod small_gemm;
 mod jit;
 mod jit_conv;
 mod jit_maxgrad2;
