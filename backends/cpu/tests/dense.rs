@@ -39,7 +39,8 @@ fn dense_graph(m: usize, k: usize, n: usize) -> Graph {
 /// Past the few-row kernels: (5..=64 rows, `small_gemm.rs`) with rows not a
 /// multiple of the tiles, columns not a multiple of 16 and odd k, with the
 /// dot tiles' depth bound (k 256 or more) on both sides, more rows than
-/// columns (still split by columns); then 65 rows (`matrixmultiply` again).
+/// columns (split by rows into 32 + 4: the 4-row block keeps the whole
+/// product's kernel); then 65 rows (`matrixmultiply` again).
 const SHAPES: [(usize, usize, usize); 15] = [
     (1, 784, 512),
     (2, 100, 37),
@@ -81,8 +82,10 @@ fn run(be: &CpuBackend, g: &Graph, vals: &BTreeMap<String, HostTensor>) -> BTree
     }).collect()
 }
 
-/// Two runs give identical bits, and a few-row product gives the same bits
-/// on one thread as on two (its columns are split, each summed the same way).
+/// Two runs give identical bits, and a product of up to a few dozen rows
+/// gives the same bits on one thread as on two (each thread's block takes
+/// the whole product's kernel, which sums a column the same way wherever
+/// the block starts).
 #[test]
 fn dense_results_are_deterministic() {
     for (m, k, n) in SHAPES {
