@@ -25,7 +25,9 @@
 //! param/state buffers (updates written in place where safe), so a run
 //! allocates nothing but the output tensors it returns (and the packing
 //! buffers `matrixmultiply` allocates inside each call). A persistent pool
-//! (`pool.rs`) runs parallel kernels on all cores.
+//! (`pool.rs`) runs parallel kernels on all cores. A run that fails part-way
+//! (an index out of range) restores what it had already updated in place
+//! (`rollback.rs`), so a failed training step changes no state.
 //!
 //! ```
 //! use kiln_ir::{Backend, Graph, HostTensor, f32_shape};
