@@ -11,18 +11,8 @@ use std::time::Duration;
 
 use kiln_ir::{f32_shape, DType, Graph, HostTensor, Op, TensorType};
 use kiln_passes::egraph::{optimize, EGraphConfig, EGraphPass, StopReason};
+use common::Rng;
 use kiln_passes::{Pass, PassCx, PassManager};
-
-/// A deterministic xorshift so failures reproduce.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// Upper bound for integer inputs: the class count of a one_hot or
 /// softmax_cross_entropy that uses them.

@@ -11,19 +11,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use kiln_ir::{f32_shape, Graph, HostTensor, NodeId, Op};
+use common::Rng;
 use kiln_passes::{PassCx, PassManager};
 use proptest::prelude::*;
-
-/// A deterministic xorshift so failures reproduce.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 fn random_inputs(g: &Graph, seed: u64) -> BTreeMap<String, HostTensor> {
     let mut rng = Rng(seed | 1);

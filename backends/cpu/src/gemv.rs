@@ -83,7 +83,7 @@ fn fold8(v: [f32; 8]) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
     /// Columns of the product computed together: four rows of B share each
@@ -181,9 +181,10 @@ mod avx2 {
         }
     }
 
-    /// Eight lanes to one, in `fold8`'s order.
+    /// Eight lanes to one, in `fold8`'s order (also `small_gemm`'s fold,
+    /// so both dot-product kernels round alike).
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum(v: __m256) -> f32 {
+    pub(crate) unsafe fn hsum(v: __m256) -> f32 {
         let h4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
         _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)))
@@ -237,41 +238,65 @@ mod avx2 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Every column agrees with an f64 dot product, for shapes that exercise
     /// the 4-column blocks, the single-column tail and the k tail.
-    #[test]
-    fn dot_gemm_matches_f64_reference() {
-        for &(m, k, n) in &[(1usize, 784usize, 512usize), (3, 17, 7), (4, 5, 3), (2, 32, 9), (1, 1, 1), (1, 0, 5), (9, 40, 6), (33, 512, 10)] {
+    /// One case of a kernel computing C = A Bᵀ + beta C over rows of B:
+    /// padded A, B and C (C's padding and, for beta 0, NaN in C must be
+    /// left alone / ignored).
+    pub(crate) struct DotCase {
+        pub m: usize,
+        pub k: usize,
+        pub n: usize,
+        pub lda: usize,
+        pub ldb: usize,
+        pub ldc: usize,
+        pub a: Vec<f32>,
+        pub b: Vec<f32>,
+        pub beta: f32,
+        pub old: Vec<f32>,
+    }
+
+    impl DotCase {
+        pub fn new(m: usize, k: usize, n: usize, beta: f32) -> DotCase {
             let (lda, ldb, ldc) = (k + 3, k + 1, n + 2);
-            let a: Vec<f32> = (0..m * lda).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
-            let b: Vec<f32> = (0..n * ldb).map(|i| ((i * 53) % 97) as f32 / 48.0 - 1.0).collect();
-            for beta in [0.0f32, 0.5] {
-                let mut c: Vec<f32> = (0..m * ldc).map(|i| if beta == 0.0 { f32::NAN } else { i as f32 }).collect();
-                let old = c.clone();
-                unsafe { dot_gemm(m, k, n, a.as_ptr(), lda, b.as_ptr(), ldb, beta, c.as_mut_ptr(), ldc) };
-                for i in 0..m {
-                    for j in 0..n {
-                        let dot: f64 = (0..k).map(|q| a[i * lda + q] as f64 * b[j * ldb + q] as f64).sum();
-                        let want = dot + if beta == 0.0 { 0.0 } else { beta as f64 * old[i * ldc + j] as f64 };
-                        let got = c[i * ldc + j] as f64;
-                        assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "m{m} k{k} n{n} beta {beta} [{i},{j}]: {got} vs {want}");
-                    }
-                    // Padding between rows of C is untouched.
-                    for j in n..ldc {
-                        assert_eq!(c[i * ldc + j].to_bits(), old[i * ldc + j].to_bits());
-                    }
+            let a = (0..m * lda).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
+            let b = (0..n * ldb).map(|i| ((i * 53) % 97) as f32 / 48.0 - 1.0).collect();
+            let old = (0..m * ldc).map(|i| if beta == 0.0 { f32::NAN } else { i as f32 }).collect();
+            DotCase { m, k, n, lda, ldb, ldc, a, b, beta, old }
+        }
+
+        /// Every element of `c` within 1e-4 of the f64 product; padding untouched.
+        pub fn assert_matches_f64(&self, c: &[f32]) {
+            let DotCase { m, k, n, lda, ldb, ldc, beta, .. } = *self;
+            for i in 0..m {
+                for j in 0..n {
+                    let dot: f64 = (0..k).map(|q| self.a[i * lda + q] as f64 * self.b[j * ldb + q] as f64).sum();
+                    let want = dot + if beta == 0.0 { 0.0 } else { beta as f64 * self.old[i * ldc + j] as f64 };
+                    let got = c[i * ldc + j] as f64;
+                    assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "m{m} k{k} n{n} beta {beta} [{i},{j}]: {got} vs {want}");
+                }
+                for j in n..ldc {
+                    assert_eq!(c[i * ldc + j].to_bits(), self.old[i * ldc + j].to_bits(), "padding overwritten");
                 }
             }
         }
     }
 
-    /// `axpy_gemm` against f64 over k tails (not a multiple of 4), column
-    /// tails (not a multiple of 8), a transposed A, beta 0 (NaN in C
-    /// ignored), 0.5 and 1; splitting the columns keeps the bits.
-    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn dot_gemm_matches_f64_reference() {
+        for &(m, k, n) in &[(1usize, 784usize, 512usize), (3, 17, 7), (4, 5, 3), (2, 32, 9), (1, 1, 1), (1, 0, 5), (9, 40, 6), (33, 512, 10)] {
+            for beta in [0.0f32, 0.5] {
+                let t = DotCase::new(m, k, n, beta);
+                let mut c = t.old.clone();
+                unsafe { dot_gemm(m, k, n, t.a.as_ptr(), t.lda, t.b.as_ptr(), t.ldb, beta, c.as_mut_ptr(), t.ldc) };
+                t.assert_matches_f64(&c);
+            }
+        }
+    }
+
     #[test]
     fn axpy_gemm_matches_f64_reference_and_is_split_stable() {
         if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {

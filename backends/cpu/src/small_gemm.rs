@@ -280,16 +280,8 @@ mod avx2 {
         }
     }
 
-    /// Eight lanes to one, always in the same order.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let h4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
-        _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)))
-    }
-
     /// R rows of A dotted with C rows of B: eight lanes per output over k,
-    /// folded by `hsum`, then the k tail in order.
+    /// folded by `gemv`'s `hsum`, then the k tail in order.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn dots<const R: usize, const C: usize>(k: usize, a: *const f32, lda: usize, b: *const f32, ldb: usize) -> [[f32; C]; R] {
         let mut acc = [[_mm256_setzero_ps(); C]; R];
@@ -310,7 +302,7 @@ mod avx2 {
         let mut out = [[0f32; C]; R];
         for r in 0..R {
             for col in 0..C {
-                let mut s = unsafe { hsum(acc[r][col]) };
+                let mut s = unsafe { crate::gemv::avx2::hsum(acc[r][col]) };
                 for kk in blocks * 8..k {
                     s = unsafe { (*a.add(r * lda + kk)).mul_add(*b.add(col * ldb + kk), s) };
                 }
@@ -324,6 +316,7 @@ mod avx2 {
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
+    use crate::gemv::tests::DotCase;
 
     fn have_avx2() -> bool {
         std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
@@ -412,24 +405,12 @@ mod tests {
             return;
         }
         for &(m, k, n) in &[(5usize, 257usize, 7usize), (6, 256, 16), (32, 300, 45), (64, 1, 5), (7, 0, 3), (10, 15, 33)] {
-            let (lda, ldb, ldc) = (k + 3, k + 1, n + 2);
-            let a: Vec<f32> = (0..m * lda).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
-            let b: Vec<f32> = (0..n * ldb).map(|i| ((i * 53) % 97) as f32 / 48.0 - 1.0).collect();
             for beta in [0.0f32, 0.5] {
-                let old: Vec<f32> = (0..m * ldc).map(|i| if beta == 0.0 { f32::NAN } else { i as f32 }).collect();
+                let t = DotCase::new(m, k, n, beta);
+                let (a, b, old, lda, ldb, ldc) = (&t.a, &t.b, &t.old, t.lda, t.ldb, t.ldc);
                 let mut c = old.clone();
                 unsafe { dot_tiles(m, k, n, a.as_ptr(), lda, b.as_ptr(), ldb, beta, c.as_mut_ptr(), ldc) };
-                for i in 0..m {
-                    for j in 0..n {
-                        let dot: f64 = (0..k).map(|q| a[i * lda + q] as f64 * b[j * ldb + q] as f64).sum();
-                        let want = dot + if beta == 0.0 { 0.0 } else { beta as f64 * old[i * ldc + j] as f64 };
-                        let got = c[i * ldc + j] as f64;
-                        assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "m{m} k{k} n{n} beta {beta} [{i},{j}]: {got} vs {want}");
-                    }
-                    for j in n..ldc {
-                        assert_eq!(c[i * ldc + j].to_bits(), old[i * ldc + j].to_bits(), "padding overwritten");
-                    }
-                }
+                t.assert_matches_f64(&c);
                 for split in [1, 4, 6] {
                     if n <= split {
                         continue;

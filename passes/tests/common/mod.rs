@@ -6,6 +6,8 @@
 
 pub mod golden;
 pub mod interp_eval;
+pub mod rng;
 
 pub use golden::{run_dir, run_file, GoldenCase};
 pub use interp_eval::InterpEvaluator;
+pub use rng::Rng;
