@@ -217,9 +217,16 @@ impl HostTensor {
 
     /// Whether any float element is NaN or infinite.
     pub fn has_non_finite(&self) -> bool {
+        // Whole chunks without an early exit vectorize; `any` stops at the
+        // first hit and runs one element at a time (about 1 ms on a
+        // 1024x784 batch, a tenth of an inference run, since every
+        // backend checks every input on every call).
+        fn any_non_finite<T: Copy>(v: &[T], finite: impl Fn(T) -> bool) -> bool {
+            !v.chunks(256).all(|c| c.iter().fold(true, |all, &x| all & finite(x)))
+        }
         match &self.data {
-            TensorData::F32(v) => v.iter().any(|x| !x.is_finite()),
-            TensorData::F64(v) => v.iter().any(|x| !x.is_finite()),
+            TensorData::F32(v) => any_non_finite(v, f32::is_finite),
+            TensorData::F64(v) => any_non_finite(v, f64::is_finite),
             _ => false,
         }
     }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use kiln_ir::{verify, DType, Graph, NodeId, Op, ReduceOp, Signature};
+use kiln_ir::{verify, Graph, NodeId, Op, ReduceOp, Signature};
 use kiln_passes::memory_plan::{plan_memory, Storage};
 use kiln_passes::partition::{partition, Kernel, KernelKind};
 
@@ -228,7 +228,6 @@ pub fn compile(be: &CpuBackend, g: &Graph, stored: &[KernelCode]) -> Result<CpuE
             Step::Loop(l) => format!("k{} loop {:?} ({} instrs, {} stores{})", l.kernel, l.prog.dims, l.prog.instrs.len(), l.prog.stores.len(), if l.jit.is_some() { "" } else { ", portable" }),
         })
         .collect();
-    let _ = DType::F32;
     let data_inputs = sig.inputs.iter().filter(|i| i.role == kiln_ir::InputRole::Input).count();
     Ok(CpuExecutable {
         sig,
