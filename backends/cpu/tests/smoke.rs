@@ -167,3 +167,22 @@ fn zero_extent_tensors_match_the_interpreter() {
     }
     check(&g, &random_inputs(&g, 5), 0.0, 0.0);
 }
+
+/// NaN or inf anywhere in a data input (past the first chunks the check
+/// folds too) is a typed error naming the input, not a silent result.
+#[test]
+fn non_finite_inputs_are_rejected_by_name() {
+    let mut g = Graph::new();
+    let x = g.input("x", f32_shape([1000])).unwrap();
+    let y = g.relu(x).unwrap();
+    g.set_output("y", y).unwrap();
+    let mut exe = kiln_cpu::CpuBackend::new().compile_cpu(&g).unwrap();
+    for (at, bad) in [(0, f32::NAN), (777, f32::INFINITY), (999, f32::NEG_INFINITY)] {
+        let mut v = vec![1.0f32; 1000];
+        v[at] = bad;
+        let m = [("x".to_string(), HostTensor::from_f32([1000], v).unwrap())].into_iter().collect();
+        assert_eq!(exe.run(&m).unwrap_err(), RunError::NonFinite { name: "x".into() }, "{bad} at {at}");
+    }
+    let m = [("x".to_string(), HostTensor::from_f32([1000], vec![1.0; 1000]).unwrap())].into_iter().collect();
+    assert!(exe.run(&m).is_ok());
+}
