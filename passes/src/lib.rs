@@ -28,6 +28,7 @@ mod sum_tree;
 
 pub mod autodiff;
 pub mod egraph;
+pub mod loop_program;
 pub mod memory_plan;
 pub mod partition;
 

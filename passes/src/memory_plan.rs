@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 
-use kiln_ir::{Graph, NodeId, Op};
+use kiln_ir::{DType, Graph, NodeId, Op};
 
 use crate::partition::{is_strided_read, Kernel, KernelKind, Partition};
 use crate::PassError;
@@ -167,6 +167,20 @@ impl Arena {
 /// Plans buffers for `p`; `scratch(k)` is the temporary byte count a kernel
 /// needs while it runs (im2col buffers and the like).
 pub fn plan_memory(g: &Graph, p: &Partition, scratch: &dyn Fn(&Kernel) -> usize) -> Result<MemoryPlan, PassError> {
+    plan_memory_with(g, p, scratch, &DType::size_bytes)
+}
+
+/// [`plan_memory`] for a backend that stores elements at its own widths
+/// (the GPU keeps every dtype in one 32-bit word): `elem_bytes(dtype)`
+/// sizes every buffer, so offsets and byte counts are in that backend's
+/// units.
+pub fn plan_memory_with(
+    g: &Graph,
+    p: &Partition,
+    scratch: &dyn Fn(&Kernel) -> usize,
+    elem_bytes: &dyn Fn(DType) -> usize,
+) -> Result<MemoryPlan, PassError> {
+    let size = |n: NodeId| g.ty(n).numel() * elem_bytes(g.ty(n).dtype);
     let mut plan = MemoryPlan::default();
     let root = |n: NodeId| p.root(n);
     let nk = p.kernels.len();
@@ -177,12 +191,12 @@ pub fn plan_memory(g: &Graph, p: &Partition, scratch: &dyn Fn(&Kernel) -> usize)
             Op::Input { name, role } => {
                 let st = if role.is_persistent() { Storage::Persistent(name.clone()) } else { Storage::Input(name.clone()) };
                 if role.is_persistent() {
-                    plan.persistent_bytes += align(g.ty(n).size_bytes());
+                    plan.persistent_bytes += align(size(n));
                 }
                 plan.values.insert(n, st);
             }
             Op::Constant(_) => {
-                plan.constant_bytes += align(g.ty(n).size_bytes());
+                plan.constant_bytes += align(size(n));
                 plan.values.insert(n, Storage::Constant);
             }
             _ => {}
@@ -191,7 +205,7 @@ pub fn plan_memory(g: &Graph, p: &Partition, scratch: &dyn Fn(&Kernel) -> usize)
     // Persistent inputs that are dead in this graph still own a buffer.
     for (id, name, role) in g.inputs() {
         if role.is_persistent() && !plan.values.contains_key(&id) {
-            plan.persistent_bytes += align(g.ty(id).size_bytes());
+            plan.persistent_bytes += align(size(id));
             plan.values.insert(id, Storage::Persistent(name.to_string()));
         }
     }
@@ -264,7 +278,7 @@ pub fn plan_memory(g: &Graph, p: &Partition, scratch: &dyn Fn(&Kernel) -> usize)
     }
 
     // Pieces computed inside their concat: piece -> (concat, byte offset).
-    let pieces = concat_pieces(g, p, &producer, &in_place_nodes);
+    let pieces = concat_pieces(g, p, &producer, &in_place_nodes, &size);
     for (&piece, &(c, _)) in &pieces {
         let l = last_use[&piece].max(last_use[&c]);
         last_use.insert(c, l);
@@ -282,7 +296,7 @@ pub fn plan_memory(g: &Graph, p: &Partition, scratch: &dyn Fn(&Kernel) -> usize)
             // The concat's buffer is allocated when its first piece is.
             let (owner, within) = pieces.get(&o).copied().unwrap_or((o, 0));
             if !plan.values.contains_key(&owner) {
-                let bytes = g.ty(owner).size_bytes();
+                let bytes = size(owner);
                 plan.unshared_bytes += align(bytes.max(1));
                 let offset = arena.alloc(bytes);
                 plan.values.insert(owner, Storage::Arena { offset, bytes });
@@ -290,7 +304,7 @@ pub fn plan_memory(g: &Graph, p: &Partition, scratch: &dyn Fn(&Kernel) -> usize)
             }
             if owner != o {
                 let Some(&Storage::Arena { offset, .. }) = plan.values.get(&owner) else { unreachable!("concats are arena values") };
-                plan.values.insert(o, Storage::Arena { offset: offset + within, bytes: g.ty(o).size_bytes() });
+                plan.values.insert(o, Storage::Arena { offset: offset + within, bytes: size(o) });
             }
         }
         let sb = scratch(k);
@@ -326,6 +340,7 @@ fn concat_pieces(
     p: &Partition,
     producer: &HashMap<NodeId, usize>,
     in_place: &HashMap<NodeId, String>,
+    size: &dyn Fn(NodeId) -> usize,
 ) -> HashMap<NodeId, (NodeId, usize)> {
     let mut pieces: HashMap<NodeId, (NodeId, usize)> = HashMap::new();
     for k in &p.kernels {
@@ -339,9 +354,9 @@ fn concat_pieces(
         let mut at = 0;
         let ok = g.operands(c).into_iter().all(|o| {
             let r = p.root(o);
-            let bytes = g.ty(o).size_bytes();
+            let bytes = size(o);
             let fits = p.offset(o) == 0
-                && g.ty(r).size_bytes() == bytes
+                && size(r) == bytes
                 && producer.contains_key(&r)
                 && !in_place.contains_key(&r)
                 && !pieces.contains_key(&r)

@@ -129,7 +129,7 @@ pub fn compile(be: &CpuBackend, g: &Graph, stored: &[KernelCode]) -> Result<CpuE
         if k.fused.is_empty() && k.kind != KernelKind::Reduce {
             continue;
         }
-        let prog = program::build(g, k, &slot, &sconst)?;
+        let prog = program::build(g, k, &slot, &sconst).map_err(|e| CpuError::Internal(e.to_string()))?;
         let (cd, _, _) = prog.collapsed();
         let mut reduce_outs = Vec::new();
         if k.kind == KernelKind::Reduce {
