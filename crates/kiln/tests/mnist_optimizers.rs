@@ -24,7 +24,7 @@ fn batches() -> Batches {
         let idx: Vec<usize> = (k * BATCH..(k + 1) * BATCH).collect();
         let sub = d.subset(&idx);
         xs.push(HostTensor::from_f32([BATCH, 784], sub.inputs.clone()).unwrap());
-        ys.push(HostTensor::from_i64([BATCH], sub.labels.clone()).unwrap());
+        ys.push(HostTensor::from_i64([BATCH], sub.labels().unwrap().to_vec()).unwrap());
     }
     Batches { xs, ys }
 }

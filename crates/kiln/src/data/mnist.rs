@@ -6,7 +6,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::{DataError, Dataset};
+use super::{DataError, TensorDataset};
 
 /// A parsed IDX array of u8.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,8 +72,8 @@ pub fn parse_idx(raw: &[u8], path: &Path) -> Result<Idx, DataError> {
 /// shape `[1, 28, 28]` (channels first), labels 0..10.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mnist {
-    pub train: Dataset,
-    pub test: Dataset,
+    pub train: TensorDataset,
+    pub test: TensorDataset,
 }
 
 impl Mnist {
@@ -127,7 +127,7 @@ fn find(dir: &Path, stem: &str, what: &'static str) -> Result<PathBuf, DataError
         .ok_or_else(|| DataError::NotFound { dir: dir.to_path_buf(), what, tried: names.join(", ") })
 }
 
-fn load_pair(dir: &Path, images: &str, labels: &str) -> Result<Dataset, DataError> {
+fn load_pair(dir: &Path, images: &str, labels: &str) -> Result<TensorDataset, DataError> {
     let ip = find(dir, images, "images")?;
     let lp = find(dir, labels, "labels")?;
     let im = read_idx(&ip)?;
@@ -137,7 +137,7 @@ fn load_pair(dir: &Path, images: &str, labels: &str) -> Result<Dataset, DataErro
 
 /// Builds a dataset from an IDX image array `[n, rows, cols]` and an IDX
 /// label array `[n]`.
-pub(crate) fn images_and_labels(im: Idx, ip: &Path, lb: Idx, lp: &Path) -> Result<Dataset, DataError> {
+pub(crate) fn images_and_labels(im: Idx, ip: &Path, lb: Idx, lp: &Path) -> Result<TensorDataset, DataError> {
     if im.dims.len() != 3 {
         return Err(DataError::Malformed { path: ip.to_path_buf(), reason: format!("images must have 3 dims [n, rows, cols], got {:?}", im.dims) });
     }
@@ -152,7 +152,7 @@ pub(crate) fn images_and_labels(im: Idx, ip: &Path, lb: Idx, lp: &Path) -> Resul
     }
     let inputs = im.data.iter().map(|&b| b as f32 * (1.0 / 255.0)).collect();
     let labels = lb.data.iter().map(|&b| b as i64).collect();
-    Dataset::new(inputs, labels, vec![1, im.dims[1], im.dims[2]], 10)
+    TensorDataset::new(inputs, labels, vec![1, im.dims[1], im.dims[2]], 10)
 }
 
 #[cfg(test)]
