@@ -66,6 +66,30 @@ impl Checker<'_> {
 /// output names, `update` targets, and `grad` losses being float scalars.
 /// The result has passed `kiln_ir::verify`.
 pub fn parse(src: &str, file: &str) -> Result<Graph, Vec<IrError>> {
+    parse_with_limits(src, file, &ParseLimits::NONE)
+}
+
+/// Bounds on what parsing may allocate that the text's length does not
+/// bound by itself, for text from an untrusted source (a `.kiln` file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseLimits {
+    /// The largest `%N` a definition may use: the graph keeps the file's
+    /// ids, so it holds a slot for every id up to the largest.
+    pub max_node_id: u32,
+    /// Total bytes of all constants (a splat `const 0 : f32[N]` is a few
+    /// bytes of text for any N).
+    pub max_constant_bytes: usize,
+}
+
+impl ParseLimits {
+    /// No limit beyond what fits in memory.
+    pub const NONE: ParseLimits = ParseLimits { max_node_id: u32::MAX, max_constant_bytes: isize::MAX as usize };
+}
+
+/// [`parse`] under `limits`: an id or constant over them is a parse error
+/// at its line, raised before anything is allocated for it.
+pub fn parse_with_limits(src: &str, file: &str, limits: &ParseLimits) -> Result<Graph, Vec<IrError>> {
+    let mut const_budget = limits.max_constant_bytes;
     let mut errs = Errors { file: file.to_string(), list: Vec::new() };
     let mut stmts: Vec<(usize, Stmt)> = Vec::new();
     let mut failed = HashMap::new();
@@ -73,7 +97,7 @@ pub fn parse(src: &str, file: &str) -> Result<Graph, Vec<IrError>> {
         let line = i + 1;
         match lex_line(text) {
             Err((col, msg)) => errs.at(line, col, msg),
-            Ok((toks, end)) if !toks.is_empty() => match parse_stmt(&mut Cur::new(&toks, end)) {
+            Ok((toks, end)) if !toks.is_empty() => match parse_stmt(&mut Cur::new(&toks, end), &mut const_budget) {
                 Ok(s) => stmts.push((line, s)),
                 Err((col, msg)) => {
                     if let Some(Token { tok: Tok::Value(id), .. }) = toks.first() {
@@ -104,6 +128,11 @@ pub fn parse(src: &str, file: &str) -> Result<Graph, Vec<IrError>> {
                 continue;
             }
         };
+        if n.id > limits.max_node_id {
+            ck.errs.at(line, n.id_col, format!("node id %{} is over the limit of %{}", n.id, limits.max_node_id));
+            ck.failed.entry(n.id).or_insert(line);
+            continue;
+        }
         if let Some(d) = ck.done.get(&n.id) {
             let msg = format!("%{} is defined twice (first on line {})", n.id, d.line);
             ck.errs.at(line, n.id_col, msg);

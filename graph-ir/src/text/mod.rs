@@ -21,5 +21,5 @@ mod print;
 mod suggest;
 mod syntax;
 
-pub use build::parse;
+pub use build::{parse, parse_with_limits, ParseLimits};
 pub use print::{print, print_node};

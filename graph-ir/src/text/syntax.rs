@@ -125,9 +125,10 @@ impl<'a> Cur<'a> {
 }
 
 /// Parses one non-empty line of tokens.
-pub(crate) fn parse_stmt(cur: &mut Cur) -> Result<Stmt, E> {
+/// `const_budget`: bytes constants may still take (see [`ParseLimits`](super::ParseLimits)).
+pub(crate) fn parse_stmt(cur: &mut Cur, const_budget: &mut usize) -> Result<Stmt, E> {
     let stmt = match cur.peek() {
-        Some(Tok::Value(_)) => Stmt::Node(parse_node(cur)?),
+        Some(Tok::Value(_)) => Stmt::Node(parse_node(cur, const_budget)?),
         Some(Tok::Word(w)) if w == "output" || w == "update" => {
             let is_output = w == "output";
             cur.word("")?;
@@ -175,7 +176,7 @@ fn parse_type(cur: &mut Cur) -> Result<(TensorType, usize), E> {
     Ok((TensorType::new(dtype, Shape(dims)), col))
 }
 
-fn parse_node(cur: &mut Cur) -> Result<NodeStmt, E> {
+fn parse_node(cur: &mut Cur, const_budget: &mut usize) -> Result<NodeStmt, E> {
     let (id, id_col) = cur.value("a node id")?;
     cur.expect(&Tok::Eq, "`=`")?;
     let (opname, op_col) = cur.word("an op name")?;
@@ -239,7 +240,7 @@ fn parse_node(cur: &mut Cur) -> Result<NodeStmt, E> {
             return Err((cur.col(), "`const` needs a type: `const 1.5 : f32[]`".into()));
         };
         attrs.finish(&opname)?;
-        Op::Constant(const_value(&words, bracketed, lit_col, t)?)
+        Op::Constant(const_value(&words, bracketed, lit_col, t, const_budget)?)
     } else {
         let op = build_op(&opname, &mut attrs, op_col)?;
         attrs.finish(&opname)?;
@@ -249,8 +250,17 @@ fn parse_node(cur: &mut Cur) -> Result<NodeStmt, E> {
 }
 
 /// The literal's elements converted to the declared type. A single bare value
-/// with a non-scalar type fills every element (a splat).
-fn const_value(words: &[(String, usize)], bracketed: bool, col: usize, ty: &TensorType) -> Result<HostTensor, E> {
+/// with a non-scalar type fills every element (a splat), so a few bytes of
+/// text can ask for any size: the size is checked against `budget` (and
+/// taken from it) before anything is allocated.
+fn const_value(words: &[(String, usize)], bracketed: bool, col: usize, ty: &TensorType, budget: &mut usize) -> Result<HostTensor, E> {
+    let Some(bytes) = ty.checked_size_bytes() else {
+        return Err((col, format!("constant of type {ty} has more elements than fit in memory")));
+    };
+    if bytes > *budget {
+        return Err((col, format!("constant of type {ty} ({bytes} bytes) is over the parse limit on constants ({budget} bytes left)")));
+    }
+    *budget -= bytes;
     let n = ty.numel();
     if bracketed && words.len() != n {
         return Err((col, format!("constant of type {ty} needs {n} values, got {}", words.len())));
