@@ -29,6 +29,9 @@ pub enum WgpuError {
     Plan(String),
     #[error("writing the dump: {0}")]
     Dump(String),
+    /// A shader found an index out of range (the step was rolled back).
+    #[error("{node}: index {index} out of range 0..{bound}")]
+    IndexOutOfRange { node: String, index: i64, bound: usize },
     #[error("internal error in the wgpu backend: {0}")]
     Internal(String),
 }

@@ -83,3 +83,10 @@ pub fn lower_anchor(cx: &Cx, n: NodeId) -> Result<Vec<Shader>, WgpuError> {
         Op::MaxPool2d(_) | Op::MaxPool2dGrad(_) | Op::AvgPool2d { .. } | Op::AvgPool2dGrad { .. } => pool::lower(cx, n),
     }
 }
+
+/// `n` words from `src` to `dst` (an update copied into its param after the
+/// step: a buffer cannot be copied into itself by the encoder).
+pub fn copy(cx: &Cx, name: String, src: u64, dst: u64, n: u64) -> Result<Shader, WgpuError> {
+    let (src, dst) = (wgsl::u32_word(src)?, wgsl::u32_word(dst)?);
+    cx.shader(name, "", &format!("    mem[{dst}u + idx] = mem[{src}u + idx];\n"), n)
+}
