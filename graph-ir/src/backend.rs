@@ -121,6 +121,12 @@ pub trait Executable: Send {
         None
     }
 
+    /// The device the program runs on (a GPU adapter's name and driver),
+    /// for backends that have one.
+    fn device(&self) -> Option<String> {
+        None
+    }
+
     /// Every param/state that has a value.
     fn state_dict(&self) -> BTreeMap<String, HostTensor> {
         self.signature()

@@ -4,7 +4,7 @@
 //! `../shared/bench/results/cpu-2core.jsonl`).
 //!
 //! ```text
-//! cargo run --release -p kiln-bench -- [--backend cpu|interp] [--json FILE]
+//! cargo run --release -p kiln-bench -- [--backend cpu|wgpu|interp] [--json FILE]
 //!     [--workloads W1-mlp-sgd,W3-lenet5-sgd,...] [--min-time SECONDS] [--anchors FILE]
 //! ```
 //!
@@ -31,7 +31,7 @@ struct Args {
     anchors: Option<String>,
 }
 
-const USAGE: &str = "usage: kiln-bench [--backend cpu|interp] [--json FILE] [--workloads W1-mlp-sgd,...] [--min-time SECONDS] [--anchors FILE]
+const USAGE: &str = "usage: kiln-bench [--backend cpu|wgpu|interp] [--json FILE] [--workloads W1-mlp-sgd,...] [--min-time SECONDS] [--anchors FILE]
 
 Runs kiln on the benchmark workloads and prints median ms/step (p10/p90),
 samples/s, compile time and peak memory beside the PyTorch/JAX anchors.
@@ -50,7 +50,8 @@ fn parse_args() -> Result<Args, String> {
                 a.backend = match val("--backend")?.as_str() {
                     "cpu" => BackendKind::Cpu,
                     "interp" => BackendKind::Interp,
-                    other => return Err(format!("unknown backend `{other}` (cpu, interp)")),
+                    "wgpu" => BackendKind::Wgpu,
+                    other => return Err(format!("unknown backend `{other}` (cpu, wgpu, interp)")),
                 }
             }
             "--json" => a.json = Some(val("--json")?),
@@ -98,7 +99,7 @@ fn run_one(name: &str, a: &Args) -> Result<Row, String> {
         // The program holds its executable as `dyn Executable`; the plan is
         // a deterministic function of the optimized graph, so re-lower it.
         BackendKind::Cpu => kiln_cpu::CpuBackend::new().compile_cpu(prog.graph()).ok().map(|e| e.peak_bytes() as u64),
-        _ => None,
+        _ => prog.executable().peak_bytes().map(|b| b as u64),
     };
     let inputs: Vec<(&str, &HostTensor)> = w.inputs.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let warmup = if a.backend == BackendKind::Cpu { 10 } else { 2 };
@@ -163,6 +164,7 @@ fn main() {
     };
     let framework = match a.backend {
         BackendKind::Cpu => "kiln-cpu",
+        BackendKind::Wgpu => "kiln-wgpu",
         _ => "kiln-interp",
     };
     println!(

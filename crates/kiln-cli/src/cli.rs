@@ -103,6 +103,9 @@ pub enum BackendKind {
     Interp,
     /// The Cranelift CPU backend.
     Cpu,
+    /// The GPU backend: WGSL compute shaders through wgpu (Vulkan, Metal,
+    /// DX12; Mesa's software Vulkan where there is no GPU).
+    Wgpu,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

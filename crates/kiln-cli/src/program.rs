@@ -20,6 +20,10 @@ pub fn facade_backend(b: BackendKind, p: PrecisionArg) -> Result<kiln::BackendKi
         (BackendKind::Cpu, PrecisionArg::F64) => {
             return Err(CliError::Usage("--precision f64 needs --backend interp (the cpu backend computes in f32)".into()))
         }
+        (BackendKind::Wgpu, PrecisionArg::F32) => kiln::BackendKind::Wgpu,
+        (BackendKind::Wgpu, PrecisionArg::F64) => {
+            return Err(CliError::Usage("--precision f64 needs --backend interp (the GPU computes in f32)".into()))
+        }
         (BackendKind::Interp, PrecisionArg::F32) => kiln::BackendKind::Interp,
         (BackendKind::Interp, PrecisionArg::F64) => kiln::BackendKind::InterpF64,
     })

@@ -34,6 +34,7 @@ pub fn run(a: &RunArgs) -> Result<(), CliError> {
     let backend: Box<dyn Backend> = match backend_kind {
         BackendKind::Interp => Box::new(Interpreter::new(precision)),
         BackendKind::Cpu => Box::new(kiln_cpu::CpuBackend::new()),
+        BackendKind::Wgpu => Box::new(kiln_wgpu::WgpuBackend::new()),
     };
     let mut exe = backend.compile(&g)?;
     let data = split_state(&g, tensors, exe.as_mut())?;

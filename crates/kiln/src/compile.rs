@@ -20,6 +20,33 @@ pub enum BackendKind {
     InterpF64,
     /// The Cranelift CPU backend.
     Cpu,
+    /// The GPU backend: WGSL compute shaders through wgpu (f32).
+    Wgpu,
+}
+
+impl BackendKind {
+    /// The name used on the command line, in `KILN_BACKEND` and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Interp => "interp",
+            BackendKind::InterpF64 => "interp-f64",
+            BackendKind::Cpu => "cpu",
+            BackendKind::Wgpu => "wgpu",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<BackendKind> {
+        [BackendKind::Interp, BackendKind::InterpF64, BackendKind::Cpu, BackendKind::Wgpu].into_iter().find(|b| b.name() == name)
+    }
+
+    /// `KILN_BACKEND` when set (an unknown name is an error), else `default`.
+    pub fn from_env_or(default: BackendKind) -> Result<BackendKind> {
+        match std::env::var("KILN_BACKEND") {
+            Ok(v) if !v.is_empty() => BackendKind::parse(&v)
+                .ok_or_else(|| Error::Config(format!("KILN_BACKEND={v}: expected one of interp, interp-f64, cpu, wgpu"))),
+            _ => Ok(default),
+        }
+    }
 }
 
 /// Limits for equality saturation (the e-graph pass); hitting one is a
@@ -68,6 +95,11 @@ impl CompileOptions {
     pub fn cpu() -> CompileOptions {
         CompileOptions { backend: BackendKind::Cpu, ..Default::default() }
     }
+    /// The GPU backend (wgpu: Vulkan, Metal or DX12; Mesa's software
+    /// Vulkan where there is no GPU).
+    pub fn wgpu() -> CompileOptions {
+        CompileOptions { backend: BackendKind::Wgpu, ..Default::default() }
+    }
     pub fn backend(mut self, b: BackendKind) -> Self {
         self.backend = b;
         self
@@ -112,7 +144,28 @@ fn backend_for(kind: BackendKind, dump: Option<&std::path::Path>) -> Result<Box<
             }
             Box::new(b)
         }
+        BackendKind::Wgpu => {
+            let mut b = kiln_wgpu::WgpuBackend::new();
+            if let Some(d) = dump {
+                b = b.with_dump(d);
+            }
+            Box::new(b)
+        }
     })
+}
+
+/// The backend's executable for an optimized graph. The GPU backend's
+/// errors stay typed (no adapter, f64, limits) rather than flattened into
+/// a run error.
+pub(crate) fn compile_graph(kind: BackendKind, g: &Graph, dump: Option<&std::path::Path>) -> Result<Box<dyn kiln_ir::Executable>> {
+    if kind == BackendKind::Wgpu {
+        let mut b = kiln_wgpu::WgpuBackend::new();
+        if let Some(d) = dump {
+            b = b.with_dump(d);
+        }
+        return Ok(Box::new(b.compile_program(g, None)?));
+    }
+    Ok(backend_for(kind, dump)?.compile(g)?)
 }
 
 /// The default pipeline by name, with the e-graph pass configured from
@@ -155,8 +208,7 @@ pub fn compile(spec: &Spec, opts: CompileOptions) -> Result<Program> {
         }
     }
     let report = pm.run(&mut g, &mut cx)?;
-    let backend = backend_for(opts.backend, cx.dump_dir.as_deref())?;
-    let exe = backend.compile(&g)?;
+    let exe = compile_graph(opts.backend, &g, cx.dump_dir.as_deref())?;
     let mut prog = Program::new(exe, g, report, opts.backend);
     for (name, v) in &spec.init {
         if prog.has_state(name) {

@@ -14,6 +14,8 @@ pub enum Error {
     Pass(#[from] PassError),
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error(transparent)]
+    Wgpu(#[from] kiln_wgpu::WgpuError),
     /// A layer, loss or optimizer was configured with values it cannot use.
     #[error("config: {0}")]
     Config(String),

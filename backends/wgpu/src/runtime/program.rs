@@ -286,4 +286,8 @@ impl Executable for WgpuExecutable {
     fn peak_bytes(&self) -> Option<usize> {
         Some(self.lowered.peak_bytes)
     }
+
+    fn device(&self) -> Option<String> {
+        Some(self.gpu.adapter_text())
+    }
 }

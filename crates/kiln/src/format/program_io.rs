@@ -28,6 +28,7 @@ pub fn backend_name(b: BackendKind) -> &'static str {
         BackendKind::Interp => "interp",
         BackendKind::InterpF64 => "interp-f64",
         BackendKind::Cpu => "cpu",
+        BackendKind::Wgpu => "wgpu",
     }
 }
 
@@ -37,6 +38,7 @@ pub fn parse_backend(name: &str) -> Result<BackendKind, FormatError> {
         "interp" => BackendKind::Interp,
         "interp-f64" => BackendKind::InterpF64,
         "cpu" => BackendKind::Cpu,
+        "wgpu" => BackendKind::Wgpu,
         other => return Err(FormatError::UnknownBackend(other.to_string())),
     })
 }
@@ -116,11 +118,32 @@ fn lower(kind: BackendKind, graph: &Graph, options: &BTreeMap<String, String>, s
             let peak = exe.peak_bytes() as u64;
             (Box::new(exe), plan, Some(peak))
         }
+        // The plan's WGSL is never compiled from the file: the shaders are
+        // regenerated from the checked graph, and the stored ones must
+        // equal them (`same_plan`).
+        BackendKind::Wgpu => {
+            let exe = kiln_wgpu::WgpuBackend::new().compile_program(graph, None).map_err(kiln_ir::RunError::from)?;
+            let plan = wgpu_plan(exe.lowered());
+            let peak = exe.lowered().peak_bytes as u64;
+            (Box::new(exe), plan, Some(peak))
+        }
         BackendKind::Interp | BackendKind::InterpF64 => {
             let p = if kind == BackendKind::Interp { kiln_interp::Precision::F32 } else { kiln_interp::Precision::F64 };
             (kiln_interp::Interpreter::new(p).compile(graph)?, Vec::new(), None)
         }
     })
+}
+
+/// A GPU program's plan: partition, buffer plan, dispatch list and the
+/// WGSL of every dispatch.
+fn wgpu_plan(l: &kiln_wgpu::Lowered) -> Vec<PlanEntry> {
+    let mut v = vec![
+        PlanEntry::text("partition", "text", &l.partition_text),
+        PlanEntry::text("memory", "text", &l.memory_text),
+        PlanEntry::text("dispatches", "text", &l.dispatch_text(65535)),
+    ];
+    v.extend(l.shaders.iter().map(|s| PlanEntry::text(&s.name, "wgsl", &s.wgsl)));
+    v
 }
 
 /// Whether two plans are the same code. Cranelift IR entries are compared
@@ -190,6 +213,11 @@ pub fn to_file(p: &Program) -> Result<ProgramFile, FormatError> {
         "inference"
     };
     extra.insert("kind".to_string(), kind.to_string());
+    // Which GPU it was compiled on, for `kiln inspect` (loading recompiles
+    // for whatever adapter the loading machine has).
+    if let Some(device) = p.executable().device() {
+        extra.insert("device".to_string(), device);
+    }
     Ok(ProgramFile {
         backend: backend_name(p.backend()).to_string(),
         options,
@@ -229,7 +257,7 @@ impl ProgramFile {
     pub fn instantiate(&self) -> Result<Program, FormatError> {
         let kind = parse_backend(&self.backend)?;
         let (mut exe, plan, _) = lower(kind, &self.graph, &self.options, &self.plan)?;
-        if kind == BackendKind::Cpu && !same_plan(&plan, &self.plan) {
+        if matches!(kind, BackendKind::Cpu | BackendKind::Wgpu) && !same_plan(&plan, &self.plan) {
             return Err(FormatError::PlanMismatch { backend: self.backend.clone() });
         }
         if exe.signature() != &self.signature {
