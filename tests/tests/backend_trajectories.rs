@@ -1,4 +1,6 @@
-//! Training trajectories, CPU backend against the interpreter (the oracle):
+//! Training trajectories, the CPU backend and the GPU backend (wgpu; on
+//! Mesa's software Vulkan in CI, skipped with a printed reason on a
+//! machine without Vulkan outside CI) against the interpreter (the oracle):
 //! every example model of `examples/` (shrunk, see `common`) with every
 //! optimizer of `kiln::optim` (SGD plain/momentum/nesterov/dampening+weight
 //! decay, Adam with L2, AdamW, AMSGrad, NAdam and NAdamW, RMSprop plain and
@@ -85,28 +87,35 @@ fn optimizers() -> Vec<(&'static str, Box<dyn Optimizer>)> {
 /// One model with one optimizer: `Err` describes the first disagreement;
 /// `Ok` holds the largest ratio of a difference to its tolerance (losses,
 /// state), the margin the tolerances leave.
-fn trajectory(m: &Model, opt: Box<dyn Optimizer>) -> Result<(f64, f64), String> {
+fn trajectory(m: &Model, opt: Box<dyn Optimizer>) -> Result<Vec<(&'static str, f64, f64)>, String> {
     let base_lr = opt.base_lr();
     let spec = kiln::train_step(&m.builder, m.loss, &m.store, opt).map_err(|e| format!("train_step: {e}"))?;
-    let mut cpu = kiln::compile(&spec, CompileOptions::cpu()).map_err(|e| format!("compile (cpu): {e}"))?;
+    let mut candidates = Vec::new();
+    for (name, opts) in backends() {
+        let p = kiln::compile(&spec, opts).map_err(|e| format!("compile ({name}): {e}"))?;
+        candidates.push((name, p, 0.0f64));
+    }
     let mut oracle = kiln::compile(&spec, CompileOptions::interp()).map_err(|e| format!("compile (interp): {e}"))?;
     let init = oracle.state_dict();
     let mut losses = Vec::with_capacity(STEPS);
     let mut worst_loss = 0.0f64;
     for step in 0..STEPS {
         if step == STEPS / 2 {
-            for p in [&mut cpu, &mut oracle] {
+            oracle.set_lr(base_lr / 2.0).map_err(|e| format!("set_lr: {e}"))?;
+            for (_, p, _) in &mut candidates {
                 p.set_lr(base_lr / 2.0).map_err(|e| format!("set_lr: {e}"))?;
             }
         }
         let inputs: Vec<(&str, &HostTensor)> = m.batches[step % BATCHES].iter().map(|(k, v)| (*k, v)).collect();
         let want = oracle.run(&inputs).map_err(|e| format!("step {step} (interp): {e}"))?["loss"].scalar().map_err(|e| e.to_string())?;
-        let got = cpu.run(&inputs).map_err(|e| format!("step {step} (cpu): {e}"))?["loss"].scalar().map_err(|e| e.to_string())?;
-        let ratio = (got - want).abs() / (LOSS_ATOL + LOSS_RTOL * want.abs());
-        if exceeds(ratio) {
-            return Err(format!("step {step}: loss cpu {got} vs interpreter {want} (losses so far {losses:?})"));
+        for (name, p, worst_loss) in &mut candidates {
+            let got = p.run(&inputs).map_err(|e| format!("step {step} ({name}): {e}"))?["loss"].scalar().map_err(|e| e.to_string())?;
+            let ratio = (got - want).abs() / (LOSS_ATOL + LOSS_RTOL * want.abs());
+            if exceeds(ratio) {
+                return Err(format!("step {step}: loss {name} {got} vs interpreter {want} (losses so far {losses:?})"));
+            }
+            *worst_loss = worst_loss.max(ratio);
         }
-        worst_loss = worst_loss.max(ratio);
         losses.push(want);
     }
     // The same batch at step 0 and at its last visit: training must have
@@ -122,7 +131,21 @@ fn trajectory(m: &Model, opt: Box<dyn Optimizer>) -> Result<(f64, f64), String> 
             return Err(format!("`{p}` moved only {moved:.1} times the tolerance in {STEPS} steps"));
         }
     }
-    Ok((worst_loss, compare_state(&cpu.state_dict(), &trained)?))
+    candidates
+        .iter()
+        .map(|(name, p, worst_loss)| Ok((*name, *worst_loss, compare_state(name, &p.state_dict(), &trained)?)))
+        .collect()
+}
+
+/// The backends compared with the interpreter: the CPU, and the GPU where
+/// an adapter exists (in CI: must exist).
+fn backends() -> Vec<(&'static str, CompileOptions)> {
+    static GPU: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let mut v = vec![("cpu", CompileOptions::cpu())];
+    if *GPU.get_or_init(kiln_tests::wgpu_available) {
+        v.push(("wgpu", CompileOptions::wgpu()));
+    }
+    v
 }
 
 /// A difference/tolerance ratio over 1, or NaN (a NaN anywhere fails).
@@ -139,21 +162,21 @@ fn movement(before: &HostTensor, after: &HostTensor) -> f64 {
 }
 
 /// `Ok` holds the largest difference/tolerance ratio over all elements.
-fn compare_state(got: &BTreeMap<String, HostTensor>, want: &BTreeMap<String, HostTensor>) -> Result<f64, String> {
+fn compare_state(backend: &str, got: &BTreeMap<String, HostTensor>, want: &BTreeMap<String, HostTensor>) -> Result<f64, String> {
     let mut worst = 0.0f64;
     let (gk, wk): (Vec<_>, Vec<_>) = (got.keys().collect(), want.keys().collect());
     if gk != wk {
-        return Err(format!("state names differ: cpu {gk:?} vs interpreter {wk:?}"));
+        return Err(format!("state names differ: {backend} {gk:?} vs interpreter {wk:?}"));
     }
     for (name, w) in want {
         let g = &got[name];
         if g.shape() != w.shape() || g.dtype() != w.dtype() {
-            return Err(format!("`{name}`: cpu {:?} {:?} vs interpreter {:?} {:?}", g.dtype(), g.shape(), w.dtype(), w.shape()));
+            return Err(format!("`{name}`: {backend} {:?} {:?} vs interpreter {:?} {:?}", g.dtype(), g.shape(), w.dtype(), w.shape()));
         }
         let (gv, wv) = (g.to_f64_vec(), w.to_f64_vec());
         if !matches!(w.dtype(), DType::F32 | DType::F64) {
             if gv != wv {
-                return Err(format!("`{name}`: cpu {gv:?} vs interpreter {wv:?}"));
+                return Err(format!("`{name}`: {backend} {gv:?} vs interpreter {wv:?}"));
             }
             continue;
         }
@@ -165,7 +188,7 @@ fn compare_state(got: &BTreeMap<String, HostTensor>, want: &BTreeMap<String, Hos
             }
             let ratio = diff / (STATE_RTOL * (b.abs() + rms));
             if exceeds(ratio) {
-                return Err(format!("`{name}`[{i}]: cpu {a} vs interpreter {b} (tensor rms {rms:.3e}, |diff| {diff:.3e})"));
+                return Err(format!("`{name}`[{i}]: {backend} {a} vs interpreter {b} (tensor rms {rms:.3e}, |diff| {diff:.3e})"));
             }
             worst = worst.max(ratio);
         }
@@ -181,7 +204,11 @@ fn all_optimizers(build: fn() -> Model) {
         let m = build();
         match trajectory(&m, opt) {
             // Shown with --nocapture: how much of each tolerance was used.
-            Ok((loss, state)) => println!("{} + {opt_name}: worst diff/tolerance loss {loss:.3}, state {state:.3}", m.name),
+            Ok(rows) => {
+                for (backend, loss, state) in rows {
+                    println!("{} + {opt_name} on {backend}: worst diff/tolerance loss {loss:.3}, state {state:.3}", m.name);
+                }
+            }
             Err(e) => failures.push(format!("{} + {opt_name}: {e}", m.name)),
         }
     }

@@ -643,3 +643,12 @@ fn every_golden_case_matches_pytorch() {
 fn every_golden_case_matches_pytorch_on_cpu() {
     run_all(BackendKind::Cpu);
 }
+
+/// The same cases through the GPU backend (WGSL through wgpu; Mesa's
+/// software Vulkan in CI).
+#[test]
+fn every_golden_case_matches_pytorch_on_wgpu() {
+    if kiln_tests::wgpu_available() {
+        run_all(BackendKind::Wgpu);
+    }
+}

@@ -154,6 +154,12 @@ fn backend_for(kind: BackendKind, dump: Option<&std::path::Path>) -> Result<Box<
     })
 }
 
+/// The GPU adapter `BackendKind::Wgpu` would run on ("name (backend,
+/// type, driver)"), or the typed error saying why there is none.
+pub fn wgpu_adapter() -> Result<String> {
+    Ok(kiln_wgpu::runtime::device::Gpu::open()?.adapter_text())
+}
+
 /// The backend's executable for an optimized graph. The GPU backend's
 /// errors stay typed (no adapter, f64, limits) rather than flattened into
 /// a run error.

@@ -85,7 +85,7 @@ pub mod format;
 pub mod metrics;
 pub mod train;
 
-pub use compile::{compile, grad, inference, train_step, train_step_params, BackendKind, CompileOptions, EgraphLimits};
+pub use compile::{compile, grad, inference, train_step, train_step_params, wgpu_adapter, BackendKind, CompileOptions, EgraphLimits};
 pub use error::{Error, Result};
 pub use model::{Builder, Mode, ParamStore, Spec};
 pub use program::{is_model_state, Program};
