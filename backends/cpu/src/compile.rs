@@ -30,7 +30,7 @@ fn scratch_bytes(g: &Graph, k: &Kernel, threads: usize) -> usize {
         Some(a) if matches!(k.kind, KernelKind::Contraction | KernelKind::Single) => {
             let ins: Vec<_> = g.operands(a).into_iter().map(|o| g.ty(o).clone()).collect();
             let out = g.ty(a);
-            scratch_elems(g.op(a), &ins, out, threads) * out.dtype.size_bytes()
+            scratch_elems(g.op(a), &ins, out, threads).saturating_mul(out.dtype.size_bytes())
         }
         _ => 0,
     }
@@ -42,7 +42,20 @@ pub fn compile(be: &CpuBackend, g: &Graph, stored: &[KernelCode]) -> Result<CpuE
         return Err(CpuError::Plan("the graph still has grad requests; run the autodiff pass first".into()));
     }
     let part = partition(g).map_err(|e| CpuError::Plan(e.to_string()))?;
+    if let Some(limit) = be.max_memory {
+        // Checked one kernel at a time first, so that the plan's sums of
+        // (saturated) scratch sizes cannot overflow.
+        for k in &part.kernels {
+            let needed = scratch_bytes(g, k, be.threads) as u64;
+            if needed > limit {
+                return Err(CpuError::MemoryLimit { needed, limit });
+            }
+        }
+    }
     let plan = plan_memory(g, &part, &|k| scratch_bytes(g, k, be.threads)).map_err(|e| CpuError::Plan(e.to_string()))?;
+    if let Some(limit) = be.max_memory.filter(|&l| plan.peak_bytes() as u64 > l) {
+        return Err(CpuError::MemoryLimit { needed: plan.peak_bytes() as u64, limit });
+    }
 
     // Slots: one per buffer root.
     let sig = Signature::of(g);

@@ -57,14 +57,16 @@ pub fn scratch_elems(op: &Op, ins: &[TensorType], out: &TensorType, threads: usi
                 Op::Conv1d(a) => a.groups,
                 _ => 1,
             };
-            per_thread = CONV_BATCH * pix * (kd + o / groups.max(1));
+            // Saturating: a hostile file's shapes may not fit, and the
+            // compile's memory limit refuses what this says.
+            per_thread = CONV_BATCH.saturating_mul(pix).saturating_mul(kd.saturating_add(o / groups.max(1)));
             // dW partials: one per block of images (not per thread), summed
             // in block order so results do not depend on scheduling.
-            if matches!(op, Op::Conv2dGradWeight { .. }) { ins[0].shape.0[0].div_ceil(CONV_BATCH) * out.numel() } else { 0 }
+            if matches!(op, Op::Conv2dGradWeight { .. }) { ins[0].shape.0[0].div_ceil(CONV_BATCH).saturating_mul(out.numel()) } else { 0 }
         }
         _ => 0,
     };
-    per_thread * threads.max(1) + shared
+    per_thread.saturating_mul(threads.max(1)).saturating_add(shared)
 }
 
 /// Runs one conv op (`Conv2d`, `FusedConv2d`, `Conv1d` and the two 2-D

@@ -94,6 +94,9 @@ pub enum CpuError {
     Run(String),
     #[error("internal: {0}")]
     Internal(String),
+    /// The memory plan needs more bytes than [`CpuBackend::max_memory`] allows.
+    #[error("the program needs {needed} bytes of memory, more than the limit of {limit}")]
+    MemoryLimit { needed: u64, limit: u64 },
 }
 
 impl From<CpuError> for RunError {
@@ -114,6 +117,10 @@ pub struct CpuBackend {
     /// Lower loop kernels with Cranelift (default). `false` runs every loop
     /// with the portable scalar evaluator (for debugging and differential tests).
     pub jit: bool,
+    /// Refuse, before allocating anything, a program whose memory plan
+    /// (arena, per-thread scratch, params/state, constants) needs more
+    /// bytes than this; `None`: no limit (a graph built in code).
+    pub max_memory: Option<u64>,
 }
 
 impl Default for CpuBackend {
@@ -125,7 +132,7 @@ impl Default for CpuBackend {
 impl CpuBackend {
     pub fn new() -> CpuBackend {
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
-        CpuBackend { dump_dir: None, threads, jit: true }
+        CpuBackend { dump_dir: None, threads, jit: true, max_memory: None }
     }
 
     /// Writes the partition, the memory plan and the generated code to `dir`.
@@ -144,6 +151,11 @@ impl CpuBackend {
         self
     }
 
+    pub fn with_max_memory(mut self, bytes: u64) -> CpuBackend {
+        self.max_memory = Some(bytes);
+        self
+    }
+
     /// Compiles an (already optimized) graph into a concrete executable. No
     /// graph rewriting happens here: partitioning, memory planning and
     /// lowering are deterministic functions of the graph, so a program
@@ -156,9 +168,18 @@ impl CpuBackend {
     /// IR equals the stored kernel's (same kernel id) and whose stored
     /// machine code was made for this exact ISA gets that code installed
     /// instead of running Cranelift codegen (the expensive part of a
-    /// compile). Any other kernel is compiled as usual, so stale or foreign
-    /// stored code is never run.
-    pub fn compile_cpu_with_code(&self, graph: &Graph, stored: &[KernelCode]) -> Result<CpuExecutable, CpuError> {
+    /// compile). Any other kernel is compiled as usual, so stale code is
+    /// never run.
+    ///
+    /// # Safety
+    ///
+    /// The bytes of every `stored[i].machine` are executed as they are. Each
+    /// must be what this backend's codegen produced from exactly
+    /// `stored[i].clif` for the ISA it names: the CLIF and ISA checks above
+    /// catch stale code, not forged code. Bytes from an untrusted source
+    /// must be authenticated first (the `.kiln` loader accepts only code
+    /// sealed with the user's own key, see `docs/format.md`).
+    pub unsafe fn compile_cpu_with_code(&self, graph: &Graph, stored: &[KernelCode]) -> Result<CpuExecutable, CpuError> {
         compile::compile(self, graph, stored)
     }
 }

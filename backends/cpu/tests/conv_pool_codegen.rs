@@ -148,7 +148,8 @@ fn generated_conv_and_pool_code_is_stored_and_installed() {
     for f in ["im2col", "conv_out", "maxpool", "conv_pack", "col2im"] {
         assert!(code.iter().any(|k| k.name == f && k.machine.is_some()), "{f}: {:?}", code.iter().map(|k| &k.name).collect::<Vec<_>>());
     }
-    let mut again = CpuBackend::new().compile_cpu_with_code(&g, &code).unwrap();
+    // SAFETY: `code` is what this backend just compiled from these CLIFs.
+    let mut again = unsafe { CpuBackend::new().compile_cpu_with_code(&g, &code) }.unwrap();
     assert_eq!(again.codegen_counts(), (0, code.len()), "every function installed");
     assert_eq!(again.kernel_code(), &code[..]);
     let vals = random_inputs(&g, 9);
@@ -164,7 +165,8 @@ fn generated_conv_and_pool_code_is_stored_and_installed() {
     for k in swapped.iter_mut().filter(|k| k.kernel == conv && k.name == "im2col") {
         k.name = "conv_out".into();
     }
-    let exe = CpuBackend::new().compile_cpu_with_code(&g, &swapped).unwrap();
+    // SAFETY: every entry is this backend's own code for the CLIF it names.
+    let exe = unsafe { CpuBackend::new().compile_cpu_with_code(&g, &swapped) }.unwrap();
     assert_eq!(exe.codegen_counts(), (2, code.len() - 2), "im2col and conv_out compiled");
     assert_eq!(exe.kernel_code(), &code[..]);
 }

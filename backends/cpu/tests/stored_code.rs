@@ -42,7 +42,8 @@ fn stored_code_is_installed_without_codegen_and_runs_identically() {
         .map(|k| KernelCode { machine: Some(MachineCode::from_text(&k.machine.as_ref().unwrap().to_text()).unwrap()), ..k.clone() })
         .collect();
     assert_eq!(stored, code);
-    let mut again = CpuBackend::new().compile_cpu_with_code(&g, &stored).unwrap();
+    // SAFETY: `stored` is what this backend just compiled from these CLIFs.
+    let mut again = unsafe { CpuBackend::new().compile_cpu_with_code(&g, &stored) }.unwrap();
     assert_eq!(again.codegen_counts(), (0, code.len()), "no kernel went through Cranelift codegen");
     assert_eq!(again.kernel_code(), &code[..]);
     let (a, b) = (first.run(&inputs()).unwrap(), again.run(&inputs()).unwrap());
@@ -63,7 +64,8 @@ fn mismatching_stored_code_is_compiled_not_installed() {
         k.machine.as_mut().unwrap().isa.push_str(";has_avx9=true");
     }
     for stored in [wrong_clif, wrong_isa] {
-        let exe = CpuBackend::new().compile_cpu_with_code(&g, &stored).unwrap();
+        // SAFETY: the code is this backend's own, only its CLIF or ISA key altered.
+        let exe = unsafe { CpuBackend::new().compile_cpu_with_code(&g, &stored) }.unwrap();
         let (compiled, installed) = exe.codegen_counts();
         assert!(compiled >= 1 && compiled + installed == code.len(), "{compiled} {installed}");
         assert_eq!(exe.kernel_code(), &code[..]);
@@ -86,4 +88,25 @@ fn malformed_machine_code_text_is_an_error() {
         assert!(MachineCode::from_text(&bad).is_err(), "{bad}");
     }
     assert!(MachineCode::from_text(&good).is_ok());
+}
+
+/// A memory limit refuses a program before anything is allocated, with
+/// the bytes it needs; one it fits compiles as usual.
+#[test]
+fn memory_limit_refuses_a_plan_that_does_not_fit() {
+    use kiln_cpu::CpuError;
+    let g = graph();
+    let need = CpuBackend::new().compile_cpu(&g).unwrap().peak_bytes() as u64;
+    match CpuBackend::new().with_max_memory(need - 1).compile_cpu(&g) {
+        Err(CpuError::MemoryLimit { needed, limit }) => assert_eq!((needed, limit), (need, need - 1)),
+        other => panic!("{:?}", other.map(|_| "compiled")),
+    }
+    assert!(CpuBackend::new().with_max_memory(need).compile_cpu(&g).is_ok());
+    // A conv whose per-thread im2col scratch alone is far past the limit.
+    let mut c = Graph::new();
+    let x = c.input("x", f32_shape([4, 64, 512, 512])).unwrap();
+    let w = c.input("w", f32_shape([64, 64, 7, 7])).unwrap();
+    let y = c.apply(Op::Conv2d(Conv2dAttrs::default()), &[x, w]).unwrap();
+    c.set_output("y", y).unwrap();
+    assert!(matches!(CpuBackend::new().with_max_memory(1 << 20).compile_cpu(&c), Err(CpuError::MemoryLimit { .. })));
 }

@@ -9,6 +9,7 @@ use kiln_passes::{PassRow, PipelineReport};
 use serde_json::{json, Value};
 
 use super::container::{self, tag_str};
+use super::limits::{self, LoadOptions};
 use super::FormatError;
 
 const META: [u8; 4] = *b"META";
@@ -88,6 +89,12 @@ impl ProgramFile {
 
     /// Checks and decodes a file image. Does not compile anything.
     pub fn from_bytes(bytes: &[u8]) -> Result<ProgramFile, FormatError> {
+        ProgramFile::from_bytes_with(bytes, &LoadOptions::default())
+    }
+
+    /// [`from_bytes`](Self::from_bytes) under `opts.max_memory`: the graph's
+    /// constants and values must fit in it (plus the stored weights).
+    pub fn from_bytes_with(bytes: &[u8], opts: &LoadOptions) -> Result<ProgramFile, FormatError> {
         let sections = container::read(bytes)?;
         let mut found: BTreeMap<[u8; 4], &[u8]> = BTreeMap::new();
         for s in &sections {
@@ -113,7 +120,7 @@ impl ProgramFile {
 
         let signature = signature_from_json(&json_of(SIGN, get(SIGN)?)?)?;
         let src = std::str::from_utf8(get(GRPH)?).map_err(|e| corrupt(GRPH, e.to_string()))?;
-        let graph = kiln_ir::text::parse(src, "<GRPH>").map_err(|es| {
+        let graph = kiln_ir::text::parse_with_limits(src, "<GRPH>", &opts.parse_limits(src)).map_err(|es| {
             corrupt(GRPH, es.iter().take(3).map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
         })?;
         kiln_ir::verify(&graph).map_err(|e| corrupt(GRPH, e.to_string()))?;
@@ -128,6 +135,7 @@ impl ProgramFile {
         for (name, t) in &state {
             signature.check_state(name, t).map_err(|e| corrupt(WGTS, e.to_string()))?;
         }
+        limits::check_graph(&graph, &state, opts.max_memory)?;
         let report = match found.get(&PASS) {
             Some(p) => report_from_json(&json_of(PASS, p)?)?,
             None => PipelineReport::default(),
@@ -151,9 +159,14 @@ impl ProgramFile {
     }
 
     pub fn read(path: impl AsRef<Path>) -> Result<ProgramFile, FormatError> {
+        ProgramFile::read_with(path, &LoadOptions::default())
+    }
+
+    /// [`read`](Self::read) under `opts.max_memory`.
+    pub fn read_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<ProgramFile, FormatError> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| FormatError::Io { path: path.display().to_string(), message: e.to_string() })?;
-        ProgramFile::from_bytes(&bytes)
+        ProgramFile::from_bytes_with(&bytes, opts)
     }
 
     /// The plan entry called `name`.

@@ -21,6 +21,13 @@
 //! wrong-version, wrong-backend or non-kiln file never panics and never
 //! loads.
 //!
+//! A hostile file (checksums made to match) cannot make kiln run code from
+//! it: stored machine code is installed only when sealed with this user's
+//! [`CodeKey`] (kept outside any file), and is compiled from the graph
+//! otherwise; nor allocate without bound: sizes are checked against the
+//! file's own bytes or [`LoadOptions::max_memory`] first. The threat model
+//! is in `docs/format.md`.
+//!
 //! ```no_run
 //! # fn demo(step: &kiln::Program) -> Result<(), kiln::format::FormatError> {
 //! kiln::format::save(step, "lenet-train.kiln")?;
@@ -30,13 +37,19 @@
 //! # Ok(()) }
 //! ```
 
+mod code_key;
 mod container;
 mod file;
+mod limits;
 mod program_io;
+mod seal;
 
+pub use code_key::{CodeKey, KeyChoice, KEY_ENV};
 pub use container::{boundaries, MAGIC, VERSION};
 pub use file::{PlanEntry, ProgramFile};
-pub use program_io::{backend_name, load, load_expecting, parse_backend, save, to_file};
+pub use limits::{LoadOptions, DEFAULT_MAX_MEMORY, MAX_THREADS};
+pub use program_io::{backend_name, load, load_expecting, load_with, parse_backend, save, save_with, to_file, to_file_with};
+pub use seal::{EXECUTABLE, SEAL};
 
 use kiln_ir::RunError;
 
@@ -67,9 +80,18 @@ pub enum FormatError {
     PlanMismatch { backend: String },
     #[error("cannot encode: {0}")]
     Encode(String),
+    /// The program needs more memory than the file backs plus the load's
+    /// limit ([`LoadOptions::max_memory`]); checked before allocating it.
+    #[error("the program needs {needed} bytes for {what}, over the load limit of {limit} (LoadOptions::max_memory, plus the stored weights)")]
+    TooLarge { what: String, needed: u64, limit: u64 },
+    /// The user's code key file cannot be used (see `docs/format.md`).
+    #[error("code key {path}: {reason}")]
+    Key { path: String, reason: String },
     #[error("backend: {0}")]
     Backend(#[from] RunError),
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod hostile_tests;

@@ -8,9 +8,12 @@
 //! kernel) is compared with the stored one, so a file from a different
 //! backend build is refused instead of silently running different code.
 //! The plan also holds each JIT kernel's finished machine code (`mcode`
-//! entries); loading installs it into every kernel whose regenerated CLIF
-//! equals the stored CLIF, for the same ISA and flags, so a load skips
-//! Cranelift codegen, the bulk of a compile. Anything else is recompiled.
+//! entries), sealed with the user's code key (`seal.rs`); loading installs
+//! it into a kernel only when its seal verifies under this user's key and
+//! the kernel's regenerated CLIF equals the sealed CLIF, for the same ISA
+//! and flags, so a load of one's own file skips Cranelift codegen, the
+//! bulk of a compile. Anything else, every kernel of a file from anyone
+//! else included, is compiled from the graph.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,7 +21,10 @@ use std::path::Path;
 use kiln_ir::{Backend, Executable, Graph};
 use kiln_passes::PipelineReport;
 
+use super::code_key::KeyChoice;
 use super::file::{PlanEntry, ProgramFile};
+use super::limits::{self, LoadOptions, MAX_THREADS};
+use super::seal::{self, Sealed};
 use super::FormatError;
 use crate::{BackendKind, Program};
 
@@ -63,14 +69,23 @@ fn cpu_plan(exe: &kiln_cpu::CpuExecutable) -> Vec<PlanEntry> {
 /// those kernels are compiled at load.
 const MACHINE_CODE: &str = "mcode";
 
-/// The stored kernels of a CPU plan (CLIF plus machine code, where both are
-/// there), for [`kiln_cpu::CpuBackend::compile_cpu_with_code`].
-fn stored_kernels(plan: &[PlanEntry]) -> Result<Vec<kiln_cpu::KernelCode>, FormatError> {
+/// The kernels of a CPU plan's sealed groups (each exactly one CLIF and
+/// its machine code), for [`kiln_cpu::CpuBackend::compile_cpu_with_code`].
+/// Only code from a verified seal gets here, paired with exactly the CLIF
+/// the seal covers.
+fn stored_kernels(sealed: &[Sealed]) -> Result<Vec<kiln_cpu::KernelCode>, FormatError> {
     let mut out = Vec::new();
-    for e in plan.iter().filter(|e| e.kind == "clif") {
-        let Some(m) = plan.iter().find(|m| m.kind == MACHINE_CODE && m.name == e.name) else { continue };
-        let bad = |reason: String| FormatError::Corrupt { section: "PLAN".into(), reason: format!("entry `{}`: {reason}", e.name) };
-        let (k, name) = e.name.split_once(' ').ok_or_else(|| bad("kernel name".into()))?;
+    for g in sealed {
+        let one = |kind: &str| {
+            let mut it = g.entries().iter().filter(|e| e.kind == kind);
+            match (it.next(), it.next()) {
+                (Some(e), None) => Some(*e),
+                _ => None,
+            }
+        };
+        let (Some(e), Some(m)) = (one("clif"), one(MACHINE_CODE)) else { continue };
+        let bad = |reason: String| FormatError::Corrupt { section: "PLAN".into(), reason: format!("entry `{}`: {reason}", g.name()) };
+        let (k, name) = g.name().split_once(' ').ok_or_else(|| bad("kernel name".into()))?;
         let kernel = k.strip_prefix('k').and_then(|n| n.parse().ok()).ok_or_else(|| bad("kernel name".into()))?;
         let text = std::str::from_utf8(&m.data).map_err(|_| bad("machine code is not text".into()))?;
         let machine = kiln_cpu::MachineCode::from_text(text).map_err(|x| bad(x.to_string()))?;
@@ -79,11 +94,23 @@ fn stored_kernels(plan: &[PlanEntry]) -> Result<Vec<kiln_cpu::KernelCode>, Forma
     Ok(out)
 }
 
-/// Compiles `graph` for the CPU, installing the machine code stored in
-/// `stored` (a file's plan) for every kernel it still matches.
-pub(super) fn lower_cpu(graph: &Graph, options: &BTreeMap<String, String>, stored: &[PlanEntry]) -> Result<kiln_cpu::CpuExecutable, FormatError> {
-    let code = stored_kernels(stored)?;
-    Ok(cpu_backend(options)?.compile_cpu_with_code(graph, &code).map_err(kiln_ir::RunError::from)?)
+/// Compiles `graph` for the CPU, installing the machine code of `sealed`
+/// (a file's verified groups) for every kernel it still matches; refuses a
+/// memory plan over `max_memory` before allocating it.
+pub(super) fn lower_cpu(graph: &Graph, options: &BTreeMap<String, String>, sealed: &[Sealed], max_memory: Option<u64>) -> Result<kiln_cpu::CpuExecutable, FormatError> {
+    let code = stored_kernels(sealed)?;
+    let mut backend = cpu_backend(options)?;
+    backend.max_memory = max_memory;
+    // SAFETY: every machine code in `code` comes from a group whose seal
+    // verified under the user's key, so this user's kiln compiled it from
+    // exactly the CLIF it is paired with; the backend installs it only into
+    // a function whose regenerated CLIF is that CLIF, for the same ISA.
+    let exe = unsafe { backend.compile_cpu_with_code(graph, &code) };
+    match exe {
+        Ok(e) => Ok(e),
+        Err(kiln_cpu::CpuError::MemoryLimit { needed, limit }) => Err(FormatError::TooLarge { what: "the CPU backend's memory plan".into(), needed, limit }),
+        Err(e) => Err(kiln_ir::RunError::from(e).into()),
+    }
 }
 
 /// The CPU backend as the file's options describe it. The thread count
@@ -92,7 +119,11 @@ pub(super) fn lower_cpu(graph: &Graph, options: &BTreeMap<String, String>, store
 fn cpu_backend(options: &BTreeMap<String, String>) -> Result<kiln_cpu::CpuBackend, FormatError> {
     let mut b = kiln_cpu::CpuBackend::new();
     if let Some(t) = options.get("threads") {
-        let n: usize = t.parse().map_err(|_| FormatError::Corrupt { section: "META".into(), reason: format!("option threads = `{t}`") })?;
+        let n: usize = t
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_THREADS).contains(n))
+            .ok_or_else(|| FormatError::Corrupt { section: "META".into(), reason: format!("option threads = `{t}` (1 to {MAX_THREADS})") })?;
         b = b.with_threads(n);
     }
     if let Some(j) = options.get("jit") {
@@ -107,13 +138,13 @@ fn cpu_options() -> BTreeMap<String, String> {
     BTreeMap::from([("threads".to_string(), b.threads.to_string()), ("jit".to_string(), b.jit.to_string())])
 }
 
-/// Compiles `graph` for `kind` without any optimization pass (reusing the
-/// machine code in `stored`, a file's plan, where it still matches);
-/// returns the executable, its plan and peak bytes.
-fn lower(kind: BackendKind, graph: &Graph, options: &BTreeMap<String, String>, stored: &[PlanEntry]) -> Result<(Box<dyn Executable>, Vec<PlanEntry>, Option<u64>), FormatError> {
+/// Compiles `graph` for `kind` without any optimization pass (installing
+/// the machine code of `sealed`, a file's verified groups, where it still
+/// matches); returns the executable, its plan and peak bytes.
+fn lower(kind: BackendKind, graph: &Graph, options: &BTreeMap<String, String>, sealed: &[Sealed], max_memory: Option<u64>) -> Result<(Box<dyn Executable>, Vec<PlanEntry>, Option<u64>), FormatError> {
     Ok(match kind {
         BackendKind::Cpu => {
-            let exe = lower_cpu(graph, options, stored)?;
+            let exe = lower_cpu(graph, options, sealed, max_memory)?;
             let plan = cpu_plan(&exe);
             let peak = exe.peak_bytes() as u64;
             (Box::new(exe), plan, Some(peak))
@@ -150,10 +181,13 @@ fn wgpu_plan(l: &kiln_wgpu::Lowered) -> Vec<PlanEntry> {
 /// modulo a consistent renaming of external functions: the JIT numbers its
 /// imported helpers (`fnN = u0:M sigK`) in an order that varies from one
 /// compile of the same graph to the next, while everything else is exact.
-/// Machine code entries are not compared: they are optional, and the
-/// backend installs stored code only into a kernel whose CLIF it equals.
+/// Executable entries and seals are not compared: they are optional, only
+/// sealed code is installed, and only into a kernel whose CLIF it was made
+/// from. Every other entry must be what this build regenerates: the rule
+/// for any backend's stored code that is not sealed (a GPU's WGSL too).
 fn same_plan(a: &[PlanEntry], b: &[PlanEntry]) -> bool {
-    let (a, b): (Vec<_>, Vec<_>) = (a.iter().filter(|e| e.kind != MACHINE_CODE).collect(), b.iter().filter(|e| e.kind != MACHINE_CODE).collect());
+    let keep = |e: &&PlanEntry| !seal::is_sealed_kind(&e.kind);
+    let (a, b): (Vec<_>, Vec<_>) = (a.iter().filter(keep).collect(), b.iter().filter(keep).collect());
     a.len() == b.len()
         && a.iter().zip(&b).all(|(x, y)| {
             x.name == y.name
@@ -201,11 +235,21 @@ fn canonical_clif(text: &str) -> String {
 }
 
 /// The file content of `p`: its optimized graph, plan, report and current
-/// params/state. (The CPU plan is regenerated from the graph: the program
-/// holds its executable as `dyn Executable`.)
+/// params/state, its machine code sealed with the user's key. (The CPU
+/// plan is regenerated from the graph: the program holds its executable as
+/// `dyn Executable`.)
 pub fn to_file(p: &Program) -> Result<ProgramFile, FormatError> {
+    to_file_with(p, &KeyChoice::User)
+}
+
+/// [`to_file`] with machine code sealed under `key` (none stored without one).
+pub fn to_file_with(p: &Program, key: &KeyChoice) -> Result<ProgramFile, FormatError> {
     let options = if p.backend() == BackendKind::Cpu { cpu_options() } else { BTreeMap::new() };
-    let (_, plan, peak_bytes) = lower(p.backend(), p.graph(), &options, &[])?;
+    let (_, plan, peak_bytes) = lower(p.backend(), p.graph(), &options, &[], None)?;
+    let backend = backend_name(p.backend());
+    // The key file is touched only when there is code to seal.
+    let key = if plan.iter().any(|e| seal::EXECUTABLE.contains(&e.kind.as_str())) { key.for_save()? } else { None };
+    let plan = seal::seal_plan(backend, plan, key.as_ref());
     let mut extra = BTreeMap::new();
     let kind = if p.signature().inputs.iter().any(|i| i.role == kiln_ir::InputRole::Param) && !p.graph().updates().is_empty() {
         "train-step"
@@ -219,7 +263,7 @@ pub fn to_file(p: &Program) -> Result<ProgramFile, FormatError> {
         extra.insert("device".to_string(), device);
     }
     Ok(ProgramFile {
-        backend: backend_name(p.backend()).to_string(),
+        backend: backend.to_string(),
         options,
         extra,
         writer: format!("kiln {}", env!("CARGO_PKG_VERSION")),
@@ -232,31 +276,53 @@ pub fn to_file(p: &Program) -> Result<ProgramFile, FormatError> {
     })
 }
 
-/// Writes `p` (graph, plan, weights and optimizer state) to `path`.
+/// Writes `p` (graph, plan, weights and optimizer state) to `path`, its
+/// machine code sealed with the user's code key.
 pub fn save(p: &Program, path: impl AsRef<Path>) -> Result<(), FormatError> {
-    to_file(p)?.write(path)
+    save_with(p, path, &KeyChoice::User)
 }
 
-/// Loads a program for whatever backend it was compiled for.
+/// [`save`] sealing with `key`.
+pub fn save_with(p: &Program, path: impl AsRef<Path>, key: &KeyChoice) -> Result<(), FormatError> {
+    to_file_with(p, key)?.write(path)
+}
+
+/// Loads a program for whatever backend it was compiled for, installing
+/// stored machine code only where the user's key sealed it.
 pub fn load(path: impl AsRef<Path>) -> Result<Program, FormatError> {
-    ProgramFile::read(path)?.instantiate()
+    load_with(path, &LoadOptions::default())
+}
+
+/// [`load`] with another key or memory limit.
+pub fn load_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Program, FormatError> {
+    ProgramFile::read_with(path, opts)?.instantiate_with(opts)
 }
 
 /// Loads a program, refusing one compiled for another backend.
 pub fn load_expecting(path: impl AsRef<Path>, backend: BackendKind) -> Result<Program, FormatError> {
-    let f = ProgramFile::read(path)?;
+    let opts = LoadOptions::default();
+    let f = ProgramFile::read_with(path, &opts)?;
     if f.backend != backend_name(backend) {
         return Err(FormatError::WrongBackend { found: f.backend, expected: backend_name(backend).to_string() });
     }
-    f.instantiate()
+    f.instantiate_with(&opts)
 }
 
 impl ProgramFile {
     /// Compiles the stored graph for the stored backend (no optimization
     /// pass), checks the plan, and sets the stored params/state.
     pub fn instantiate(&self) -> Result<Program, FormatError> {
+        self.instantiate_with(&LoadOptions::default())
+    }
+
+    /// [`instantiate`](Self::instantiate) with another key or memory limit.
+    pub fn instantiate_with(&self, opts: &LoadOptions) -> Result<Program, FormatError> {
         let kind = parse_backend(&self.backend)?;
-        let (mut exe, plan, _) = lower(kind, &self.graph, &self.options, &self.plan)?;
+        let budget = limits::check_graph(&self.graph, &self.state, opts.max_memory)?;
+        // The key file is read only when there is a seal to check.
+        let key = if seal::has_seals(&self.plan) { opts.key.for_load()? } else { None };
+        let sealed = seal::verified(&self.backend, &self.plan, key.as_ref());
+        let (mut exe, plan, _) = lower(kind, &self.graph, &self.options, &sealed, Some(budget))?;
         if matches!(kind, BackendKind::Cpu | BackendKind::Wgpu) && !same_plan(&plan, &self.plan) {
             return Err(FormatError::PlanMismatch { backend: self.backend.clone() });
         }

@@ -8,14 +8,14 @@ use crate::data::SplitMix64;
 use crate::nn::Module;
 use crate::{f32_shape, i64_shape, loss, nn, optim, Builder, CompileOptions, HostTensor, ParamStore, Program};
 
-fn batch(step: u64) -> (HostTensor, HostTensor) {
+pub(super) fn batch(step: u64) -> (HostTensor, HostTensor) {
     let mut r = SplitMix64::derive(11, step, 0);
     let x = (0..8 * 4).map(|_| r.unit() as f32 * 2.0 - 1.0).collect();
     let y = (0..8).map(|_| r.below(3) as i64).collect();
     (HostTensor::from_f32([8, 4], x).unwrap(), HostTensor::from_i64([8], y).unwrap())
 }
 
-fn train_program(opts: CompileOptions) -> Program {
+pub(super) fn train_program(opts: CompileOptions) -> Program {
     let mut store = ParamStore::new(3);
     let mlp = nn::Sequential::new()
         .add(nn::Linear::new(&mut store, "fc1", 4, 8).unwrap())
@@ -31,19 +31,38 @@ fn train_program(opts: CompileOptions) -> Program {
     crate::compile(&step, opts).unwrap()
 }
 
-fn step(p: &mut Program, s: u64) -> BTreeMap<String, HostTensor> {
+pub(super) fn step(p: &mut Program, s: u64) -> BTreeMap<String, HostTensor> {
     let (x, y) = batch(s);
     p.run(&[("x", &x), ("y", &y)]).unwrap()
 }
 
-fn tmp(name: &str) -> std::path::PathBuf {
+/// The key these tests seal with: never the user's own key file.
+pub(super) fn test_key() -> CodeKey {
+    CodeKey::from_bytes([0x5a; 32])
+}
+
+pub(super) fn keyed() -> KeyChoice {
+    KeyChoice::Key(test_key())
+}
+
+pub(super) fn load_opts() -> LoadOptions {
+    LoadOptions::new().key(keyed())
+}
+
+/// The CPU executable of a decoded file, with the code sealed under `key` installed.
+pub(super) fn lower_sealed(f: &ProgramFile, key: Option<&CodeKey>) -> kiln_cpu::CpuExecutable {
+    let sealed = seal::verified(&f.backend, &f.plan, key);
+    program_io::lower_cpu(&f.graph, &f.options, &sealed, None).unwrap()
+}
+
+pub(super) fn tmp(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("kiln-format-{name}-{}.kiln", std::process::id()))
 }
 
-fn saved_bytes_for(opts: CompileOptions) -> Vec<u8> {
+pub(super) fn saved_bytes_for(opts: CompileOptions) -> Vec<u8> {
     let mut p = train_program(opts);
     step(&mut p, 0);
-    to_file(&p).unwrap().to_bytes().unwrap()
+    to_file_with(&p, &keyed()).unwrap().to_bytes().unwrap()
 }
 
 fn saved_bytes() -> Vec<u8> {
@@ -60,8 +79,8 @@ fn check_roundtrip_and_resume(opts: CompileOptions, name: &str) {
         assert_eq!(step(&mut b, s), full[s as usize]);
     }
     let path = tmp(name);
-    save(&b, &path).unwrap();
-    let mut c = load(&path).unwrap();
+    save_with(&b, &path, &keyed()).unwrap();
+    let mut c = load_with(&path, &load_opts()).unwrap();
     assert_eq!(c.backend(), b.backend());
     assert_eq!(c.signature(), b.signature());
     assert_eq!(c.state_dict(), b.state_dict(), "weights and optimizer state restored bit for bit");
@@ -95,7 +114,7 @@ fn cpu_file_stores_the_plan() {
     let mut g = f.clone();
     g.plan.retain(|e| e.kind != "clif");
     let back = ProgramFile::from_bytes(&g.to_bytes().unwrap()).unwrap();
-    assert_eq!(back.instantiate().unwrap_err(), FormatError::PlanMismatch { backend: "cpu".into() });
+    assert_eq!(back.instantiate_with(&load_opts()).unwrap_err(), FormatError::PlanMismatch { backend: "cpu".into() });
 }
 
 #[test]
@@ -194,7 +213,7 @@ fn non_kiln_wrong_version_and_wrong_backend() {
 }
 
 /// Recomputes the whole-file CRC of a file whose header was edited.
-fn rechecksum(f: &[u8]) -> Vec<u8> {
+pub(super) fn rechecksum(f: &[u8]) -> Vec<u8> {
     let body = f.len() - 20;
     let mut out = f[..body].to_vec();
     let whole = crc32fast::hash(&out).to_le_bytes();
@@ -249,7 +268,7 @@ fn checkpoint_resume_matches_uninterrupted() {
 }
 
 /// LeNet-5's training step (SGD with momentum), compiled for the CPU.
-fn lenet_step() -> Program {
+pub(super) fn lenet_step() -> Program {
     {
         let mut store = ParamStore::new(0);
         let net = nn::Sequential::new()
@@ -287,7 +306,7 @@ fn cpu_lenet_training_is_deterministic() {
     assert_eq!(a.state_dict(), b.state_dict());
 }
 
-fn run_exe(exe: &mut dyn kiln_ir::Executable, state: &BTreeMap<String, HostTensor>, s: u64) -> Vec<Vec<u64>> {
+pub(super) fn run_exe(exe: &mut dyn kiln_ir::Executable, state: &BTreeMap<String, HostTensor>, s: u64) -> Vec<Vec<u64>> {
     for (k, v) in state {
         exe.set_state(k, v.clone()).unwrap();
     }
@@ -304,19 +323,20 @@ fn cpu_load_installs_stored_machine_code() {
     let kernels = f.plan.iter().filter(|e| e.kind == "clif").count();
     assert!(kernels > 0);
     assert_eq!(f.plan.iter().filter(|e| e.kind == "mcode").count(), kernels, "every kernel's machine code is stored");
-    let mut loaded = program_io::lower_cpu(&f.graph, &f.options, &f.plan).unwrap();
+    assert_eq!(f.plan.iter().filter(|e| e.kind == "seal").count(), kernels, "and sealed");
+    let mut loaded = lower_sealed(&f, Some(&test_key()));
     assert_eq!(loaded.codegen_counts(), (0, kernels));
     // A file without machine code (written before it was stored) still loads, by codegen.
     let mut old = f.clone();
-    old.plan.retain(|e| e.kind != "mcode");
-    let mut compiled = program_io::lower_cpu(&old.graph, &old.options, &old.plan).unwrap();
+    old.plan.retain(|e| e.kind != "mcode" && e.kind != "seal");
+    let mut compiled = lower_sealed(&old, Some(&test_key()));
     assert_eq!(compiled.codegen_counts(), (kernels, 0));
     assert_eq!(loaded.kernel_code(), compiled.kernel_code());
     for s in 0..3 {
         assert_eq!(run_exe(&mut loaded, &f.state, s), run_exe(&mut compiled, &f.state, s), "step {s}");
     }
     let back = ProgramFile::from_bytes(&old.to_bytes().unwrap()).unwrap();
-    back.instantiate().unwrap();
+    back.instantiate_with(&load_opts()).unwrap();
 }
 
 /// Compile vs load times of LeNet's training step (printed, not asserted).
@@ -325,24 +345,22 @@ fn cpu_lenet_load_skips_codegen() {
     let t = std::time::Instant::now();
     let mut p = lenet_step();
     let compile_s = t.elapsed().as_secs_f64();
-    let bytes = to_file(&p).unwrap().to_bytes().unwrap();
+    let bytes = to_file_with(&p, &keyed()).unwrap().to_bytes().unwrap();
     let t = std::time::Instant::now();
     let f = ProgramFile::from_bytes(&bytes).unwrap();
     let read_s = t.elapsed().as_secs_f64();
     let t = std::time::Instant::now();
-    let mut q = f.instantiate().unwrap();
+    let mut q = f.instantiate_with(&load_opts()).unwrap();
     let load_s = t.elapsed().as_secs_f64();
-    let exe = program_io::lower_cpu(&f.graph, &f.options, &f.plan).unwrap();
+    let exe = lower_sealed(&f, Some(&test_key()));
     let (compiled, installed) = exe.codegen_counts();
     assert_eq!(compiled, 0);
     assert_eq!(installed, f.plan.iter().filter(|e| e.kind == "clif").count());
-    let mut old = f.clone();
-    old.plan.retain(|e| e.kind != "mcode");
     let t = std::time::Instant::now();
-    old.instantiate().unwrap();
+    f.instantiate_with(&LoadOptions::new().key(KeyChoice::None)).unwrap();
     let old_s = t.elapsed().as_secs_f64();
     eprintln!(
-        "lenet train step: compile {:.1} ms, read {:.1} ms, instantiate {:.1} ms ({installed} kernels installed), instantiate without machine code {:.1} ms, file {} bytes",
+        "lenet train step: compile {:.1} ms, read {:.1} ms, instantiate {:.1} ms ({installed} kernels installed), instantiate without the key {:.1} ms, file {} bytes",
         compile_s * 1e3, read_s * 1e3, load_s * 1e3, old_s * 1e3, bytes.len()
     );
     let mut r = SplitMix64::new(5);
