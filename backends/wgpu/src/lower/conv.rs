@@ -23,28 +23,29 @@ use crate::WgpuError;
 pub fn lower(cx: &Cx, n: NodeId) -> Result<Vec<Shader>, WgpuError> {
     let ops = cx.g.operands(n);
     let name = format!("n{}-{}", n.index(), cx.g.op(n).name());
+    let operand = |i| ops_at(&ops, i, n);
     let shader = match cx.g.op(n) {
         Op::Conv2d(attrs) => {
-            let c = Conv::new(cx, n, dims4(cx, ops_at(&ops, 0, n)?)?, dims4(cx, ops_at(&ops, 1, n)?)?, dims4(cx, n)?, *attrs)?;
+            let c = Conv::new(cx, n, dims4(cx, operand(0)?)?, dims4(cx, operand(1)?)?, dims4(cx, n)?, *attrs)?;
             forward(cx, n, &c, &ops, name, None, Activation::None)?
         }
         Op::FusedConv2d { attrs, bias, act } => {
-            let c = Conv::new(cx, n, dims4(cx, ops_at(&ops, 0, n)?)?, dims4(cx, ops_at(&ops, 1, n)?)?, dims4(cx, n)?, *attrs)?;
-            let b = if *bias { Some(ops_at(&ops, 2, n)?) } else { None };
+            let c = Conv::new(cx, n, dims4(cx, operand(0)?)?, dims4(cx, operand(1)?)?, dims4(cx, n)?, *attrs)?;
+            let b = if *bias { Some(operand(2)?) } else { None };
             forward(cx, n, &c, &ops, name, b, *act)?
         }
         Op::Conv1d(attrs) => {
-            let [x, w, y] = [ops_at(&ops, 0, n)?, ops_at(&ops, 1, n)?, n].map(|v| dims3(cx, v));
+            let [x, w, y] = [operand(0)?, operand(1)?, n].map(|v| dims3(cx, v));
             let c = Conv::new(cx, n, x?, w?, y?, attrs.as_conv2d())?;
             forward(cx, n, &c, &ops, name, None, Activation::None)?
         }
         Op::Conv2dGradInput { attrs, .. } => {
-            let (dy, w) = (ops_at(&ops, 0, n)?, ops_at(&ops, 1, n)?);
+            let (dy, w) = (operand(0)?, operand(1)?);
             let c = Conv::new(cx, n, dims4(cx, n)?, dims4(cx, w)?, dims4(cx, dy)?, *attrs)?;
             grad_input(cx, &c, [n, w, dy], name)?
         }
         Op::Conv2dGradWeight { attrs, .. } => {
-            let (x, dy) = (ops_at(&ops, 0, n)?, ops_at(&ops, 1, n)?);
+            let (x, dy) = (operand(0)?, operand(1)?);
             let c = Conv::new(cx, n, dims4(cx, x)?, dims4(cx, n)?, dims4(cx, dy)?, *attrs)?;
             grad_weight(cx, &c, [x, n, dy], name)?
         }
@@ -69,7 +70,7 @@ impl Conv {
         let ok = g > 0
             && x[1].is_multiple_of(g)
             && w[0].is_multiple_of(g)
-            && w[1] * g == x[1]
+            && w[1].checked_mul(g) == Some(x[1])
             && y[0] == x[0]
             && y[1] == w[0]
             && a.out_dim(0, x[2], w[2]) == Some(y[2])
