@@ -1,13 +1,18 @@
 //! An MLP 784-256-256-10 with dropout 0.2 on the shipped MNIST subset,
-//! AdamW (lr 1e-3, weight decay 1e-2), batch 64, early stopping on the test
-//! loss. PyTorch's anchor (Adam, same net): 0.9575 after 12 epochs.
+//! AdamW (lr 1e-3, weight decay 1e-2), batch 64. 10% of the training digits
+//! (stratified) are held out for validation: early stopping watches the
+//! validation loss and the best epoch's weights are kept; the test digits
+//! are measured once, at the end. PyTorch's anchor (Adam, same net, all
+//! 8,000 digits): 0.9575 after 12 epochs.
 //!
 //! `cargo run --release --example mnist_mlp`
+
+use std::sync::Arc;
 
 use kiln::data::{Mnist, Normalize};
 use kiln::nn::{self, Module};
 use kiln::{f32_shape, i64_shape, loss, optim, Builder, ParamStore};
-use kiln_examples::{args, finish, fit, limit, Fit, OrDie};
+use kiln_examples::{args, fit, holdout, limit, test_once, Fit, OrDie, VAL_FRACTION};
 
 const BATCH: usize = 64;
 const EVAL_BATCH: usize = 500;
@@ -18,8 +23,8 @@ fn main() {
     let epochs = a.epochs.unwrap_or(12);
     let mut mnist = Mnist::shipped().or_die("MNIST");
     mnist.normalize(Normalize::MNIST);
-    let train_set = limit(mnist.train, a.train_limit).reshaped(&[784]).or_die("reshape");
-    let test_set = mnist.test.reshaped(&[784]).or_die("reshape");
+    let (train_set, val_set) = holdout(limit(mnist.train, a.train_limit).reshaped(&[784]).or_die("reshape"), VAL_FRACTION, 0);
+    let test_set = Arc::new(mnist.test.reshaped(&[784]).or_die("reshape"));
 
     let mut store = ParamStore::new(0);
     let net = nn::Sequential::new()
@@ -48,23 +53,24 @@ fn main() {
     let l = loss::cross_entropy_mean(&mut e, logits, y).or_die("loss");
     e.output("loss", l).or_die("graph");
     let mut eval = kiln::compile(&kiln::inference(&e, &store).or_die("inference"), a.compile_options()).or_die("compile");
-    println!("MLP 784-256-256-10 (dropout 0.2, AdamW wd 1e-2), {} train / {} test, backend {}", train_set.len(), test_set.len(), a.backend_name());
+    println!("MLP 784-256-256-10 (dropout 0.2, AdamW wd 1e-2), {} train / {} validation / {} test, backend {}", train_set.len(), val_set.len(), test_set.len(), a.backend_name());
 
     let report = fit(Fit {
         name: "mnist_mlp",
         train: &mut train,
         eval: &mut eval,
-        train_set: &train_set,
-        val_set: &test_set,
+        train_set: train_set.clone(),
+        val_set: val_set.clone(),
         batch: BATCH,
         eval_batch: EVAL_BATCH,
         epochs,
         seed: 1,
         target: TARGET,
-        augment: None,
+        transform: None,
+        num_workers: a.workers.unwrap_or(0),
         early_stopping: Some((3, 1e-4)),
         lr_schedule: None,
         out: a.out.clone(),
     });
-    finish(&report, TARGET);
+    test_once(&report, &mut eval, &test_set, EVAL_BATCH, TARGET);
 }

@@ -17,11 +17,34 @@ pub struct EpochRecord {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct History {
     pub epochs: Vec<EpochRecord>,
+    /// The training loss of every step, in order (drawn smoothed beside
+    /// the per-epoch means).
+    pub steps: Vec<f64>,
 }
 
 impl History {
     pub fn push(&mut self, r: EpochRecord) {
         self.epochs.push(r);
+    }
+
+    pub fn push_step(&mut self, loss: f64) {
+        self.steps.push(loss);
+    }
+
+    /// The per-step losses smoothed by an exponential moving average with
+    /// weight `beta` on the past (`s = beta * s + (1 - beta) * loss`),
+    /// bias-corrected as in Adam so the first values are not pulled to 0.
+    pub fn smoothed_steps(&self, beta: f64) -> Vec<f64> {
+        let mut s = 0.0;
+        let mut w = 1.0;
+        self.steps
+            .iter()
+            .map(|&l| {
+                s = beta * s + (1.0 - beta) * l;
+                w *= beta;
+                s / (1.0 - w)
+            })
+            .collect()
     }
 
     /// The first epoch whose validation accuracy reaches `target`, with its
@@ -65,5 +88,16 @@ mod tests {
         let csv = h.to_csv();
         assert_eq!(csv.lines().count(), 4);
         assert_eq!(csv.lines().nth(2).unwrap(), "1,0.5,,,0.97,1");
+    }
+
+    #[test]
+    fn smoothed_steps_start_at_the_first_loss_and_follow_a_step() {
+        let mut h = History::default();
+        for l in [2.0, 2.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0] {
+            h.push_step(l);
+        }
+        let s = h.smoothed_steps(0.5);
+        assert_eq!(s[..3], [2.0, 2.0, 2.0], "bias correction: a constant stays constant");
+        assert!(s.windows(2).skip(2).all(|w| w[1] < w[0]) && s[7] < 0.06, "{s:?}");
     }
 }
