@@ -199,3 +199,35 @@ fn max_pooling_propagates_nan() {
     let (inputs, state) = random_io(&g, 21);
     common::assert_matches_interp(&g, &inputs, &state, TOL);
 }
+
+#[test]
+fn conv_net_gradients_match_the_interpreter() {
+    if !common::gpu() {
+        return;
+    }
+    // conv2d + bias + relu -> max pool -> conv1d over the flattened rows
+    // -> avg pool, differentiated by the autodiff pass: the gradient ops
+    // as autodiff emits them, between loops, reshapes and broadcasts.
+    let mut g = Graph::new();
+    let x = g.input("x", f32_shape([2, 3, 9, 10])).unwrap();
+    let w1 = g.param("w1", f32_shape([4, 3, 3, 3])).unwrap();
+    let b1 = g.param("b1", f32_shape([4, 1, 1])).unwrap();
+    let w2 = g.param("w2", f32_shape([4, 2, 3])).unwrap();
+    let c1 = g.conv2d(x, w1, attrs([1, 1], [1, 1], [1, 1], 1)).unwrap();
+    let c1 = g.add(c1, b1).unwrap();
+    let r1 = g.relu(c1).unwrap();
+    let p1 = g.max_pool2d(r1, pool([2, 2], [2, 2], [0, 0])).unwrap(); // [2,4,4,5]
+    let f = g.reshape(p1, [2, 4, 20]).unwrap();
+    let c2 = g.conv1d(f, w2, Conv1dAttrs { stride: 2, padding: 1, dilation: 1, groups: 2 }).unwrap(); // [2,4,10]
+    let c2 = g.reshape(c2, [2, 4, 2, 5]).unwrap();
+    let p2 = g.avg_pool2d(c2, pool([2, 3], [1, 2], [1, 1]), false).unwrap();
+    let sq = g.mul(p2, p2).unwrap();
+    let loss = g.sum(sq, &[0, 1, 2, 3], false).unwrap();
+    g.set_output("loss", loss).unwrap();
+    let grads = kiln_passes::autodiff::grad(&mut g, loss, &[x, w1, b1, w2]).unwrap();
+    for (name, d) in ["dx", "dw1", "db1", "dw2"].into_iter().zip(grads) {
+        g.set_output(name, d).unwrap();
+    }
+    let (inputs, state) = random_io(&g, 22);
+    common::assert_matches_interp(&g, &inputs, &state, TOL);
+}
