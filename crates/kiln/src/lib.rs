@@ -87,6 +87,7 @@ pub mod train;
 
 pub use compile::{compile, grad, inference, train_step, train_step_params, wgpu_adapter, BackendKind, CompileOptions, EgraphLimits};
 pub use error::{Error, Result};
+pub use kiln_wgpu::WgpuError;
 pub use model::{Builder, Mode, ParamStore, Spec};
 pub use program::{is_model_state, Program};
 
