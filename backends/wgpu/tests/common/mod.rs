@@ -48,7 +48,7 @@ pub fn assert_close(got: &BTreeMap<String, HostTensor>, want: &BTreeMap<String, 
         let g = &got[k];
         assert_eq!(g.ty(), w.ty(), "output `{k}`");
         for (i, (a, b)) in g.to_f64_vec().iter().zip(w.to_f64_vec()).enumerate() {
-            let ok = (a - b).abs() <= tol * (1.0 + b.abs()) || (a.is_nan() && b.is_nan());
+            let ok = a == &b || (a - b).abs() <= tol * (1.0 + b.abs()) || (a.is_nan() && b.is_nan());
             assert!(ok, "output `{k}`[{i}]: wgpu {a} vs interpreter {b}");
         }
     }
