@@ -204,10 +204,12 @@ fn loop_kernels_validate_without_a_device() {
     for op in ReduceOp::ALL {
         let r = g.reduce(op, s, &[0, 2], true).unwrap();
         g.set_output(op.name(), r).unwrap();
-        let ri = g.reduce(op, i, &[1], false).unwrap();
-        g.set_output(&format!("{}_i", op.name()), ri).unwrap();
+        if op != ReduceOp::Mean {
+            let ri = g.reduce(op, i, &[1], false).unwrap();
+            g.set_output(&format!("{}_i", op.name()), ri).unwrap();
+        }
     }
     let l = kiln_wgpu::lower_graph(&g).unwrap();
-    assert!(l.shaders.len() >= 9, "{:?}", l.shaders.iter().map(|s| &s.name).collect::<Vec<_>>());
+    assert!(l.shaders.len() >= 8, "{:?}", l.shaders.iter().map(|s| &s.name).collect::<Vec<_>>());
     assert!(l.shaders.iter().any(|s| s.name.contains("reduce")));
 }
