@@ -26,19 +26,19 @@ fn operand(batch: &[usize], r: usize, c: usize, t: bool) -> TensorType {
 
 #[test]
 fn matmul_transposes_and_broadcast_batches() {
-    // (a batch, b batch, m, k, n)
-    let cases: [(&[usize], &[usize], usize, usize, usize); 5] = [
-        (&[], &[], 3, 5, 4),
-        (&[2], &[2], 1, 7, 3),
-        (&[2, 1], &[3], 4, 2, 5),
-        (&[1], &[2, 3], 2, 3, 1),
-        (&[], &[], 67, 9, 70),
+    // (a batch, b batch), (m, k, n)
+    let cases = [
+        ((vec![], vec![]), (3, 5, 4)),
+        ((vec![2], vec![2]), (1, 7, 3)),
+        ((vec![2, 1], vec![3]), (4, 2, 5)),
+        ((vec![1], vec![2, 3]), (2, 3, 1)),
+        ((vec![], vec![]), (67, 9, 70)),
     ];
-    for (i, (ba, bb, m, k, n)) in cases.into_iter().enumerate() {
+    for (i, ((ba, bb), (m, k, n))) in cases.into_iter().enumerate() {
         let mut g = Graph::new();
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            let a = g.input(&format!("a{}{}", ta as u8, tb as u8), operand(ba, m, k, ta)).unwrap();
-            let b = g.input(&format!("b{}{}", ta as u8, tb as u8), operand(bb, k, n, tb)).unwrap();
+            let a = g.input(&format!("a{}{}", ta as u8, tb as u8), operand(&ba, m, k, ta)).unwrap();
+            let b = g.input(&format!("b{}{}", ta as u8, tb as u8), operand(&bb, k, n, tb)).unwrap();
             let y = g.matmul_t(a, b, ta, tb).unwrap();
             g.set_output(&format!("y{}{}", ta as u8, tb as u8), y).unwrap();
         }
@@ -59,7 +59,7 @@ fn fused_dense_bias_and_activations() {
         let b = g.param("b", f32s(&[n])).unwrap();
         for (j, act) in Activation::ALL.into_iter().enumerate() {
             for trans_b in [false, true] {
-                let bias = (j + trans_b as usize) % 2 == 0;
+                let bias = (j + trans_b as usize).is_multiple_of(2);
                 let mut ops = vec![x, if trans_b { wt } else { w }];
                 if bias {
                     ops.push(b);
@@ -88,6 +88,10 @@ fn argmax_axes_keepdims_ties_and_nan() {
     }
     let y = g.argmax(i, 1, false).unwrap();
     g.set_output("int", y).unwrap();
+    let half = g.scalar_f32(0.5).unwrap();
+    let mask = g.compare(CompareOp::Gt, raw, half).unwrap();
+    let y = g.argmax(mask, 3, true).unwrap();
+    g.set_output("bool", y).unwrap();
     lower_expect(&g, "argmax");
     let mut vals = inputs(&g, 4, 3);
     // Ties (a first maximum to find) and NaNs (which win and stop the search).
@@ -124,6 +128,26 @@ fn softmax_cross_entropy_forward_and_backward() {
         vals.insert("x".into(), HostTensor::from_f64_values(&f32s(&[rows, 4]), &xs));
         parity(&g, &vals, TOL);
     }
+}
+
+/// A NaN logit (a square root of a negative input) makes its row's loss
+/// NaN; rows of -inf and +inf logits too, as in the interpreter.
+#[test]
+fn softmax_cross_entropy_nan_and_infinite_logits() {
+    let mut g = Graph::new();
+    let x = g.input("x", f32s(&[4, 3])).unwrap();
+    let y = g.input("y", TensorType::new(DType::I64, Shape(vec![4]))).unwrap();
+    let r = g.sqrt(x).unwrap();
+    let l = g.apply(Op::SoftmaxCrossEntropy, &[r, y]).unwrap();
+    g.set_output("l", l).unwrap();
+    let big = g.mul_scalar(x, 1e30).unwrap();
+    let inf = g.mul(big, big).unwrap();
+    let li = g.apply(Op::SoftmaxCrossEntropy, &[inf, y]).unwrap();
+    g.set_output("inf", li).unwrap();
+    let mut vals = BTreeMap::new();
+    vals.insert("x".to_string(), HostTensor::from_f32([4, 3], vec![1.0, 4.0, 9.0, 1.0, -1.0, 2.0, 0.0, 0.0, 0.0, 2.0, 3.0, 5.0]).unwrap());
+    vals.insert("y".to_string(), HostTensor::from_i64([4], vec![2, 0, 1, 1]).unwrap());
+    parity(&g, &vals, TOL);
 }
 
 #[test]

@@ -33,6 +33,9 @@ pub fn lower(cx: &Cx, n: NodeId) -> Result<Vec<Shader>, WgpuError> {
         }
         Op::Permute(perm) => {
             let s = row_major_strides(&dims(cx, x0));
+            if perm.len() != out.len() || perm.iter().any(|&p| p >= s.len()) {
+                return Err(WgpuError::Internal(format!("{n}: permutation {perm:?} of a rank-{} value", s.len())));
+            }
             let strides: Vec<usize> = perm.iter().map(|&p| s[p]).collect();
             let src = add(place(cx, x0)? as u64, &linear("c", &strides))?;
             let mut body = coords("c", "idx", &out);
@@ -63,6 +66,9 @@ pub fn lower(cx: &Cx, n: NodeId) -> Result<Vec<Shader>, WgpuError> {
 /// An operand the memory plan already computed in place (its word is its
 /// run of the output) has nothing to copy.
 fn concat(cx: &Cx, n: NodeId, xs: &[NodeId], axis: usize, out: &[usize], dst: u32) -> Result<Vec<Shader>, WgpuError> {
+    if axis >= out.len() || xs.iter().any(|&x| dims(cx, x).len() != out.len()) {
+        return Err(WgpuError::Internal(format!("{n}: concat along axis {axis} of mismatched ranks")));
+    }
     let outer: usize = out[..axis].iter().product();
     let inner: usize = out[axis + 1..].iter().product();
     let row = out[axis] * inner;
