@@ -17,7 +17,8 @@
 //! could not pass); and after the last step every entry of the state dict
 //! (params, BatchNorm running stats, optimizer moments and buffers, the
 //! step counter, the lr, the dropout `rng.step`) agrees: element `i` of a
-//! tensor `w` within `STATE_RTOL * (|w_i| + rms(w))`, integers exactly.
+//! tensor `w` within `STATE_RTOL * (|w_i| + rms(w))`, integers exactly
+//! (on the GPU within `GPU_TOL_SCALE` times these, see there).
 //!
 //! Why these tolerances: the two backends evaluate the same graph with
 //! the same f32 rounding of every op result, but the interpreter
@@ -52,6 +53,14 @@ const STEPS: usize = 12;
 const LOSS_RTOL: f64 = 1e-4;
 const LOSS_ATOL: f64 = 1e-6;
 const STATE_RTOL: f64 = 1e-4;
+/// The GPU backend's tolerances are this many times the CPU's. Its shaders
+/// accumulate every matmul, conv and reduction in one f32 running sum per
+/// output (the CPU sums in short vectorized blocks), and Vulkan lets exp,
+/// log and pow be a few ulps off where Rust's libm is correctly rounded;
+/// Adam-style updates amplify both for gradient elements near zero.
+/// Measured on lavapipe: the worst case (NAdam on the MLP and LeNet) uses
+/// 1.5 of the CPU's tolerance, so half of this one.
+const GPU_TOL_SCALE: f64 = 3.0;
 /// Training must move the loss on a batch by at least this many times the
 /// loss tolerance, so the comparison is not of twelve copies of the init.
 const MIN_MOVE: f64 = 20.0;
@@ -91,9 +100,9 @@ fn trajectory(m: &Model, opt: Box<dyn Optimizer>) -> Result<Vec<(&'static str, f
     let base_lr = opt.base_lr();
     let spec = kiln::train_step(&m.builder, m.loss, &m.store, opt).map_err(|e| format!("train_step: {e}"))?;
     let mut candidates = Vec::new();
-    for (name, opts) in backends() {
+    for (name, opts, scale) in backends() {
         let p = kiln::compile(&spec, opts).map_err(|e| format!("compile ({name}): {e}"))?;
-        candidates.push((name, p, 0.0f64));
+        candidates.push((name, p, 0.0f64, scale));
     }
     let mut oracle = kiln::compile(&spec, CompileOptions::interp()).map_err(|e| format!("compile (interp): {e}"))?;
     let init = oracle.state_dict();
@@ -102,15 +111,15 @@ fn trajectory(m: &Model, opt: Box<dyn Optimizer>) -> Result<Vec<(&'static str, f
     for step in 0..STEPS {
         if step == STEPS / 2 {
             oracle.set_lr(base_lr / 2.0).map_err(|e| format!("set_lr: {e}"))?;
-            for (_, p, _) in &mut candidates {
+            for (_, p, _, _) in &mut candidates {
                 p.set_lr(base_lr / 2.0).map_err(|e| format!("set_lr: {e}"))?;
             }
         }
         let inputs: Vec<(&str, &HostTensor)> = m.batches[step % BATCHES].iter().map(|(k, v)| (*k, v)).collect();
         let want = oracle.run(&inputs).map_err(|e| format!("step {step} (interp): {e}"))?["loss"].scalar().map_err(|e| e.to_string())?;
-        for (name, p, worst_loss) in &mut candidates {
+        for (name, p, worst_loss, scale) in &mut candidates {
             let got = p.run(&inputs).map_err(|e| format!("step {step} ({name}): {e}"))?["loss"].scalar().map_err(|e| e.to_string())?;
-            let ratio = (got - want).abs() / (LOSS_ATOL + LOSS_RTOL * want.abs());
+            let ratio = (got - want).abs() / (*scale * (LOSS_ATOL + LOSS_RTOL * want.abs()));
             if exceeds(ratio) {
                 return Err(format!("step {step}: loss {name} {got} vs interpreter {want} (losses so far {losses:?})"));
             }
@@ -133,17 +142,17 @@ fn trajectory(m: &Model, opt: Box<dyn Optimizer>) -> Result<Vec<(&'static str, f
     }
     candidates
         .iter()
-        .map(|(name, p, worst_loss)| Ok((*name, *worst_loss, compare_state(name, &p.state_dict(), &trained)?)))
+        .map(|(name, p, worst_loss, scale)| Ok((*name, *worst_loss, compare_state(name, *scale, &p.state_dict(), &trained)?)))
         .collect()
 }
 
 /// The backends compared with the interpreter: the CPU, and the GPU where
 /// an adapter exists (in CI: must exist).
-fn backends() -> Vec<(&'static str, CompileOptions)> {
+fn backends() -> Vec<(&'static str, CompileOptions, f64)> {
     static GPU: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let mut v = vec![("cpu", CompileOptions::cpu())];
+    let mut v = vec![("cpu", CompileOptions::cpu(), 1.0)];
     if *GPU.get_or_init(kiln_tests::wgpu_available) {
-        v.push(("wgpu", CompileOptions::wgpu()));
+        v.push(("wgpu", CompileOptions::wgpu(), GPU_TOL_SCALE));
     }
     v
 }
@@ -162,7 +171,7 @@ fn movement(before: &HostTensor, after: &HostTensor) -> f64 {
 }
 
 /// `Ok` holds the largest difference/tolerance ratio over all elements.
-fn compare_state(backend: &str, got: &BTreeMap<String, HostTensor>, want: &BTreeMap<String, HostTensor>) -> Result<f64, String> {
+fn compare_state(backend: &str, scale: f64, got: &BTreeMap<String, HostTensor>, want: &BTreeMap<String, HostTensor>) -> Result<f64, String> {
     let mut worst = 0.0f64;
     let (gk, wk): (Vec<_>, Vec<_>) = (got.keys().collect(), want.keys().collect());
     if gk != wk {
@@ -186,7 +195,7 @@ fn compare_state(backend: &str, got: &BTreeMap<String, HostTensor>, want: &BTree
             if diff == 0.0 {
                 continue;
             }
-            let ratio = diff / (STATE_RTOL * (b.abs() + rms));
+            let ratio = diff / (scale * STATE_RTOL * (b.abs() + rms));
             if exceeds(ratio) {
                 return Err(format!("`{name}`[{i}]: {backend} {a} vs interpreter {b} (tensor rms {rms:.3e}, |diff| {diff:.3e})"));
             }
