@@ -19,7 +19,7 @@ pub struct Args {
     pub epochs: Option<usize>,
     /// `--out DIR`: saved programs, curves (default `target/examples-out`).
     pub out: PathBuf,
-    /// `--backend cpu|interp` (default cpu; `KILN_BACKEND` also works).
+    /// `--backend cpu|wgpu|interp` (default cpu; `KILN_BACKEND` also works).
     pub backend: BackendKind,
     /// `--train-limit N`: use only the first N training items (smoke runs).
     pub train_limit: Option<usize>,
@@ -27,7 +27,7 @@ pub struct Args {
     pub workers: Option<usize>,
 }
 
-const HELP: &str = "flags: [--epochs N] [--out DIR] [--backend cpu|interp] [--train-limit N] [--workers N]";
+const HELP: &str = "flags: [--epochs N] [--out DIR] [--backend cpu|wgpu|interp] [--train-limit N] [--workers N]";
 
 pub fn args() -> Args {
     let mut a = Args { epochs: None, out: PathBuf::from("target/examples-out"), backend: BackendKind::Cpu, train_limit: None, workers: None };
@@ -54,11 +54,7 @@ pub fn args() -> Args {
 }
 
 fn parse_backend(s: &str) -> BackendKind {
-    match s {
-        "cpu" => BackendKind::Cpu,
-        "interp" => BackendKind::Interp,
-        other => die(&format!("unknown backend `{other}` (cpu, interp)")),
-    }
+    BackendKind::parse(s).unwrap_or_else(|| die(&format!("unknown backend `{s}` (cpu, wgpu, interp, interp-f64)")))
 }
 
 pub fn die(msg: &str) -> ! {
