@@ -23,15 +23,38 @@ fn run_kir(backend: &str, out: &std::path::Path) -> Output {
 /// CPU backend as on the interpreter (gradients included).
 #[test]
 fn cpu_backend_matches_the_interpreter_on_every_example() {
-    let d = scratch("cpu_vs_interp");
+    backend_matches_the_interpreter_on_every_example("cpu");
+}
+
+/// The same on the GPU backend (Mesa's software Vulkan in CI).
+#[test]
+fn wgpu_backend_matches_the_interpreter_on_every_example() {
+    if gpu() {
+        backend_matches_the_interpreter_on_every_example("wgpu");
+    }
+}
+
+fn gpu() -> bool {
+    match kiln::wgpu_adapter() {
+        Ok(_) => true,
+        Err(e) => {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but no GPU adapter: {e}");
+            eprintln!("skipping: {e}");
+            false
+        }
+    }
+}
+
+fn backend_matches_the_interpreter_on_every_example(backend: &str) {
+    let d = scratch(&format!("{backend}_vs_interp"));
     let mut checked = 0;
     for e in std::fs::read_dir(repo().join("examples/kir")).unwrap() {
         let p = e.unwrap().path();
         let Some(stem) = p.file_name().unwrap().to_str().unwrap().strip_suffix(".kir") else { continue };
         let inputs = format!("examples/kir/{stem}.inputs.safetensors");
         let file = format!("examples/kir/{stem}.kir");
-        let (a, b) = (d.join(format!("{stem}.interp")), d.join(format!("{stem}.cpu")));
-        for (backend, out) in [("interp", &a), ("cpu", &b)] {
+        let (a, b) = (d.join(format!("{stem}.interp")), d.join(format!("{stem}.{backend}")));
+        for (backend, out) in [("interp", &a), (backend, &b)] {
             let o = kiln(&["run", &file, "--backend", backend, "--inputs", &inputs, "--out", out.to_str().unwrap(), "-q"]);
             assert_exit(&o, 0);
         }
@@ -40,12 +63,39 @@ fn cpu_backend_matches_the_interpreter_on_every_example() {
         for (k, ta) in &ra {
             assert_eq!(ta.ty(), rb[k].ty(), "{stem}: {k}");
             for (x, y) in ta.to_f64_vec().iter().zip(rb[k].to_f64_vec()) {
-                assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs()), "{stem}: {k}: interp {x} vs cpu {y}");
+                assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs()), "{stem}: {k}: interp {x} vs {backend} {y}");
             }
         }
         checked += 1;
     }
     assert!(checked >= 3, "only {checked} examples found");
+}
+
+/// `kiln compile --backend wgpu`: the file names the adapter, holds the
+/// WGSL, runs with the stored params, and is refused as a CPU program.
+#[test]
+fn compile_inspect_and_run_a_wgpu_program() {
+    if !gpu() {
+        return;
+    }
+    let d = scratch("compile_wgpu");
+    let prog = d.join("mlp.kiln");
+    let o = kiln(&["compile", MLP, "--backend", "wgpu", "--weights", MLP_IN, "-o", prog.to_str().unwrap()]);
+    assert_exit(&o, 0);
+    assert!(text(&o.stdout).contains("(wgpu backend)"), "{}", text(&o.stdout));
+    let o = kiln(&["inspect", prog.to_str().unwrap(), "--plan"]);
+    assert_exit(&o, 0);
+    let info = text(&o.stdout);
+    for want in ["backend: wgpu", "device", "(wgsl)", "@compute @workgroup_size(64)", "dispatches"] {
+        assert!(info.contains(want), "inspect output lacks `{want}`:\n{info}");
+    }
+    let res = d.join("res.safetensors");
+    let o = kiln(&["run", prog.to_str().unwrap(), "--inputs", MLP_IN, "--out", res.to_str().unwrap(), "-q"]);
+    assert_exit(&o, 0);
+    assert!(read_safetensors(&res).unwrap().contains_key("loss"));
+    let o = kiln(&["run", prog.to_str().unwrap(), "--backend", "cpu", "--inputs", MLP_IN, "--out", res.to_str().unwrap()]);
+    assert_exit(&o, 1);
+    assert!(text(&o.stderr).contains("compiled for backend `wgpu`, expected `cpu`"), "{}", text(&o.stderr));
 }
 
 #[test]
