@@ -148,6 +148,7 @@ fn random_uniform_bits_match() {
         (-3.4e38, 3.4e38),
         (0.999999, 1.0),
         (-7.0, 0.0),
+        (-0.0, 0.5),
     ];
     // The ranges where plain f32 arithmetic would give other bits, so the
     // device's integer rounding is what makes them equal.

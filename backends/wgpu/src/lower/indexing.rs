@@ -237,7 +237,8 @@ fn random_uniform(cx: &Cx, n: NodeId, counter: NodeId, seed: u64, low: f64, high
     let h = high as f32;
     let ceil = if (h as f64) < high { f32::from_bits(if h >= 0.0 { h.to_bits() + 1 } else { h.to_bits() - 1 }) } else { h };
     let ceil = if h == 0.0 && (h as f64) < high { f32::from_bits(1) } else { ceil };
-    let _ = writeln!(b, "    var bits = {}u;", (low as f32).to_bits());
+    // A draw of 0 is `low + 0`, which turns a low of -0 into +0.
+    let _ = writeln!(b, "    var bits = {}u;", ((low + d * 0.0) as f32).to_bits());
     let _ = writeln!(b, "    if (m != 0u) {{");
     // The exact product d * m as 96 bits, then rounded to 53.
     let _ = writeln!(b, "        let dl = {}u; let dh = {}u;", dm as u32, (dm >> 32) as u32);
