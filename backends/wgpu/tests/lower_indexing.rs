@@ -119,11 +119,15 @@ fn out_of_range_indices_fail_like_the_interpreter() {
             _ => g.one_hot(ix, 5).unwrap(),
         };
         g.set_output("y", y).unwrap();
-        for idx in [[0, 2, 4, 7, 1], [0, -2, 1, 9, 3], [1, 2, 3, 0, 6], [6, 6, 6, 6, 6]] {
-            let mut vals = inputs(&g, 5, 1);
-            vals.insert("i".into(), HostTensor::from_i64([5], idx.to_vec()).unwrap());
-            same_error(&g, &vals);
-        }
+        let runs: Vec<_> = [[0, 2, 4, 7, 1], [0, -2, 1, 9, 3], [1, 2, 3, 0, 6], [6, 6, 6, 6, 6]]
+            .into_iter()
+            .map(|idx| {
+                let mut vals = inputs(&g, 5, 1);
+                vals.insert("i".into(), HostTensor::from_i64([5], idx.to_vec()).unwrap());
+                vals
+            })
+            .collect();
+        same_errors(&g, &runs);
     }
 }
 
@@ -167,9 +171,9 @@ fn random_uniform_bits_match() {
         g.set_output(&format!("r{i:02}"), y).unwrap();
     }
     lower_expect(&g, "random_uniform");
-    for counter in [0i64, 1, -1, i32::MAX as i64, i32::MIN as i64] {
-        let mut vals = BTreeMap::new();
-        vals.insert("c".to_string(), HostTensor::from_i64(Shape::scalar(), vec![counter]).unwrap());
-        parity(&g, &vals, 0.0);
-    }
+    let runs: Vec<BTreeMap<String, HostTensor>> = [0i64, 1, -1, i32::MAX as i64, i32::MIN as i64]
+        .into_iter()
+        .map(|c| BTreeMap::from([("c".to_string(), HostTensor::from_i64(Shape::scalar(), vec![c]).unwrap())]))
+        .collect();
+    parity_runs(&g, &runs, 0.0);
 }

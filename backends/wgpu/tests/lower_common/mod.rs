@@ -115,36 +115,54 @@ pub fn split(g: &Graph, vals: &BTreeMap<String, HostTensor>) -> (BTreeMap<String
 /// `tol * (1 + |want|)` (equal infinities and NaNs agree), when this
 /// machine has an adapter (under CI it must).
 pub fn parity(g: &Graph, vals: &BTreeMap<String, HostTensor>, tol: f64) {
+    parity_runs(g, std::slice::from_ref(vals), tol);
+}
+
+/// [`parity`] for several input sets, each backend compiling `g` once
+/// (lavapipe compiles slowly).
+pub fn parity_runs(g: &Graph, runs: &[BTreeMap<String, HostTensor>], tol: f64) {
     if !crate::common::gpu() {
         return;
     }
-    let (inputs, state) = split(g, vals);
-    let want = crate::common::run_on(&kiln_interp::Interpreter::new(kiln_interp::Precision::F32), g, &inputs, &state);
-    let got = crate::common::run_on(&kiln_wgpu::WgpuBackend::new(), g, &inputs, &state);
-    for (k, w) in &want {
-        assert_eq!(got[k].ty(), w.ty(), "output `{k}`");
-        for (i, (a, b)) in got[k].to_f64_vec().iter().zip(w.to_f64_vec()).enumerate() {
-            let ok = *a == b || (a - b).abs() <= tol * (1.0 + b.abs()) || (a.is_nan() && b.is_nan());
-            assert!(ok, "output `{k}`[{i}]: wgpu {a} vs interpreter {b}");
+    let compile = |be: &dyn kiln_ir::Backend| be.compile(g).unwrap_or_else(|e| panic!("{} compile: {e}", be.name()));
+    let mut want_exe = compile(&kiln_interp::Interpreter::new(kiln_interp::Precision::F32));
+    let mut got_exe = compile(&kiln_wgpu::WgpuBackend::new());
+    for vals in runs {
+        let (inputs, state) = split(g, vals);
+        let run = |exe: &mut Box<dyn kiln_ir::Executable>| {
+            for (k, v) in &state {
+                exe.set_state(k, v.clone()).unwrap();
+            }
+            exe.run(&inputs).unwrap_or_else(|e| panic!("run: {e}"))
+        };
+        let (want, got) = (run(&mut want_exe), run(&mut got_exe));
+        for (k, w) in &want {
+            assert_eq!(got[k].ty(), w.ty(), "output `{k}`");
+            for (i, (a, b)) in got[k].to_f64_vec().iter().zip(w.to_f64_vec()).enumerate() {
+                let ok = *a == b || (a - b).abs() <= tol * (1.0 + b.abs()) || (a.is_nan() && b.is_nan());
+                assert!(ok, "output `{k}`[{i}]: wgpu {a} vs interpreter {b}");
+            }
         }
     }
 }
 
-/// Both backends fail the run with the same error (an index out of range
+/// Both backends fail each run with the same error (an index out of range
 /// names the same node, index and bound).
-pub fn same_error(g: &Graph, vals: &BTreeMap<String, HostTensor>) {
+pub fn same_errors(g: &Graph, runs: &[BTreeMap<String, HostTensor>]) {
     if !crate::common::gpu() {
         return;
     }
-    let (inputs, state) = split(g, vals);
-    let run = |be: &dyn kiln_ir::Backend| {
-        let mut exe = be.compile(g).unwrap_or_else(|e| panic!("{} compile: {e}", be.name()));
-        for (k, v) in &state {
-            exe.set_state(k, v.clone()).unwrap();
-        }
-        exe.run(&inputs).expect_err("the run must fail")
-    };
-    let want = run(&kiln_interp::Interpreter::new(kiln_interp::Precision::F32));
-    let got = run(&kiln_wgpu::WgpuBackend::new());
-    assert_eq!(got, want);
+    let compile = |be: &dyn kiln_ir::Backend| be.compile(g).unwrap_or_else(|e| panic!("{} compile: {e}", be.name()));
+    let mut want_exe = compile(&kiln_interp::Interpreter::new(kiln_interp::Precision::F32));
+    let mut got_exe = compile(&kiln_wgpu::WgpuBackend::new());
+    for vals in runs {
+        let (inputs, state) = split(g, vals);
+        let run = |exe: &mut Box<dyn kiln_ir::Executable>| {
+            for (k, v) in &state {
+                exe.set_state(k, v.clone()).unwrap();
+            }
+            exe.run(&inputs).expect_err("the run must fail")
+        };
+        assert_eq!(run(&mut got_exe), run(&mut want_exe));
+    }
 }
