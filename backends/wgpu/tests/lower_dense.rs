@@ -168,3 +168,34 @@ fn bad_labels_fail_like_the_interpreter() {
         .collect();
     same_errors(&g, &runs);
 }
+
+/// Gradients of a batched product whose weight broadcasts over the batch
+/// (the backward pass sums the per-batch products) and of fused dense
+/// layers with bias and each activation.
+#[test]
+fn matmul_and_fused_dense_backward() {
+    let mut g = Graph::new();
+    let x = g.input("x", f32s(&[2, 3, 4])).unwrap();
+    let w = g.param("w", f32s(&[4, 5])).unwrap();
+    let b = g.param("b", f32s(&[6])).unwrap();
+    let h = g.matmul(x, w).unwrap();
+    let mut wrt = vec![x, w, b];
+    let mut loss = None;
+    for act in [Activation::Tanh, Activation::Sigmoid, Activation::Relu] {
+        let v = g.param(&format!("v_{}", act.name()), f32s(&[6, 5])).unwrap();
+        wrt.push(v);
+        let y = g.apply(Op::FusedDense { trans_b: true, bias: true, act }, &[h, v, b]).unwrap();
+        let s = g.sum_all(y).unwrap();
+        g.set_output(&format!("y_{}", act.name()), s).unwrap();
+        loss = Some(match loss {
+            Some(l) => g.add(l, s).unwrap(),
+            None => s,
+        });
+    }
+    let grads = kiln_passes::autodiff::grad(&mut g, loss.unwrap(), &wrt).unwrap();
+    for (i, d) in grads.into_iter().enumerate() {
+        g.set_output(&format!("d{i}"), d).unwrap();
+    }
+    lower_expect(&g, "matmul");
+    parity(&g, &inputs(&g, 31, 1), TOL);
+}
