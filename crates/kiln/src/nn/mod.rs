@@ -5,6 +5,7 @@
 //! so applying one layer twice shares one parameter.
 
 mod activation;
+mod branch;
 mod conv;
 mod dropout;
 mod embedding;
@@ -14,6 +15,7 @@ mod pool;
 mod rnn;
 
 pub use activation::*;
+pub use branch::{Branches, DenselyConnected};
 pub use conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig};
 pub use dropout::{dropout, Dropout, RNG_STEP};
 pub use embedding::Embedding;
