@@ -1,13 +1,13 @@
 //! Matrix products, argmax and softmax cross-entropy.
 //!
-//! A product runs one invocation per output element, summing its dot
-//! product from k = 0 upwards in f32 (the interpreter's order), so every
-//! run gives the same bits. Argmax and cross-entropy run one invocation per
-//! row.
+//! A product runs one invocation per block of up to 4x4 output elements;
+//! each element sums its dot product from k = 0 upwards in f32 (the
+//! interpreter's order), so every run gives the same bits. Argmax and
+//! cross-entropy run one invocation per row.
 
 use std::fmt::Write as _;
 
-use kiln_ir::{broadcast_strides, Activation, DType, NodeId, Op};
+use kiln_ir::{broadcast_strides, row_major_strides, Activation, DType, NodeId, Op};
 
 use crate::lower::movement::{coords, dims, linear, numel, place, shader_name};
 use crate::lower::wgsl::{self, activation};
@@ -39,13 +39,64 @@ fn float_only(cx: &Cx, n: NodeId) -> Result<(), WgpuError> {
     }
 }
 
-/// `var acc = 0; for p: acc += A[a(p)] * B[b(p)]` where `a_at`/`b_at` are
-/// word expressions in `p`.
-fn dot(body: &mut String, k: usize, a_at: &str, b_at: &str) {
-    let _ = writeln!(body, "    var acc = 0.0f;");
-    let _ = writeln!(body, "    for (var p = 0u; p < {k}u; p = p + 1u) {{");
-    let _ = writeln!(body, "        acc = acc + ld_f32({a_at}) * ld_f32({b_at});");
+/// A product `[batch.., m, k] @ [batch.., k, n]` as WGSL: the operands'
+/// addressing and the store of one finished element.
+struct Product<'a> {
+    batch: &'a [usize],
+    m: usize,
+    k: usize,
+    n: usize,
+    /// Word of A's element (row `i`, `p`) given `base_a`, the batch's A matrix.
+    a_at: &'a dyn Fn(&str) -> String,
+    /// Word of B's element (`p`, column `j`) given `base_b`.
+    b_at: &'a dyn Fn(&str) -> String,
+    /// `let base_a = ..; let base_b = ..; let base_o = ..;` from batch coords `c0..`.
+    bases: String,
+    /// The statement storing `v` at row `i`, column `j` (word `base_o + i * n + j`).
+    store: &'a dyn Fn(&str, &str, &str) -> String,
+}
+
+/// Rows and columns of output one invocation computes: each A load feeds
+/// `BC` products and each B load `BR`, a quarter of the naive loads. Every
+/// element still sums its own products from p = 0 upwards, so the bits do
+/// not depend on the blocking.
+const BR: usize = 4;
+const BC: usize = 4;
+
+fn product(cx: &Cx, n: NodeId, pr: &Product) -> Result<Shader, WgpuError> {
+    let (br, bc) = (BR.min(pr.m).max(1), BC.min(pr.n).max(1));
+    let mut grid = pr.batch.to_vec();
+    grid.push(pr.m.div_ceil(br));
+    grid.push(pr.n.div_ceil(bc));
+    let r = grid.len();
+    let mut body = coords("c", "idx", &grid);
+    body.push_str(&pr.bases);
+    // Loads clamp to the last row/column; stores skip past the edge.
+    for q in 0..br {
+        let _ = writeln!(body, "    let r{q} = c{} * {br}u + {q}u;\n    let i{q} = min(r{q}, {}u);", r - 2, pr.m.saturating_sub(1));
+    }
+    for q in 0..bc {
+        let _ = writeln!(body, "    let k{q} = c{} * {bc}u + {q}u;\n    let j{q} = min(k{q}, {}u);", r - 1, pr.n.saturating_sub(1));
+    }
+    for (y, x) in (0..br).flat_map(|y| (0..bc).map(move |x| (y, x))) {
+        let _ = writeln!(body, "    var s{y}_{x} = 0.0f;");
+    }
+    let _ = writeln!(body, "    for (var p = 0u; p < {}u; p = p + 1u) {{", pr.k);
+    for q in 0..br {
+        let _ = writeln!(body, "        let a{q} = ld_f32({});", (pr.a_at)(&format!("i{q}")));
+    }
+    for q in 0..bc {
+        let _ = writeln!(body, "        let b{q} = ld_f32({});", (pr.b_at)(&format!("j{q}")));
+    }
+    for (y, x) in (0..br).flat_map(|y| (0..bc).map(move |x| (y, x))) {
+        let _ = writeln!(body, "        s{y}_{x} = s{y}_{x} + a{y} * b{x};");
+    }
     let _ = writeln!(body, "    }}");
+    for (y, x) in (0..br).flat_map(|y| (0..bc).map(move |x| (y, x))) {
+        let st = (pr.store)(&format!("r{y}"), &format!("k{x}"), &format!("s{y}_{x}"));
+        let _ = writeln!(body, "    if (r{y} < {}u && k{x} < {}u) {{ {st} }}", pr.m, pr.n);
+    }
+    cx.shader(shader_name(cx, n), "", &body, numel(&grid))
 }
 
 fn matmul(cx: &Cx, n: NodeId, a: NodeId, b: NodeId, trans_a: bool, trans_b: bool) -> Result<Shader, WgpuError> {
@@ -58,21 +109,25 @@ fn matmul(cx: &Cx, n: NodeId, a: NodeId, b: NodeId, trans_a: bool, trans_b: bool
     let (m, nn) = (od[ro - 2], od[ro - 1]);
     let k = if trans_a { ad[ra - 2] } else { ad[ra - 1] };
     let batch = &od[..ro - 2];
-    let a_mat = ad[ra - 2] * ad[ra - 1];
-    let b_mat = bd[rb - 2] * bd[rb - 1];
     // Broadcast batch axes: stride 0 where an operand has extent 1 or no axis.
-    let a_strides: Vec<usize> = broadcast_strides(&ad[..ra - 2], batch).iter().map(|s| s * a_mat).collect();
-    let b_strides: Vec<usize> = broadcast_strides(&bd[..rb - 2], batch).iter().map(|s| s * b_mat).collect();
-    let mut body = coords("c", "idx", &od);
-    let (i, j) = (format!("c{}", ro - 2), format!("c{}", ro - 1));
-    let _ = writeln!(body, "    let a0 = {}u + {};", place(cx, a)?, linear("c", &a_strides));
-    let _ = writeln!(body, "    let b0 = {}u + {};", place(cx, b)?, linear("c", &b_strides));
+    let mat = |d: &[usize], r: usize| -> Vec<usize> {
+        broadcast_strides(&d[..r - 2], batch).iter().map(|s| s * d[r - 2] * d[r - 1]).collect()
+    };
+    let o_strides: Vec<usize> = row_major_strides(batch).iter().map(|s| s * m * nn).collect();
+    let bases = format!(
+        "    let base_a = {}u + {};\n    let base_b = {}u + {};\n    let base_o = {}u + {};\n",
+        place(cx, a)?,
+        linear("c", &mat(&ad, ra)),
+        place(cx, b)?,
+        linear("c", &mat(&bd, rb)),
+        place(cx, n)?,
+        linear("c", &o_strides)
+    );
     // A is [m, k] (stored [k, m] when transposed), B is [k, n] (stored [n, k]).
-    let a_at = if trans_a { format!("a0 + p * {m}u + {i}") } else { format!("a0 + {i} * {k}u + p") };
-    let b_at = if trans_b { format!("b0 + {j} * {k}u + p") } else { format!("b0 + p * {nn}u + {j}") };
-    dot(&mut body, k, &a_at, &b_at);
-    let _ = writeln!(body, "    st_f32({}u + idx, acc);", place(cx, n)?);
-    cx.shader(shader_name(cx, n), "", &body, numel(&od))
+    let a_at = |i: &str| if trans_a { format!("base_a + p * {m}u + {i}") } else { format!("base_a + {i} * {k}u + p") };
+    let b_at = |j: &str| if trans_b { format!("base_b + {j} * {k}u + p") } else { format!("base_b + p * {nn}u + {j}") };
+    let store = |i: &str, j: &str, v: &str| format!("st_f32(base_o + {i} * {nn}u + {j}, {v});");
+    product(cx, n, &Product { batch, m, k, n: nn, a_at: &a_at, b_at: &b_at, bases, store: &store })
 }
 
 /// act(x @ w + bias) with x's leading axes flattened into rows, as the
@@ -83,17 +138,22 @@ fn fused_dense(cx: &Cx, n: NodeId, x: NodeId, w: NodeId, bias: Option<NodeId>, t
     let (Some(&k), Some(&nn), 2) = (xd.last(), od.last(), wd.len()) else {
         return Err(WgpuError::Internal(format!("{n}: fused_dense of bad ranks")));
     };
-    let mut body = format!("    let i = idx / {}u;\n    let j = idx % {}u;\n", nn.max(1), nn.max(1));
-    let x0 = place(cx, x)?;
-    let w0 = place(cx, w)?;
-    let b_at = if trans_b { format!("{w0}u + j * {k}u + p") } else { format!("{w0}u + p * {nn}u + j") };
-    dot(&mut body, k, &format!("{x0}u + i * {k}u + p"), &b_at);
-    let sum = match bias {
-        Some(b) => format!("acc + ld_f32({}u + j)", place(cx, b)?),
-        None => "acc".to_string(),
+    let rows = cx.g.ty(n).numel() / nn.max(1);
+    let bases = format!("    let base_a = {}u;\n    let base_b = {}u;\n    let base_o = {}u;\n", place(cx, x)?, place(cx, w)?, place(cx, n)?);
+    let a_at = |i: &str| format!("base_a + {i} * {k}u + p");
+    let b_at = |j: &str| if trans_b { format!("base_b + {j} * {k}u + p") } else { format!("base_b + p * {nn}u + {j}") };
+    let bias = match bias {
+        Some(b) => Some(place(cx, b)?),
+        None => None,
     };
-    let _ = writeln!(body, "    st_f32({}u + idx, {});", place(cx, n)?, activation(act, &sum));
-    cx.shader(shader_name(cx, n), "", &body, numel(&od))
+    let store = |i: &str, j: &str, v: &str| {
+        let sum = match bias {
+            Some(b) => format!("{v} + ld_f32({b}u + {j})"),
+            None => v.to_string(),
+        };
+        format!("st_f32(base_o + {i} * {nn}u + {j}, {});", activation(act, &sum))
+    };
+    product(cx, n, &Product { batch: &[], m: rows, k, n: nn, a_at: &a_at, b_at: &b_at, bases, store: &store })
 }
 
 /// The operand viewed as [outer, extent, inner] around `axis`.
