@@ -190,12 +190,12 @@ fn build_forward(case: &Value, t: &Tensors) -> Res<Forward> {
             let attrs = kiln::ir::Pool2dAttrs { kernel: k, stride: s, padding: cfg_pair(c, "padding")? };
             let x = inp("x")?;
             let y = if module == "MaxPool2d" {
-                nn::MaxPool2d { attrs }.forward(&mut b, x)
+                nn::MaxPool2d::from_attrs(attrs).forward(&mut b, x)
             } else {
                 if !c["divisor_override"].is_null() {
                     return Err("divisor_override not supported".into());
                 }
-                nn::AvgPool2d { attrs, count_include_pad: cfg_bool(c, "count_include_pad")? }.forward(&mut b, x)
+                nn::AvgPool2d::from_attrs(attrs, cfg_bool(c, "count_include_pad")?).forward(&mut b, x)
             };
             one(y.map_err(e)?);
         }

@@ -3,12 +3,12 @@
 
 use kiln_ir::{Conv1dAttrs, Conv2dAttrs, NodeId};
 
-use super::{expect_rank, pname, register_weight_bias, Module};
+use super::{expect_rank, pname, register_weight_bias, Module, PaddingMode};
 use crate::{Builder, Error, ParamStore, Result};
 
 /// The settings PyTorch rejects (groups that do not divide the channels,
 /// zero kernel/stride/dilation); returns the weight's fan-in.
-fn check_conv(what: &str, cin: usize, cout: usize, groups: usize, kernel: &[usize], stride: &[usize], dilation: &[usize]) -> Result<usize> {
+pub(crate) fn check_conv(what: &str, cin: usize, cout: usize, groups: usize, kernel: &[usize], stride: &[usize], dilation: &[usize]) -> Result<usize> {
     if groups == 0 || !cin.is_multiple_of(groups) || !cout.is_multiple_of(groups) {
         return Err(Error::Config(format!("{what}: groups {groups} must divide in {cin} and out {cout} channels")));
     }
@@ -23,7 +23,7 @@ fn check_conv(what: &str, cin: usize, cout: usize, groups: usize, kernel: &[usiz
 /// `y + <name>.bias` with the bias `[C]` reshaped to `bias_shape`
 /// (`[C, 1, ...]`) so it broadcasts over the spatial axes; `y` itself when
 /// the layer has no bias.
-fn add_channel_bias<const N: usize>(cx: &mut Builder, name: &str, y: NodeId, bias: bool, bias_shape: [usize; N]) -> Result<NodeId> {
+pub(crate) fn add_channel_bias<const N: usize>(cx: &mut Builder, name: &str, y: NodeId, bias: bool, bias_shape: [usize; N]) -> Result<NodeId> {
     if !bias {
         return Ok(y);
     }
@@ -39,9 +39,18 @@ pub struct Conv2dConfig {
     pub kernel: [usize; 2],
     pub attrs: Conv2dAttrs,
     pub bias: bool,
+    /// How the padding is filled (PyTorch's `padding_mode`); anything but
+    /// zeros pads the input explicitly ([`super::pad2d`]) before an
+    /// unpadded convolution.
+    pub padding_mode: PaddingMode,
 }
 
 impl Conv2dConfig {
+    /// PyTorch's `padding_mode`: zeros (default), reflect, replicate, circular.
+    pub fn padding_mode(mut self, m: PaddingMode) -> Self {
+        self.padding_mode = m;
+        self
+    }
     pub fn stride(mut self, s: usize) -> Self {
         self.attrs.stride = [s, s];
         self
@@ -99,7 +108,7 @@ impl Conv2d {
         Self::config2(in_channels, out_channels, [k, k])
     }
     pub fn config2(in_channels: usize, out_channels: usize, kernel: [usize; 2]) -> Conv2dConfig {
-        Conv2dConfig { in_channels, out_channels, kernel, attrs: Conv2dAttrs::default(), bias: true }
+        Conv2dConfig { in_channels, out_channels, kernel, attrs: Conv2dAttrs::default(), bias: true, padding_mode: PaddingMode::Zeros }
     }
     pub fn new(store: &mut ParamStore, name: &str, in_channels: usize, out_channels: usize, k: usize) -> Result<Conv2d> {
         Self::config(in_channels, out_channels, k).build(store, name)
@@ -114,7 +123,15 @@ impl Module for Conv2d {
     fn forward(&self, cx: &mut Builder, x: NodeId) -> Result<NodeId> {
         expect_rank(cx, &format!("conv2d `{}`", self.name), x, &[4], Some((1, self.cfg.in_channels)))?;
         let w = cx.param(&pname(&self.name, "weight"), self.weight_shape())?;
-        let y = cx.conv2d(x, w, self.cfg.attrs)?;
+        let mut attrs = self.cfg.attrs;
+        let x = if self.cfg.padding_mode != PaddingMode::Zeros && attrs.padding != [0, 0] {
+            let [ph, pw] = attrs.padding;
+            attrs.padding = [0, 0];
+            super::pad2d(cx, x, [pw, pw, ph, ph], self.cfg.padding_mode)?
+        } else {
+            x
+        };
+        let y = cx.conv2d(x, w, attrs)?;
         add_channel_bias(cx, &self.name, y, self.cfg.bias, [self.cfg.out_channels, 1, 1])
     }
 }
@@ -126,9 +143,16 @@ pub struct Conv1dConfig {
     pub kernel: usize,
     pub attrs: Conv1dAttrs,
     pub bias: bool,
+    /// How the padding is filled (PyTorch's `padding_mode`).
+    pub padding_mode: PaddingMode,
 }
 
 impl Conv1dConfig {
+    /// PyTorch's `padding_mode`: zeros (default), reflect, replicate, circular.
+    pub fn padding_mode(mut self, m: PaddingMode) -> Self {
+        self.padding_mode = m;
+        self
+    }
     pub fn stride(mut self, s: usize) -> Self {
         self.attrs.stride = s;
         self
@@ -167,7 +191,7 @@ pub struct Conv1d {
 
 impl Conv1d {
     pub fn config(in_channels: usize, out_channels: usize, k: usize) -> Conv1dConfig {
-        Conv1dConfig { in_channels, out_channels, kernel: k, attrs: Conv1dAttrs::default(), bias: true }
+        Conv1dConfig { in_channels, out_channels, kernel: k, attrs: Conv1dAttrs::default(), bias: true, padding_mode: PaddingMode::Zeros }
     }
     pub fn new(store: &mut ParamStore, name: &str, in_channels: usize, out_channels: usize, k: usize) -> Result<Conv1d> {
         Self::config(in_channels, out_channels, k).build(store, name)
@@ -179,7 +203,15 @@ impl Module for Conv1d {
         let c = &self.cfg;
         expect_rank(cx, &format!("conv1d `{}`", self.name), x, &[3], Some((1, c.in_channels)))?;
         let w = cx.param(&pname(&self.name, "weight"), [c.out_channels, c.in_channels / c.attrs.groups, c.kernel])?;
-        let y = cx.conv1d(x, w, c.attrs)?;
+        let mut attrs = c.attrs;
+        let x = if c.padding_mode != PaddingMode::Zeros && attrs.padding != 0 {
+            let p = attrs.padding;
+            attrs.padding = 0;
+            super::pad1d(cx, x, [p, p], c.padding_mode)?
+        } else {
+            x
+        };
+        let y = cx.conv1d(x, w, attrs)?;
         add_channel_bias(cx, &self.name, y, c.bias, [c.out_channels, 1])
     }
 }

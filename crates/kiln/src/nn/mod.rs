@@ -11,6 +11,7 @@ mod dropout;
 mod embedding;
 mod linear;
 mod norm;
+mod padding;
 mod pool;
 mod rnn;
 
@@ -20,8 +21,15 @@ pub use conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig};
 pub use dropout::{dropout, Dropout, RNG_STEP};
 pub use embedding::Embedding;
 pub use linear::{Linear, LinearConfig};
+pub use padding::{
+    pad1d, pad2d, pad_axis, CircularPad1d, CircularPad2d, PaddingMode, ReflectionPad1d, ReflectionPad2d, ReplicationPad1d,
+    ReplicationPad2d, ZeroPad1d, ZeroPad2d,
+};
 pub use norm::{batch_norm, layer_norm, BatchNorm, BatchNormConfig, LayerNorm};
-pub use pool::{adaptive_avg_pool2d, global_avg_pool2d, AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
+pub use pool::{
+    adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d_ext, global_avg_pool2d, max_pool2d_ext, pool_out_dim, AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d, AvgPool2d, MaxPool2d,
+};
 pub use rnn::{Gru, Lstm, Rnn, RnnConfig, RnnKind, RnnOutput};
 
 use kiln_ir::{InputRole, NodeId, Shape};

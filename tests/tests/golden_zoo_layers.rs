@@ -1,0 +1,125 @@
+//! PyTorch parity for the model zoo's layers: every `layer` and `loss` case
+//! of `tests/golden-zoo/manifest.json` (README there) runs on the
+//! interpreter, the CPU backend and (when an adapter exists; under CI it
+//! must) the GPU backend, and must match within its tolerance: forward
+//! outputs and the gradients of J = sum(out * upstream) through autodiff.
+//! A case this test cannot build is a failure, never a skip.
+//! `KILN_ZOO_CASE=substring` runs the matching cases only.
+
+#[path = "common/zoo.rs"]
+mod zoo;
+
+use std::collections::BTreeMap;
+
+use kiln::loss::{self, Reduction};
+use kiln::nn::{self, Module};
+use kiln::{BackendKind, Builder, HostTensor, Mode, NodeId, ParamStore};
+use serde_json::Value;
+use zoo::{cfg_bool, cfg_f64, cfg_ints, cfg_pair, cfg_str, cfg_usize, e, Forward, Res, Tensors};
+
+/// An optional int-or-pair config value (`null` -> `None`).
+fn opt_pair(c: &Value, k: &str) -> Res<Option<[usize; 2]>> {
+    if c[k].is_null() { Ok(None) } else { cfg_pair(c, k).map(Some) }
+}
+
+/// The padding mode of a conv config.
+fn padding_mode(c: &Value) -> Res<nn::PaddingMode> {
+    match c["padding_mode"].as_str() {
+        None | Some("zeros") => Ok(nn::PaddingMode::Zeros),
+        Some("reflect") => Ok(nn::PaddingMode::Reflect),
+        Some("replicate") => Ok(nn::PaddingMode::Replicate),
+        Some("circular") => Ok(nn::PaddingMode::Circular),
+        Some(m) => Err(format!("unknown padding_mode {m}")),
+    }
+}
+
+/// Builds the forward graph of one `layer` or `loss` case.
+fn build(case: &Value, t: &Tensors) -> Res<Forward> {
+    let module = case["module"].as_str().ok_or("no module")?;
+    let name = case["case"].as_str().ok_or("no case name")?;
+    let c = &case["config"];
+    let mode = if case["mode"].as_str() == Some("eval") { Mode::Eval } else { Mode::Train };
+    let mut b = Builder::new(mode);
+    let mut store = ParamStore::new(0);
+    let inputs: BTreeMap<String, NodeId> = zoo::add_inputs(&mut b, t)?;
+    let inp = |n: &str| inputs.get(n).copied().ok_or_else(|| format!("case has no input.{n}"));
+    let mut outputs: Vec<(String, NodeId)> = Vec::new();
+    match module {
+        "MaxPool2d" => {
+            if cfg_bool(c, "return_indices")? {
+                return Err("return_indices is not supported".into());
+            }
+            let k = cfg_pair(c, "kernel_size")?;
+            let s = opt_pair(c, "stride")?.unwrap_or(k);
+            let attrs = kiln::ir::Pool2dAttrs { kernel: k, stride: s, padding: cfg_pair(c, "padding")? };
+            let l = nn::MaxPool2d::from_attrs(attrs).dilation2(cfg_pair(c, "dilation")?).ceil_mode(cfg_bool(c, "ceil_mode")?);
+            outputs.push(("y".into(), l.forward(&mut b, inp("x")?).map_err(e)?));
+        }
+        "AvgPool2d" => {
+            if !c["divisor_override"].is_null() {
+                return Err("divisor_override is not supported".into());
+            }
+            let k = cfg_pair(c, "kernel_size")?;
+            let s = opt_pair(c, "stride")?.unwrap_or(k);
+            let attrs = kiln::ir::Pool2dAttrs { kernel: k, stride: s, padding: cfg_pair(c, "padding")? };
+            let l = nn::AvgPool2d::from_attrs(attrs, cfg_bool(c, "count_include_pad")?).ceil_mode(cfg_bool(c, "ceil_mode")?);
+            outputs.push(("y".into(), l.forward(&mut b, inp("x")?).map_err(e)?));
+        }
+        "Conv2d" => {
+            let l = nn::Conv2d::config2(cfg_usize(c, "in_channels")?, cfg_usize(c, "out_channels")?, cfg_pair(c, "kernel_size")?)
+                .stride2(cfg_pair(c, "stride")?)
+                .padding2(cfg_pair(c, "padding")?)
+                .dilation2(cfg_pair(c, "dilation")?)
+                .groups(cfg_usize(c, "groups")?)
+                .bias(cfg_bool(c, "bias")?)
+                .padding_mode(padding_mode(c)?)
+                .build(&mut store, "")
+                .map_err(e)?;
+            outputs.push(("y".into(), l.forward(&mut b, inp("x")?).map_err(e)?));
+        }
+        "ReflectionPad2d" | "ReplicationPad2d" | "ZeroPad2d" => {
+            let p = cfg_ints::<4>(c, "padding")?;
+            let y = match module {
+                "ReflectionPad2d" => nn::ReflectionPad2d(p).forward(&mut b, inp("x")?),
+                "ReplicationPad2d" => nn::ReplicationPad2d(p).forward(&mut b, inp("x")?),
+                _ => nn::ZeroPad2d(p).forward(&mut b, inp("x")?),
+            };
+            outputs.push(("y".into(), y.map_err(e)?));
+        }
+        m => return Err(format!("module {m} (case {name}) has no builder in this test")),
+    }
+    let _ = (&cfg_ints::<2>, &cfg_str, &cfg_usize, &cfg_f64, &padding_mode, Reduction::Mean, &loss::mse, HostTensor::scalar_f32);
+    Ok(Forward { b, store, outputs })
+}
+
+fn run(case: &Value, t: &Tensors, backend: BackendKind) -> Res<Vec<String>> {
+    let fwd = build(case, t)?;
+    zoo::run_forward_case(fwd, t, &zoo::tolerance(case)?, backend)
+}
+
+const KINDS: &[&str] = &["layer", "loss"];
+
+/// The manifest holds 24 layer and 2 loss cases; every one runs.
+#[test]
+fn zoo_manifest_lists_the_layer_and_loss_cases() {
+    let m = zoo::manifest();
+    let count = |k: &str| m.iter().filter(|c| c["kind"].as_str() == Some(k)).count();
+    assert_eq!((count("layer"), count("loss")), (24, 2));
+}
+
+#[test]
+fn every_zoo_layer_case_matches_pytorch_on_the_interpreter() {
+    zoo::run_manifest(KINDS, BackendKind::Interp, run);
+}
+
+#[test]
+fn every_zoo_layer_case_matches_pytorch_on_cpu() {
+    zoo::run_manifest(KINDS, BackendKind::Cpu, run);
+}
+
+#[test]
+fn every_zoo_layer_case_matches_pytorch_on_wgpu() {
+    if kiln_tests::wgpu_available() {
+        zoo::run_manifest(KINDS, BackendKind::Wgpu, run);
+    }
+}
