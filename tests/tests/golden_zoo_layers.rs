@@ -86,6 +86,62 @@ fn build(case: &Value, t: &Tensors) -> Res<Forward> {
             };
             outputs.push(("y".into(), y.map_err(e)?));
         }
+        "MultiheadAttention" => {
+            if cfg_bool(c, "add_bias_kv")? || cfg_bool(c, "add_zero_attn")? {
+                return Err("add_bias_kv / add_zero_attn are not supported".into());
+            }
+            let mut cfg = nn::MultiheadAttention::config(cfg_usize(c, "embed_dim")?, cfg_usize(c, "num_heads")?)
+                .dropout(cfg_f64(c, "dropout")?)
+                .bias(cfg_bool(c, "bias")?)
+                .batch_first(cfg_bool(c, "batch_first")?);
+            if !c["kdim"].is_null() {
+                cfg = cfg.kdim(cfg_usize(c, "kdim")?);
+            }
+            if !c["vdim"].is_null() {
+                cfg = cfg.vdim(cfg_usize(c, "vdim")?);
+            }
+            let l = cfg.build(&mut store, "").map_err(e)?;
+            let (q, k, v) = match inp("x") {
+                Ok(x) => (x, x, x),
+                Err(_) => (inp("query")?, inp("key")?, inp("value")?),
+            };
+            let mut opts = nn::AttentionOptions::default();
+            // Per-head weights when the reference has a head axis.
+            opts.average_attn_weights = zoo::get(t, "output.attn_weights")?.shape().rank() == 3;
+            if name == "multiheadattention_masks" {
+                // The notes: attn_mask = triu(ones(L, S), 1) (True = masked);
+                // key_padding_mask masks the last 2 keys of batch 1.
+                let (ls, ss) = (b.ty(q).shape.0[1], b.ty(k).shape.0[1]);
+                let am: Vec<f64> = (0..ls * ss).map(|i| f64::from(u8::from(i % ss > i / ss))).collect();
+                let am = b.constant(HostTensor::from_f64_values(&kiln::ir::TensorType::new(kiln::ir::DType::Bool, [ls, ss]), &am)).map_err(e)?;
+                let nb = b.ty(q).shape.0[0];
+                let kp: Vec<f64> = (0..nb * ss).map(|i| f64::from(u8::from(i / ss == 1 && i % ss >= ss - 2))).collect();
+                let kp = b.constant(HostTensor::from_f64_values(&kiln::ir::TensorType::new(kiln::ir::DType::Bool, [nb, ss]), &kp)).map_err(e)?;
+                opts.attn_mask = Some(am);
+                opts.key_padding_mask = Some(kp);
+            }
+            let o = l.forward_qkv(&mut b, q, k, v, &opts).map_err(e)?;
+            outputs.push(("y".into(), o.y));
+            outputs.push(("attn_weights".into(), o.weights.ok_or("no attention weights")?));
+        }
+        "TransformerEncoderLayer" => {
+            let act = match cfg_str(c, "activation")? {
+                "relu" => nn::FeedForwardActivation::Relu,
+                "gelu" => nn::FeedForwardActivation::Gelu,
+                a => return Err(format!("activation {a}")),
+            };
+            let l = nn::TransformerEncoderLayer::config(cfg_usize(c, "d_model")?, cfg_usize(c, "nhead")?)
+                .dim_feedforward(cfg_usize(c, "dim_feedforward")?)
+                .dropout(cfg_f64(c, "dropout")?)
+                .activation(act)
+                .layer_norm_eps(cfg_f64(c, "layer_norm_eps")?)
+                .batch_first(cfg_bool(c, "batch_first")?)
+                .norm_first(cfg_bool(c, "norm_first")?)
+                .bias(cfg_bool(c, "bias")?)
+                .build(&mut store, "")
+                .map_err(e)?;
+            outputs.push(("y".into(), l.forward(&mut b, inp("x")?).map_err(e)?));
+        }
         m => return Err(format!("module {m} (case {name}) has no builder in this test")),
     }
     let _ = (&cfg_ints::<2>, &cfg_str, &cfg_usize, &cfg_f64, &padding_mode, Reduction::Mean, &loss::mse, HostTensor::scalar_f32);

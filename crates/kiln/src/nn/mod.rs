@@ -5,6 +5,7 @@
 //! so applying one layer twice shares one parameter.
 
 mod activation;
+mod attention;
 mod branch;
 mod conv;
 mod dropout;
@@ -14,8 +15,10 @@ mod norm;
 mod padding;
 mod pool;
 mod rnn;
+mod transformer;
 
 pub use activation::*;
+pub use attention::{AttentionOptions, AttentionOutput, MultiheadAttention, MultiheadAttentionConfig};
 pub use branch::{Branches, DenselyConnected};
 pub use conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig};
 pub use dropout::{dropout, Dropout, RNG_STEP};
@@ -31,6 +34,9 @@ pub use pool::{
     AdaptiveMaxPool2d, AvgPool2d, MaxPool2d,
 };
 pub use rnn::{Gru, Lstm, Rnn, RnnConfig, RnnKind, RnnOutput};
+pub use transformer::{
+    FeedForwardActivation, TransformerEncoder, TransformerEncoderLayer, TransformerEncoderLayerConfig,
+};
 
 use kiln_ir::{InputRole, NodeId, Shape};
 
