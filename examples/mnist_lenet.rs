@@ -23,9 +23,9 @@ use kiln_examples::{args, fit, holdout, limit, test_once, Fit, OrDie, VAL_FRACTI
 const BATCH: usize = 64;
 const EVAL_BATCH: usize = 500;
 const TARGET: f64 = 0.98;
-/// Loader threads by default (`--workers N`): one keeps the next batches
-/// (shift, pack) ready while the step runs; see examples/README.md.
-const DEFAULT_WORKERS: usize = 1;
+/// Loader threads by default (`--workers N`): they keep the next batches
+/// (shift, pack) ready while the step runs; timings in examples/README.md.
+const DEFAULT_WORKERS: usize = 2;
 
 fn lenet(store: &mut ParamStore) -> kiln::Result<nn::Sequential> {
     Ok(nn::Sequential::new()

@@ -1,8 +1,8 @@
 //! An MLP 784-256-256-10 with dropout 0.2 on the shipped MNIST subset,
-//! AdamW (lr 1e-3, weight decay 1e-2), batch 64. 10% of the training digits
-//! (stratified) are held out for validation: early stopping watches the
-//! validation loss and the best epoch's weights are kept; the test digits
-//! are measured once, at the end. PyTorch's anchor (Adam, same net, all
+//! AdamW (lr 1e-3, weight decay 1e-2) with cosine decay over 15 epochs,
+//! batch 64. 10% of the training digits (stratified) are held out for
+//! validation: early stopping watches the validation loss and the best
+//! epoch's weights are kept; the test digits are measured once, at the end. PyTorch's anchor (Adam, same net, all
 //! 8,000 digits): 0.9575 after 12 epochs.
 //!
 //! `cargo run --release --example mnist_mlp`
@@ -20,7 +20,7 @@ const TARGET: f64 = 0.95;
 
 fn main() {
     let a = args();
-    let epochs = a.epochs.unwrap_or(12);
+    let epochs = a.epochs.unwrap_or(15);
     let mut mnist = Mnist::shipped().or_die("MNIST");
     mnist.normalize(Normalize::MNIST);
     let (train_set, val_set) = holdout(limit(mnist.train, a.train_limit).reshaped(&[784]).or_die("reshape"), VAL_FRACTION, 0);
@@ -55,6 +55,9 @@ fn main() {
     let mut eval = kiln::compile(&kiln::inference(&e, &store).or_die("inference"), a.compile_options()).or_die("compile");
     println!("MLP 784-256-256-10 (dropout 0.2, AdamW wd 1e-2), {} train / {} validation / {} test, backend {}", train_set.len(), val_set.len(), test_set.len(), a.backend_name());
 
+    // Without the decay the validation figures of a constant-lr Adam jump by
+    // a percent from epoch to epoch and early stopping catches a dip.
+    let schedule = kiln_examples::cosine(1e-3, epochs);
     let report = fit(Fit {
         name: "mnist_mlp",
         train: &mut train,
@@ -69,7 +72,7 @@ fn main() {
         transform: None,
         num_workers: a.workers.unwrap_or(0),
         early_stopping: Some((3, 1e-4)),
-        lr_schedule: None,
+        lr_schedule: Some(&schedule),
         out: a.out.clone(),
     });
     test_once(&report, &mut eval, &test_set, EVAL_BATCH, TARGET);
