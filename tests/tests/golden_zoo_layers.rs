@@ -142,6 +142,28 @@ fn build(case: &Value, t: &Tensors) -> Res<Forward> {
                 .map_err(e)?;
             outputs.push(("y".into(), l.forward(&mut b, inp("x")?).map_err(e)?));
         }
+        "RNNCell" | "LSTMCell" | "GRUCell" => {
+            let (i, h) = (cfg_usize(c, "input_size")?, cfg_usize(c, "hidden_size")?);
+            let bias = cfg_bool(c, "bias")?;
+            let (x, h0) = (inp("x")?, inp("h")?);
+            match module {
+                "RNNCell" => {
+                    let relu = cfg_str(c, "nonlinearity")? == "relu";
+                    let l = nn::RnnCell::with(&mut store, "", i, h, bias, relu).map_err(e)?;
+                    outputs.push(("h".into(), l.step(&mut b, x, Some(h0)).map_err(e)?));
+                }
+                "GRUCell" => {
+                    let l = nn::GruCell::with(&mut store, "", i, h, bias).map_err(e)?;
+                    outputs.push(("h".into(), l.step(&mut b, x, Some(h0)).map_err(e)?));
+                }
+                _ => {
+                    let l = nn::LstmCell::with(&mut store, "", i, h, bias).map_err(e)?;
+                    let (hn, cn) = l.step(&mut b, x, Some(h0), Some(inp("c")?)).map_err(e)?;
+                    outputs.push(("h".into(), hn));
+                    outputs.push(("c".into(), cn));
+                }
+            }
+        }
         m => return Err(format!("module {m} (case {name}) has no builder in this test")),
     }
     let _ = (&cfg_ints::<2>, &cfg_str, &cfg_usize, &cfg_f64, &padding_mode, Reduction::Mean, &loss::mse, HostTensor::scalar_f32);

@@ -6,6 +6,7 @@
 
 mod activation;
 mod attention;
+mod cells;
 mod branch;
 mod conv;
 mod dropout;
@@ -18,6 +19,7 @@ mod rnn;
 mod transformer;
 
 pub use activation::*;
+pub use cells::{GruCell, LstmCell, RnnCell, RnnCellBase};
 pub use attention::{AttentionOptions, AttentionOutput, MultiheadAttention, MultiheadAttentionConfig};
 pub use branch::{Branches, DenselyConnected};
 pub use conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig};

@@ -20,7 +20,7 @@ pub enum RnnKind {
 }
 
 impl RnnKind {
-    fn gates(self) -> usize {
+    pub(crate) fn gates(self) -> usize {
         match self {
             RnnKind::Tanh | RnnKind::Relu => 1,
             RnnKind::Lstm => 4,
@@ -270,47 +270,9 @@ impl Rnn {
         for t in order {
             let xt = cx.slice_axis(xw, 0, t, t + 1)?;
             let xt = cx.reshape(xt, [b, gh])?;
-            let mut hw = cx.matmul_t(hs, w_hh, false, true)?;
-            if let Some(bh) = b_hh {
-                hw = cx.add(hw, bh)?;
-            }
-            let gate = |cx: &mut Builder, v: NodeId, k: usize| -> Result<NodeId> { Ok(cx.slice_axis(v, 1, k * h, (k + 1) * h)?) };
-            match self.cfg.kind {
-                RnnKind::Tanh | RnnKind::Relu => {
-                    let a = cx.add(xt, hw)?;
-                    hs = if self.cfg.kind == RnnKind::Tanh { cx.tanh(a)? } else { cx.relu(a)? };
-                }
-                RnnKind::Lstm => {
-                    let a = cx.add(xt, hw)?;
-                    let (i, f, g, o) = (gate(cx, a, 0)?, gate(cx, a, 1)?, gate(cx, a, 2)?, gate(cx, a, 3)?);
-                    let i = cx.sigmoid(i)?;
-                    let f = cx.sigmoid(f)?;
-                    let g = cx.tanh(g)?;
-                    let o = cx.sigmoid(o)?;
-                    let c_prev = cs.expect("lstm has a cell state");
-                    let fc = cx.mul(f, c_prev)?;
-                    let ig = cx.mul(i, g)?;
-                    let c = cx.add(fc, ig)?;
-                    let tc = cx.tanh(c)?;
-                    hs = cx.mul(o, tc)?;
-                    cs = Some(c);
-                }
-                RnnKind::Gru => {
-                    let (xr, xz, xn) = (gate(cx, xt, 0)?, gate(cx, xt, 1)?, gate(cx, xt, 2)?);
-                    let (hr, hz, hn) = (gate(cx, hw, 0)?, gate(cx, hw, 1)?, gate(cx, hw, 2)?);
-                    let r = cx.add(xr, hr)?;
-                    let r = cx.sigmoid(r)?;
-                    let z = cx.add(xz, hz)?;
-                    let z = cx.sigmoid(z)?;
-                    let rn = cx.mul(r, hn)?;
-                    let n = cx.add(xn, rn)?;
-                    let n = cx.tanh(n)?;
-                    // h' = (1 - z) * n + z * h = n + z * (h - n)
-                    let dh = cx.sub(hs, n)?;
-                    let zdh = cx.mul(z, dh)?;
-                    hs = cx.add(n, zdh)?;
-                }
-            }
+            let (hn, cn) = cell_update(cx, self.cfg.kind, xt, hs, cs, w_hh, b_hh, h)?;
+            hs = hn;
+            cs = cn;
             outs[t] = hs;
         }
         Ok((outs, hs, cs))
@@ -322,4 +284,63 @@ impl Module for Rnn {
     fn forward(&self, cx: &mut Builder, x: NodeId) -> Result<NodeId> {
         Ok(self.forward_seq(cx, x, None, None)?.out)
     }
+}
+
+/// One recurrent step shared by the sequence layers and the cells: `xt` is
+/// the input projection `x W_ih^T + b_ih` `[B, G*H]`, `hs` (and for LSTM
+/// `cs`) the state `[B, H]`. Gate order i,f,g,o (LSTM) and r,z,n (GRU), as
+/// PyTorch's. Returns the new h and (LSTM) c.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn cell_update(
+    cx: &mut Builder,
+    kind: RnnKind,
+    xt: NodeId,
+    mut hs: NodeId,
+    mut cs: Option<NodeId>,
+    w_hh: NodeId,
+    b_hh: Option<NodeId>,
+    h: usize,
+) -> Result<(NodeId, Option<NodeId>)> {
+    let mut hw = cx.matmul_t(hs, w_hh, false, true)?;
+    if let Some(bh) = b_hh {
+        hw = cx.add(hw, bh)?;
+    }
+    let gate = |cx: &mut Builder, v: NodeId, k: usize| -> Result<NodeId> { Ok(cx.slice_axis(v, 1, k * h, (k + 1) * h)?) };
+    match kind {
+        RnnKind::Tanh | RnnKind::Relu => {
+            let a = cx.add(xt, hw)?;
+            hs = if kind == RnnKind::Tanh { cx.tanh(a)? } else { cx.relu(a)? };
+        }
+        RnnKind::Lstm => {
+            let a = cx.add(xt, hw)?;
+            let (i, f, g, o) = (gate(cx, a, 0)?, gate(cx, a, 1)?, gate(cx, a, 2)?, gate(cx, a, 3)?);
+            let i = cx.sigmoid(i)?;
+            let f = cx.sigmoid(f)?;
+            let g = cx.tanh(g)?;
+            let o = cx.sigmoid(o)?;
+            let c_prev = cs.ok_or_else(|| Error::Config("an LSTM step needs a cell state".into()))?;
+            let fc = cx.mul(f, c_prev)?;
+            let ig = cx.mul(i, g)?;
+            let c = cx.add(fc, ig)?;
+            let tc = cx.tanh(c)?;
+            hs = cx.mul(o, tc)?;
+            cs = Some(c);
+        }
+        RnnKind::Gru => {
+            let (xr, xz, xn) = (gate(cx, xt, 0)?, gate(cx, xt, 1)?, gate(cx, xt, 2)?);
+            let (hr, hz, hn) = (gate(cx, hw, 0)?, gate(cx, hw, 1)?, gate(cx, hw, 2)?);
+            let r = cx.add(xr, hr)?;
+            let r = cx.sigmoid(r)?;
+            let z = cx.add(xz, hz)?;
+            let z = cx.sigmoid(z)?;
+            let rn = cx.mul(r, hn)?;
+            let n = cx.add(xn, rn)?;
+            let n = cx.tanh(n)?;
+            // h' = (1 - z) * n + z * h = n + z * (h - n)
+            let dh = cx.sub(hs, n)?;
+            let zdh = cx.mul(z, dh)?;
+            hs = cx.add(n, zdh)?;
+        }
+    }
+    Ok((hs, cs))
 }
