@@ -164,6 +164,26 @@ fn build(case: &Value, t: &Tensors) -> Res<Forward> {
                 }
             }
         }
+        "CrossEntropyLoss" => {
+            let reduction = match cfg_str(c, "reduction")? {
+                "mean" => Reduction::Mean,
+                "sum" => Reduction::Sum,
+                "none" => Reduction::None,
+                r => return Err(format!("reduction {r}")),
+            };
+            let weight = match &c["weight"] {
+                Value::Null => None,
+                Value::Array(a) => Some(a.iter().map(|v| v.as_f64().ok_or("weight")).collect::<Result<Vec<_>, _>>()?),
+                v => return Err(format!("weight {v}")),
+            };
+            let opts = loss::CrossEntropyOptions {
+                reduction,
+                label_smoothing: cfg_f64(c, "label_smoothing")?,
+                weight,
+                ignore_index: c["ignore_index"].as_i64(),
+            };
+            outputs.push(("loss".into(), loss::cross_entropy(&mut b, inp("input")?, inp("target")?, &opts).map_err(e)?));
+        }
         m => return Err(format!("module {m} (case {name}) has no builder in this test")),
     }
     let _ = (&cfg_ints::<2>, &cfg_str, &cfg_usize, &cfg_f64, &padding_mode, Reduction::Mean, &loss::mse, HostTensor::scalar_f32);

@@ -236,11 +236,50 @@ pub fn nll(g: &mut Graph, logp: NodeId, labels: NodeId, opts: &CrossEntropyOptio
 
 /// Cross-entropy from logits `[N, C]` and integer labels `[N]` (a stable
 /// log-softmax followed by [`nll`]).
+///
+/// Float `labels` of the logits' shape `[N, C]` are class probabilities
+/// instead (PyTorch's probability targets): see [`cross_entropy_probs`].
 pub fn cross_entropy(g: &mut Graph, logits: NodeId, labels: NodeId, opts: &CrossEntropyOptions) -> Result<NodeId> {
     opts.check("cross_entropy")?;
+    if g.node(labels)?.ty.dtype.is_float() {
+        return cross_entropy_probs(g, logits, labels, opts);
+    }
     check_class_input(g, "cross_entropy", logits, labels)?;
     let lp = log_softmax(g, logits, 1)?;
     nll(g, lp, labels, opts)
+}
+
+/// Cross-entropy from logits `[N, C]` and class-probability targets
+/// `[N, C]` (PyTorch's `CrossEntropyLoss` with float targets):
+/// `loss_i = -sum_c w[c] t'[i,c] log_softmax(x)[i,c]` with the smoothed
+/// targets `t' = (1 - eps) t + eps / C`; mean reduction divides by N
+/// (class weights do not enter the divisor). `ignore_index` does not
+/// apply to probability targets.
+pub fn cross_entropy_probs(g: &mut Graph, logits: NodeId, target: NodeId, opts: &CrossEntropyOptions) -> Result<NodeId> {
+    opts.check("cross_entropy")?;
+    let (xt, tt) = (&g.node(logits)?.ty, &g.node(target)?.ty);
+    if xt.shape.rank() != 2 || xt != tt {
+        return Err(Error::Config(format!(
+            "cross_entropy({logits}: {xt}, {target}: {tt}): probability targets must be float [N, C] like the scores"
+        )));
+    }
+    let c = xt.shape.0[1];
+    let lp = log_softmax(g, logits, 1)?;
+    let eps = opts.label_smoothing;
+    let t = if eps > 0.0 {
+        let a = g.mul_scalar(target, 1.0 - eps)?;
+        g.add_scalar(a, eps / c as f64)?
+    } else {
+        target
+    };
+    let mut prod = g.mul(t, lp)?;
+    if let Some(w) = &opts.weight {
+        let w = class_weights(g, w, c, logits)?;
+        prod = g.mul(prod, w)?;
+    }
+    let s = g.sum(prod, &[1], false)?;
+    let per = g.neg(s)?;
+    reduce(g, per, opts.reduction)
 }
 
 /// Mean cross-entropy with default options.
