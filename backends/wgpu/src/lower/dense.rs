@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 
 use kiln_ir::{broadcast_strides, row_major_strides, Activation, DType, NodeId, Op};
 
+use crate::lower::indexing::check_indices;
 use crate::lower::movement::{coords, dims, linear, numel, place, shader_name};
 use crate::lower::wgsl::{self, activation};
 use crate::lower::{Cx, Shader};
@@ -221,23 +222,4 @@ fn softmax_cross_entropy(cx: &Cx, n: NodeId, logits: NodeId, labels: NodeId) -> 
     let _ = writeln!(body, "    if (label >= 0i && u32(label) < {c}u) {{ picked = ld_f32(row + u32(label)); }}");
     let _ = writeln!(body, "    st_f32({}u + idx, m + log(s) - picked);", place(cx, n)?);
     cx.shader(shader_name(cx, n), "", &body, rows.max(1) as u64)
-}
-
-/// The head of a shader that reads `count` integer indices at word `at`,
-/// each to be in `0..bound`: invocation 0 walks them in order and reports
-/// the first bad one (as the interpreter, which checks before computing),
-/// then invocations past `work` (the real work items; the shader runs at
-/// least one so the check runs even when there is no output) stop.
-pub(crate) fn check_indices(n: NodeId, at: u32, count: usize, bound: usize, work: usize) -> String {
-    let mut s = String::new();
-    if count > 0 {
-        let _ = writeln!(s, "    if (idx == 0u) {{");
-        let _ = writeln!(s, "        for (var q = 0u; q < {count}u; q = q + 1u) {{");
-        let _ = writeln!(s, "            let v = ld_i32({at}u + q);");
-        let _ = writeln!(s, "            if (v < 0i || u32(v) >= {bound}u) {{ {} break; }}", wgsl::fail(n, "v"));
-        let _ = writeln!(s, "        }}");
-        let _ = writeln!(s, "    }}");
-    }
-    let _ = writeln!(s, "    if (idx >= {work}u) {{ return; }}");
-    s
 }

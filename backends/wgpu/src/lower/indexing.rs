@@ -10,7 +10,6 @@ use std::fmt::Write as _;
 
 use kiln_ir::{DType, NodeId, Op};
 
-use crate::lower::dense::check_indices;
 use crate::lower::movement::{dims, numel, place, shader_name};
 use crate::lower::wgsl::{self, f32_lit};
 use crate::lower::{Cx, Shader};
@@ -285,4 +284,23 @@ fn random_uniform(cx: &Cx, n: NodeId, counter: NodeId, seed: u64, low: f64, high
     let _ = writeln!(b, "    if (v >= {}) {{ v = {}; }}", f32_lit(ceil), f32_lit(low as f32));
     let _ = writeln!(b, "    st_f32({out}u + idx, v);");
     Ok((format!("{PHILOX}{WIDE}"), b))
+}
+
+/// The head of a shader that reads `count` integer indices at word `at`,
+/// each to be in `0..bound`: invocation 0 walks them in order and reports
+/// the first bad one (as the interpreter, which checks before computing),
+/// then invocations past `work` (the real work items; the shader runs at
+/// least one so the check runs even when there is no output) stop.
+pub(crate) fn check_indices(n: NodeId, at: u32, count: usize, bound: usize, work: usize) -> String {
+    let mut s = String::new();
+    if count > 0 {
+        let _ = writeln!(s, "    if (idx == 0u) {{");
+        let _ = writeln!(s, "        for (var q = 0u; q < {count}u; q = q + 1u) {{");
+        let _ = writeln!(s, "            let v = ld_i32({at}u + q);");
+        let _ = writeln!(s, "            if (v < 0i || u32(v) >= {bound}u) {{ {} break; }}", wgsl::fail(n, "v"));
+        let _ = writeln!(s, "        }}");
+        let _ = writeln!(s, "    }}");
+    }
+    let _ = writeln!(s, "    if (idx >= {work}u) {{ return; }}");
+    s
 }
