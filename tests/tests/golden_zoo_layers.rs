@@ -184,6 +184,36 @@ fn build(case: &Value, t: &Tensors) -> Res<Forward> {
             };
             outputs.push(("loss".into(), loss::cross_entropy(&mut b, inp("input")?, inp("target")?, &opts).map_err(e)?));
         }
+        "ConvTranspose2d" => {
+            if padding_mode(c)? != nn::PaddingMode::Zeros {
+                return Err("ConvTranspose2d supports only zero padding (as PyTorch)".into());
+            }
+            let l = nn::ConvTranspose2d::config2(cfg_usize(c, "in_channels")?, cfg_usize(c, "out_channels")?, cfg_pair(c, "kernel_size")?)
+                .stride_n(cfg_pair(c, "stride")?)
+                .padding_n(cfg_pair(c, "padding")?)
+                .output_padding_n(cfg_pair(c, "output_padding")?)
+                .dilation_n(cfg_pair(c, "dilation")?)
+                .groups(cfg_usize(c, "groups")?)
+                .bias(cfg_bool(c, "bias")?)
+                .build(&mut store, "")
+                .map_err(e)?;
+            outputs.push(("y".into(), l.forward(&mut b, inp("x")?).map_err(e)?));
+        }
+        "ConvTranspose1d" => {
+            if padding_mode(c)? != nn::PaddingMode::Zeros {
+                return Err("ConvTranspose1d supports only zero padding (as PyTorch)".into());
+            }
+            let l = nn::ConvTranspose1d::config(cfg_usize(c, "in_channels")?, cfg_usize(c, "out_channels")?, cfg_usize(c, "kernel_size")?)
+                .stride_n(cfg_ints::<1>(c, "stride")?)
+                .padding_n(cfg_ints::<1>(c, "padding")?)
+                .output_padding_n(cfg_ints::<1>(c, "output_padding")?)
+                .dilation_n(cfg_ints::<1>(c, "dilation")?)
+                .groups(cfg_usize(c, "groups")?)
+                .bias(cfg_bool(c, "bias")?)
+                .build(&mut store, "")
+                .map_err(e)?;
+            outputs.push(("y".into(), l.forward(&mut b, inp("x")?).map_err(e)?));
+        }
         m => return Err(format!("module {m} (case {name}) has no builder in this test")),
     }
     let _ = (&cfg_ints::<2>, &cfg_str, &cfg_usize, &cfg_f64, &padding_mode, Reduction::Mean, &loss::mse, HostTensor::scalar_f32);
