@@ -7,9 +7,20 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Runs the binary from the repository root (example paths are relative).
+/// Runs the binary from the repository root (example paths are relative),
+/// with a code key of this test process's own: never the user's.
 pub fn kiln(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln")).args(args).current_dir(repo()).output().expect("run kiln")
+    kiln_keyed(args, &test_key_path())
+}
+
+/// [`kiln`] with the code key file at `key`.
+pub fn kiln_keyed(args: &[&str], key: &std::path::Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln")).args(args).env("KILN_CODE_KEY", key).current_dir(repo()).output().expect("run kiln")
+}
+
+/// Where the binary's code key lives while this test process runs.
+pub fn test_key_path() -> PathBuf {
+    std::env::temp_dir().join(format!("kiln-cli-code-key-{}", std::process::id()))
 }
 
 pub fn text(b: &[u8]) -> String {
