@@ -214,6 +214,30 @@ fn build(case: &Value, t: &Tensors) -> Res<Forward> {
                 .map_err(e)?;
             outputs.push(("y".into(), l.forward(&mut b, inp("x")?).map_err(e)?));
         }
+        "Upsample" => {
+            let mode = match cfg_str(c, "mode")? {
+                "nearest" => nn::UpsampleMode::Nearest,
+                "bilinear" | "linear" => nn::UpsampleMode::Linear { align_corners: c["align_corners"].as_bool().unwrap_or(false) },
+                m => return Err(format!("upsample mode {m}")),
+            };
+            if c["recompute_scale_factor"].as_bool() == Some(true) {
+                return Err("recompute_scale_factor is not supported".into());
+            }
+            let size = match &c["size"] {
+                Value::Null => None,
+                Value::Number(n) => Some(vec![n.as_u64().ok_or("size")? as usize]),
+                Value::Array(a) => Some(a.iter().map(|v| v.as_u64().map(|u| u as usize).ok_or("size")).collect::<Result<Vec<_>, _>>()?),
+                v => return Err(format!("size {v}")),
+            };
+            let scale_factor = match &c["scale_factor"] {
+                Value::Null => None,
+                Value::Number(n) => Some(vec![n.as_f64().ok_or("scale_factor")?]),
+                Value::Array(a) => Some(a.iter().map(|v| v.as_f64().ok_or("scale_factor")).collect::<Result<Vec<_>, _>>()?),
+                v => return Err(format!("scale_factor {v}")),
+            };
+            let l = nn::Upsample { size, scale_factor, mode };
+            outputs.push(("y".into(), l.forward(&mut b, inp("x")?).map_err(e)?));
+        }
         m => return Err(format!("module {m} (case {name}) has no builder in this test")),
     }
     let _ = (&cfg_ints::<2>, &cfg_str, &cfg_usize, &cfg_f64, &padding_mode, Reduction::Mean, &loss::mse, HostTensor::scalar_f32);

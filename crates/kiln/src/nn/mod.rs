@@ -18,6 +18,7 @@ mod padding;
 mod pool;
 mod rnn;
 mod transformer;
+mod upsample;
 
 pub use activation::*;
 pub use cells::{GruCell, LstmCell, RnnCell, RnnCellBase};
@@ -38,6 +39,7 @@ pub use pool::{
     AdaptiveMaxPool2d, AvgPool2d, MaxPool2d,
 };
 pub use rnn::{Gru, Lstm, Rnn, RnnConfig, RnnKind, RnnOutput};
+pub use upsample::{interpolate, Upsample, UpsampleMode};
 pub use transformer::{
     FeedForwardActivation, TransformerEncoder, TransformerEncoderLayer, TransformerEncoderLayerConfig,
 };
