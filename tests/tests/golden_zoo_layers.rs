@@ -238,9 +238,12 @@ fn build(case: &Value, t: &Tensors) -> Res<Forward> {
             let l = nn::Upsample { size, scale_factor, mode };
             outputs.push(("y".into(), l.forward(&mut b, inp("x")?).map_err(e)?));
         }
+        "LocalResponseNorm" => {
+            let l = nn::LocalResponseNorm::with(cfg_usize(c, "size")?, cfg_f64(c, "alpha")?, cfg_f64(c, "beta")?, cfg_f64(c, "k")?);
+            outputs.push(("y".into(), l.forward(&mut b, inp("x")?).map_err(e)?));
+        }
         m => return Err(format!("module {m} (case {name}) has no builder in this test")),
     }
-    let _ = (&cfg_ints::<2>, &cfg_str, &cfg_usize, &cfg_f64, &padding_mode, Reduction::Mean, &loss::mse, HostTensor::scalar_f32);
     Ok(Forward { b, store, outputs })
 }
 

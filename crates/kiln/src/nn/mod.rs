@@ -13,6 +13,7 @@ mod conv_transpose;
 mod dropout;
 mod embedding;
 mod linear;
+mod lrn;
 mod norm;
 mod padding;
 mod pool;
@@ -29,6 +30,7 @@ pub use conv_transpose::{ConvTranspose1d, ConvTranspose2d, ConvTransposeConfig};
 pub use dropout::{dropout, Dropout, RNG_STEP};
 pub use embedding::Embedding;
 pub use linear::{Linear, LinearConfig};
+pub use lrn::{local_response_norm, LocalResponseNorm};
 pub use padding::{
     pad1d, pad2d, pad_axis, CircularPad1d, CircularPad2d, PaddingMode, ReflectionPad1d, ReflectionPad2d, ReplicationPad1d,
     ReplicationPad2d, ZeroPad1d, ZeroPad2d,
