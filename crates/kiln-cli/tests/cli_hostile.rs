@@ -38,6 +38,7 @@ fn kiln_run_of_a_file_with_int3_machine_code_compiles_it_instead() {
     f.write(&hostile).unwrap();
     let o = kiln(&["inspect", hostile.to_str().unwrap()]);
     assert_exit(&o, 0); // CRCs and trailer are valid: only the seals are wrong
+    assert!(text(&o.stdout).contains(" sealed (installed only under the key that sealed them, else compiled)"), "{}", text(&o.stdout));
     let out = d.join("hostile.safetensors");
     let o = kiln(&["run", hostile.to_str().unwrap(), "--inputs", MLP_IN, "--out", out.to_str().unwrap(), "-q"]);
     assert_exit(&o, 0);

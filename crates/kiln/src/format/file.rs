@@ -200,6 +200,12 @@ impl ProgramFile {
         }
         let kernels = self.plan.iter().filter(|e| e.kind == "clif" || e.kind == "wgsl").count();
         let _ = writeln!(s, "plan: {} entries, {kernels} kernels", self.plan.len());
+        let code = self.plan.iter().filter(|e| super::seal::EXECUTABLE.contains(&e.kind.as_str())).count();
+        if code > 0 {
+            // Whether it will be installed depends on the loading user's key.
+            let sealed = self.plan.iter().filter(|e| e.kind == super::seal::SEAL).count();
+            let _ = writeln!(s, "machine code: {code} kernels, {sealed} sealed (installed only under the key that sealed them, else compiled)");
+        }
         if let Some(p) = self.peak_bytes {
             let _ = writeln!(s, "peak memory: {p} bytes ({:.2} MiB)", p as f64 / (1 << 20) as f64);
         }
