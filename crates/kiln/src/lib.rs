@@ -69,6 +69,7 @@ mod error;
 pub mod init;
 pub mod loss;
 mod model;
+pub mod models;
 pub mod nn;
 pub mod optim;
 mod program;
