@@ -455,7 +455,8 @@ pub fn conv2d_type(x: &TensorType, w: &TensorType, attrs: &Conv2dAttrs) -> R {
         return Err(format!("groups {g} must divide input channels {c} and output channels {o}"));
     }
     if ci.checked_mul(g) != Some(c) {
-        return Err(format!("weight {w} expects {} input channels, input {x} has {c}", ci * g));
+        // u128: a hostile graph's channels times groups may not fit a usize.
+        return Err(format!("weight {w} expects {} input channels, input {x} has {c}", ci as u128 * g as u128));
     }
     if attrs.stride.contains(&0) || attrs.dilation.contains(&0) {
         return Err("stride and dilation must be >= 1".into());

@@ -43,3 +43,16 @@ fn a_node_id_over_the_limit_is_an_error() {
     assert!(e.contains("t.kir:1:1: node id %5000 is over the limit of %100"), "{e}");
     assert!(!e.contains("unknown node"), "no follow-up error for its users: {e}");
 }
+
+/// Found by the `no_panic` proptests: a conv whose weight channels times
+/// groups overflows is a type error (its message used to multiply them).
+#[test]
+fn conv_channels_times_groups_overflowing_is_an_error() {
+    use kiln_ir::{Conv2dAttrs, Graph, Op, TensorType};
+    let mut g = Graph::new();
+    let x = g.input("x", TensorType::new(kiln_ir::DType::F64, [4, 0, 5, 1])).unwrap();
+    let w = g.input("w", TensorType::new(kiln_ir::DType::F64, [0, 3, 1, 1])).unwrap();
+    let attrs = Conv2dAttrs { groups: 1 << 63, ..Default::default() };
+    let e = g.apply(Op::Conv2d(attrs), &[x, w]).unwrap_err().to_string();
+    assert!(e.contains("expects 27670116110564327424 input channels"), "{e}");
+}
