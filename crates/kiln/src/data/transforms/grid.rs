@@ -35,8 +35,11 @@ pub fn save_grid(items: &[Vec<f32>], shape: &[usize], cols: usize, zoom: usize, 
             for xx in 0..w {
                 let at = |p: usize| level(x[p * h * w + y * w + xx]);
                 let c = if planes == 3 { RGBColor(at(0), at(1), at(2)) } else { RGBColor(at(0), at(0), at(0)) };
-                let (px, py) = ((gx + xx * zoom) as i32, (gy + y * zoom) as i32);
-                root.draw(&Rectangle::new([(px, py), (px + zoom as i32 - 1, py + zoom as i32 - 1)], c.filled())).map_err(|e| err(e.to_string()))?;
+                // Pixel by pixel: a filled rectangle leaves its far edges
+                // undrawn, which would rule the image with a grid.
+                for (dy, dx) in (0..zoom).flat_map(|dy| (0..zoom).map(move |dx| (dy, dx))) {
+                    root.draw_pixel(((gx + xx * zoom + dx) as i32, (gy + y * zoom + dy) as i32), &c).map_err(|e| err(e.to_string()))?;
+                }
             }
         }
     }
