@@ -150,23 +150,31 @@ fn formula_value(name: &str, k: usize, shape: &[usize]) -> Res<HostTensor> {
     HostTensor::from_f32(shape.to_vec(), vals.collect()).map_err(e)
 }
 
-/// `formula`: set the store by the formula, compile the eval graph for
-/// `backend`, compare the logits.
+/// `formula`: the formula's weights as torchvision would export them (a
+/// safetensors file of every state_dict entry, `num_batches_tracked`
+/// included), loaded by name into the store, the eval graph compiled for
+/// `backend`, the logits compared.
 fn run_formula_case(case: &Value, t: &Tensors, backend: BackendKind) -> Res<Vec<String>> {
     let c = &case["config"];
+    let name = c["torchvision_model"].as_str().ok_or("no torchvision_model")?;
     let mut store = ParamStore::new(0);
-    let model = torchvision(&mut store, c["torchvision_model"].as_str().ok_or("no torchvision_model")?, cfg_usize(c, "num_classes")?)?;
-    // As a torchvision state_dict would arrive: the float entries by name
-    // (a BTreeMap iterates in byte order), `num_batches_tracked` aside.
+    let model = torchvision(&mut store, name, cfg_usize(c, "num_classes")?)?;
+    // The float entries by name (a BTreeMap iterates in byte order), the
+    // integer `num_batches_tracked` counters aside.
     let mut dict = BTreeMap::new();
-    let floats = store.state_dict().into_iter().filter(|(n, v)| v.dtype() == DType::F32 && !n.ends_with("num_batches_tracked"));
+    let entries = store.state_dict();
+    let floats = entries.iter().filter(|(n, v)| v.dtype() == DType::F32 && !n.ends_with("num_batches_tracked"));
     for (k, (n, v)) in floats.enumerate() {
-        dict.insert(n.clone(), formula_value(&n, k, v.shape().dims())?);
+        dict.insert(n.clone(), formula_value(n, k, v.shape().dims())?);
     }
-    for (n, v) in store.state_dict() {
+    for (n, v) in entries {
         dict.entry(n).or_insert(v);
     }
-    store.load_state_dict(&dict).map_err(e)?;
+    let path = std::env::temp_dir().join(format!("kiln-zoo-{}-{name}-{backend:?}.safetensors", std::process::id()));
+    kiln::ir::write_safetensors(&path, &dict).map_err(e)?;
+    let loaded = store.load(&path);
+    let _ = std::fs::remove_file(&path);
+    loaded.map_err(e)?;
     let xs = get(t, "input.x")?;
     let mut b = Builder::eval();
     let x = b.input("x", xs.ty()).map_err(e)?;

@@ -169,7 +169,7 @@ impl Module for GoogLeNet {
 
 /// torchvision's `_transform_input`: channel c becomes
 /// `x_c * std_c / 0.5 + (mean_c - 0.5) / 0.5` with ImageNet's mean and std.
-fn transform_input(cx: &mut Builder, x: NodeId) -> Result<NodeId> {
+pub(super) fn transform_input(cx: &mut Builder, x: NodeId) -> Result<NodeId> {
     const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
     const STD: [f64; 3] = [0.229, 0.224, 0.225];
     crate::nn::expect_rank(cx, "googlenet transform_input", x, &[4], Some((1, 3)))?;

@@ -1,8 +1,8 @@
 //! The model zoo: builders for classic networks whose parameters and
 //! buffers carry exactly torchvision's state_dict names and shapes, so a
-//! torchvision state_dict saved as safetensors loads unchanged
-//! ([`ParamStore::load`], [`Program::load_state`](crate::Program::load_state))
-//! and gives torchvision's logits.
+//! torchvision state_dict saved as safetensors loads unchanged into the
+//! store ([`ParamStore::load`], before compiling) and gives torchvision's
+//! logits.
 //!
 //! - torchvision: [`resnet18`], [`resnet34`], [`alexnet`], [`vgg11`] ...
 //!   [`vgg19_bn`], [`googlenet`] (no auxiliary heads), [`densenet121`]
@@ -29,6 +29,9 @@ mod nin;
 mod resnet;
 mod vgg;
 mod vit;
+
+#[cfg(test)]
+mod tests;
 
 pub use alexnet::{alexnet, AlexNet, AlexNetConfig};
 pub use densenet::{densenet121, densenet161, densenet169, densenet201, DenseNet, DenseNetConfig};
