@@ -15,6 +15,11 @@
 //!   Sequential/Residual, and the activations. [`loss`]: MSE, L1,
 //!   SmoothL1/Huber, log-cosh, cross-entropy/NLL (weights, label smoothing,
 //!   ignore_index), BCE, BCE-with-logits, L1/L2/elastic-net penalties.
+//! - [`models`]: torchvision's ResNet-18/34, AlexNet, VGG (with and without
+//!   BatchNorm), GoogLeNet and DenseNet with torchvision's state_dict names
+//!   (its safetensors exports load unchanged), and the course's LeNet-5,
+//!   NiN, Inception net and tiny ViT; `nn::Branches` and
+//!   `nn::DenselyConnected` build such branching blocks.
 //! - [`optim`]: SGD, Adam/AdamW (AMSGrad), NAdam, RMSprop, Adagrad, Adadelta
 //!   as graph nodes, with parameter groups, gradient clipping, and the
 //!   learning rate as runtime state ([`Program::set_lr`], schedules in

@@ -83,7 +83,7 @@ fn basic_block(store: &mut ParamStore, name: &str, cin: usize, width: usize, str
         .add(conv(store, &p("conv2"), c3(width, 1), KAIMING_FAN_OUT, Init::Zeros)?)
         .add(BatchNorm::new2d(store, &p("bn2"), width)?);
     if zero_init {
-        store.set(&p("bn2.weight"), kiln_ir::HostTensor::from_f32([width], vec![0.0; width])?)?;
+        store.reinit(&p("bn2.weight"), Init::Zeros)?;
     }
     let block = Residual::new(body);
     if stride == 1 && cin == width {
