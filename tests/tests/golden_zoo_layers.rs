@@ -105,9 +105,9 @@ fn build(case: &Value, t: &Tensors) -> Res<Forward> {
                 Ok(x) => (x, x, x),
                 Err(_) => (inp("query")?, inp("key")?, inp("value")?),
             };
-            let mut opts = nn::AttentionOptions::default();
             // Per-head weights when the reference has a head axis.
-            opts.average_attn_weights = zoo::get(t, "output.attn_weights")?.shape().rank() == 3;
+            let average_attn_weights = zoo::get(t, "output.attn_weights")?.shape().rank() == 3;
+            let mut opts = nn::AttentionOptions { average_attn_weights, ..Default::default() };
             if name == "multiheadattention_masks" {
                 // The notes: attn_mask = triu(ones(L, S), 1) (True = masked);
                 // key_padding_mask masks the last 2 keys of batch 1.

@@ -192,7 +192,9 @@ pub fn max_pool2d_ext(g: &mut Graph, x: NodeId, a: Pool2dAttrs, dilation: [usize
 
 /// The elementwise maximum of `xs`, differentiated as PyTorch's max
 /// pooling is: the whole gradient goes to the first operand holding the
-/// maximum (masks built from gradient-stopped values select it).
+/// maximum. The value is a chain of selects, the first operand equal to
+/// the (gradient-stopped) maximum winning, so -inf padding never meets a
+/// zero factor.
 pub(crate) fn first_max(g: &mut Graph, xs: &[NodeId]) -> Result<NodeId> {
     let mut m = xs[0];
     for &v in &xs[1..] {
@@ -202,25 +204,13 @@ pub(crate) fn first_max(g: &mut Graph, xs: &[NodeId]) -> Result<NodeId> {
         return Ok(m);
     }
     let m = g.stop_gradient(m)?;
-    let zero = g.scalar_like(0.0, m)?;
-    let one = g.scalar_like(1.0, m)?;
-    // `taken` is 1 once an earlier operand matched the maximum.
-    let mut taken = zero;
-    let mut y: Option<NodeId> = None;
-    for &v in xs {
-        let sv = g.stop_gradient(v)?;
-        let hit = g.compare(CompareOp::Eq, sv, m)?;
-        let hit = g.select(hit, one, zero)?;
-        let free = g.sub(one, taken)?;
-        let pick = g.mul(hit, free)?;
-        taken = g.add(taken, pick)?;
-        let term = g.mul(v, pick)?;
-        y = Some(match y {
-            Some(acc) => g.add(acc, term)?,
-            None => term,
-        });
+    let (last, rest) = xs.split_last().expect("non-empty");
+    let mut y = *last;
+    for &v in rest.iter().rev() {
+        let hit = g.compare(CompareOp::Eq, v, m)?;
+        y = g.select(hit, v, y)?;
     }
-    Ok(y.expect("non-empty"))
+    Ok(y)
 }
 
 /// Average pooling with PyTorch's ceil_mode and count_include_pad, built
