@@ -57,9 +57,14 @@ pub(crate) fn closest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str>
     if let Some(c) = alias.and_then(|to| candidates.iter().find(|c| **c == to)) {
         return Some(c);
     }
-    let limit = (name.chars().count() / 3).max(1);
+    let n = name.chars().count();
+    let limit = (n / 3).max(1);
     candidates
         .iter()
+        // The distance is at least the difference in length: skipping those
+        // changes no answer, and spares a table of len(name) rows for a
+        // megabyte-long word in a hostile file.
+        .filter(|c| c.chars().count().abs_diff(n) <= limit)
         .map(|c| (distance(name, c), *c))
         .filter(|(d, _)| *d <= limit)
         .min()

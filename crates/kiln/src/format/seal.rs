@@ -18,6 +18,8 @@
 //! [`EXECUTABLE`]; anything else it stores must be regenerated and compared
 //! before use.
 
+use std::collections::HashMap;
+
 use super::code_key::CodeKey;
 use super::file::PlanEntry;
 
@@ -57,17 +59,27 @@ fn mac(key: &CodeKey, backend: &str, name: &str, covered: &[&PlanEntry]) -> blak
 pub fn seal_plan(backend: &str, plan: Vec<PlanEntry>, key: Option<&CodeKey>) -> Vec<PlanEntry> {
     let plan: Vec<PlanEntry> = plan.into_iter().filter(|e| e.kind != SEAL && (key.is_some() || !EXECUTABLE.contains(&e.kind.as_str()))).collect();
     let Some(key) = key else { return plan };
+    let groups = by_name(&plan);
     let mut out = Vec::with_capacity(plan.len() * 3 / 2);
     for (i, e) in plan.iter().enumerate() {
         out.push(e.clone());
-        let group: Vec<&PlanEntry> = plan.iter().filter(|x| x.name == e.name).collect();
-        let last = !plan[i + 1..].iter().any(|x| x.name == e.name);
-        if last && group.iter().any(|x| EXECUTABLE.contains(&x.kind.as_str())) {
-            let m = mac(key, backend, &e.name, &group);
+        let group = &groups[e.name.as_str()];
+        if group.last() == Some(&i) && group.iter().any(|&x| EXECUTABLE.contains(&plan[x].kind.as_str())) {
+            let covered: Vec<&PlanEntry> = group.iter().map(|&x| &plan[x]).collect();
+            let m = mac(key, backend, &e.name, &covered);
             out.push(PlanEntry { name: e.name.clone(), kind: SEAL.into(), data: m.as_bytes().to_vec() });
         }
     }
     out
+}
+
+/// The indices of the entries of each name, in order.
+fn by_name(plan: &[PlanEntry]) -> HashMap<&str, Vec<usize>> {
+    let mut m: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, e) in plan.iter().enumerate() {
+        m.entry(e.name.as_str()).or_default().push(i);
+    }
+    m
 }
 
 /// A group of plan entries (same name) whose seal verified under the
@@ -90,13 +102,22 @@ impl<'a> Sealed<'a> {
 }
 
 /// Every group of `plan` whose seal verifies under `key` (none without a
-/// key). An executable entry outside these groups is never to be run.
+/// key). An executable entry outside these groups is never to be run. A
+/// name is sealed once, as `seal_plan` writes it: a name with several
+/// seals has none that counts (so a hostile file cannot make this hash
+/// its entries once per seal).
 pub fn verified<'a>(backend: &str, plan: &'a [PlanEntry], key: Option<&CodeKey>) -> Vec<Sealed<'a>> {
     let Some(key) = key else { return Vec::new() };
     let mut out = Vec::new();
-    for (j, s) in plan.iter().enumerate().filter(|(_, e)| e.kind == SEAL) {
+    let mut groups: Vec<(&str, Vec<usize>)> = by_name(plan).into_iter().collect();
+    // In file order, so the result does not depend on hashing.
+    groups.sort_by_key(|(_, g)| g[0]);
+    for (_, group) in &groups {
+        let mut seals = group.iter().filter(|&&x| plan[x].kind == SEAL);
+        let (Some(&j), None) = (seals.next(), seals.next()) else { continue };
+        let s = &plan[j];
         let Ok(tag) = <[u8; 32]>::try_from(s.data.as_slice()) else { continue };
-        let covered: Vec<&PlanEntry> = plan[..j].iter().filter(|e| e.name == s.name && e.kind != SEAL).collect();
+        let covered: Vec<&PlanEntry> = group.iter().take_while(|&&x| x < j).map(|&x| &plan[x]).collect();
         // blake3::Hash compares in constant time.
         if mac(key, backend, &s.name, &covered) == blake3::Hash::from_bytes(tag) {
             out.push(Sealed { name: &s.name, entries: covered });
@@ -161,7 +182,10 @@ mod tests {
         }
         let mut short = good.clone();
         short[3].data.pop();
-        for (what, p) in [("code", code), ("ir", ir), ("extra entry", extra), ("renamed", moved), ("short seal", short)] {
+        // A second copy of a valid seal: a name sealed twice counts as unsealed.
+        let mut twice = good.clone();
+        twice.insert(4, good[3].clone());
+        for (what, p) in [("code", code), ("ir", ir), ("extra entry", extra), ("renamed", moved), ("short seal", short), ("sealed twice", twice)] {
             let v = verified("cpu", &p, Some(&k));
             assert!(!names(&v).iter().any(|n| n.starts_with("k0 loop")), "{what}: {:?}", names(&v));
         }
