@@ -186,6 +186,12 @@ fn a_small_file_cannot_ask_for_gigabytes() {
         // A user who trusts the file can raise the limit.
         assert!(ProgramFile::from_bytes_with(&bytes, &LoadOptions::new().max_memory(1 << 38)).is_ok());
     }
+    // Empty, so zero bytes, but with extents whose strides overflow.
+    let mut e = kiln_ir::Graph::new();
+    let x = e.input("x", f32_shape([0, 1 << 62, 4])).unwrap();
+    let y = e.relu(x).unwrap();
+    e.set_output("y", y).unwrap();
+    assert!(matches!(ProgramFile::from_bytes(&file_of(e, "cpu")), Err(FormatError::TooLarge { .. })));
     // Small values, but a conv whose im2col scratch is gigabytes.
     let mut c = kiln_ir::Graph::new();
     let x = c.input("x", f32_shape([4, 64, 256, 256])).unwrap();

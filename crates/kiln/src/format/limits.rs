@@ -77,7 +77,10 @@ pub fn check_graph(graph: &Graph, state: &BTreeMap<String, HostTensor>, max_memo
     let mut total: u64 = 0;
     for n in graph.node_ids() {
         let ty = graph.ty(n);
-        let Some(b) = ty.checked_size_bytes() else {
+        // Zero extents counted as one: an empty [0, 2^62, 4] holds nothing,
+        // but its strides overflow all the same.
+        let strides_fit = kiln_ir::TensorType::new(ty.dtype, kiln_ir::Shape(ty.shape.dims().iter().map(|&d| d.max(1)).collect())).checked_size_bytes().is_some();
+        let (Some(b), true) = (ty.checked_size_bytes(), strides_fit) else {
             return Err(FormatError::TooLarge { what: format!("value {n}: {ty}"), needed: u64::MAX, limit: budget });
         };
         total = total.saturating_add(b as u64);
