@@ -562,6 +562,10 @@ fn shape_errors_name_the_op_node_and_shapes() {
     let err =
         loss::cross_entropy(&mut b, x3, tgt, &loss::CrossEntropyOptions::default()).unwrap_err();
     assert_names(err, "cross_entropy", tgt, "f32[2,4]");
+    let up = nn::ConvTranspose2d::config(3, 2, 3).stride(2).padding(1).build(&mut s, "os").unwrap();
+    let y = up.forward_with_output_size(&mut b, x, [10, 9]).unwrap();
+    assert_eq!(b.ty(y).shape.0, vec![2, 2, 10, 9]);
+    assert_names(up.forward_with_output_size(&mut b, x, [11, 9]).unwrap_err(), "conv_transpose2d `os`", x, "f32[2,3,5,5]");
     // Invalid settings are errors at build time.
     assert!(
         nn::ConvTranspose2d::config(2, 2, 3)
@@ -662,4 +666,48 @@ fn max_pool_ties_go_to_the_first_maximum() {
             assert_eq!(got, want, "dilation {dilation} ceil {ceil} on {backend:?}");
         }
     }
+}
+
+/// A training step through an encoder with dropout (train mode) and a
+/// transposed conv + upsampling decoder: the CPU backend (and the GPU
+/// backend where an adapter exists) takes the same steps as the
+/// interpreter (same dropout masks, same updates).
+#[test]
+fn encoder_with_dropout_trains_the_same_on_cpu_and_interpreter() {
+    let build = || {
+        let mut s = ParamStore::new(21);
+        let layer = nn::TransformerEncoderLayer::config(4, 2).dim_feedforward(8).batch_first(true);
+        let enc = nn::TransformerEncoder::new(&mut s, "enc", &layer, 2, false).unwrap();
+        let up = nn::ConvTranspose2d::config(2, 1, 2).stride(2).build(&mut s, "up").unwrap();
+        let mut b = Builder::train();
+        let x = b.input("x", f32_shape([2, 3, 4])).unwrap();
+        let t = b.input("t", f32_shape([2, 1, 6, 4])).unwrap();
+        let h = enc.forward(&mut b, x).unwrap();
+        let h = b.reshape(h, [2, 2, 3, 2]).unwrap();
+        let h = nn::Upsample::bilinear(2.0, false).forward(&mut b, h).unwrap();
+        let h = nn::MaxPool2d::new(3).stride(2).ceil_mode(true).forward(&mut b, h).unwrap();
+        let y = up.forward(&mut b, h).unwrap();
+        let l = loss::mse(&mut b, y, t, loss::Reduction::Mean).unwrap();
+        kiln::train_step(&b, l, &s, kiln::optim::Sgd::new(0.1)).unwrap()
+    };
+    let mut rng = Rng::new(3);
+    let x = randn(&mut rng, &[2, 3, 4]).cast(kiln::DType::F32);
+    let t = randn(&mut rng, &[2, 1, 6, 4]).cast(kiln::DType::F32);
+    let mut losses = Vec::new();
+    let mut backends = vec![kiln::BackendKind::Interp, kiln::BackendKind::Cpu];
+    if kiln::wgpu_adapter().is_ok() {
+        backends.push(kiln::BackendKind::Wgpu);
+    }
+    for &backend in &backends {
+        let mut p = kiln::compile(&build(), CompileOptions::default().backend(backend)).unwrap();
+        let l: Vec<f64> = (0..3).map(|_| p.run(&[("x", &x), ("t", &t)]).unwrap()["loss"].scalar().unwrap()).collect();
+        assert!(l.iter().all(|v| v.is_finite()), "{backend:?}: {l:?}");
+        losses.push(l);
+    }
+    for (other, backend) in losses[1..].iter().zip(&backends[1..]) {
+        for (a, c) in losses[0].iter().zip(other) {
+            assert!((a - c).abs() <= 1e-5 + 3e-4 * a.abs(), "interp {:?} vs {backend:?} {other:?}", losses[0]);
+        }
+    }
+    assert_ne!(losses[0][0], losses[0][1], "the step changes the loss");
 }

@@ -8,8 +8,8 @@
 //! Built from matmuls, reshapes/permutes, a stable softmax and selects:
 //! scores `q k^T / sqrt(head_dim)` per head, masks added as -inf (boolean,
 //! True = masked) or as given (float), softmax over keys, dropout on the
-//! weights in train mode, weights times values, heads joined, output
-//! projection.
+//! weights in train mode (the returned weights are those after dropout,
+//! as PyTorch's), weights times values, heads joined, output projection.
 
 use kiln_ir::{DType, InputRole, NodeId};
 
@@ -245,9 +245,9 @@ impl MultiheadAttention {
         let weights = if !opts.need_weights {
             None
         } else if opts.average_attn_weights {
-            Some(cx.mean(w, &[1], false)?)
+            Some(cx.mean(wd, &[1], false)?)
         } else {
-            Some(w)
+            Some(wd)
         };
         Ok(AttentionOutput { y, weights })
     }

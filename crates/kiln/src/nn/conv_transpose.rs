@@ -175,6 +175,26 @@ impl ConvTransposeConfig<2> {
     }
 }
 
+impl ConvTranspose2d {
+    /// PyTorch's `forward(x, output_size)`: the output padding that gives
+    /// spatial size `output_size` `[H', W']` (which must be reachable with
+    /// an output padding below the stride or the dilation).
+    pub fn forward_with_output_size(&self, cx: &mut Builder, x: NodeId, output_size: [usize; 2]) -> Result<NodeId> {
+        let what = format!("conv_transpose2d `{}`", self.name);
+        let s = expect_rank(cx, &what, x, &[4], Some((1, self.cfg.in_channels)))?;
+        let mut cfg = self.cfg.clone();
+        cfg.output_padding = [0, 0];
+        for ax in 0..2 {
+            let base = cfg.out_dim(ax, s.0[2 + ax]).unwrap_or(0);
+            let extra = output_size[ax].checked_sub(base).filter(|&e| e < cfg.stride[ax].max(cfg.dilation[ax])).ok_or_else(|| {
+                Error::Config(format!("{what}({x}: {}): output size {output_size:?} is not reachable (smallest {base} on axis {})", cx.ty(x), 2 + ax))
+            })?;
+            cfg.output_padding[ax] = extra;
+        }
+        ConvTranspose2d { name: self.name.clone(), cfg }.forward(cx, x)
+    }
+}
+
 impl Module for ConvTranspose2d {
     fn forward(&self, cx: &mut Builder, x: NodeId) -> Result<NodeId> {
         let c = &self.cfg;
