@@ -63,7 +63,7 @@ pub fn plot_history(history: &History, title: &str, path: &Path) -> Result<(), T
 /// About `n` round tick values covering `[lo, hi]` (steps of 1, 2 or 5
 /// times a power of ten).
 pub(crate) fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
-    if !(hi > lo) || n == 0 {
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) || n == 0 {
         return vec![lo];
     }
     let raw = (hi - lo) / n as f64;

@@ -13,7 +13,7 @@ use super::{planes_hw, DataError};
 pub fn save_grid(items: &[Vec<f32>], shape: &[usize], cols: usize, zoom: usize, (lo, hi): (f32, f32), path: &Path) -> Result<(), DataError> {
     let err = |m: String| DataError::Io { path: path.to_path_buf(), message: m };
     let (planes, h, w) = planes_hw("save_grid", shape)?;
-    if items.is_empty() || cols == 0 || zoom == 0 || !(hi > lo) || !(planes == 1 || planes == 3) {
+    if items.is_empty() || cols == 0 || zoom == 0 || hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) || !(planes == 1 || planes == 3) {
         return Err(DataError::Invalid(format!("save_grid: {} items of {shape:?}, {cols} columns, zoom {zoom}, range [{lo}, {hi}] (need items, 1 or 3 channels, lo < hi)", items.len())));
     }
     if let Some(bad) = items.iter().position(|x| x.len() != planes * h * w) {

@@ -51,6 +51,7 @@ impl Compose {
         Compose::default()
     }
 
+    #[allow(clippy::should_implement_trait)] // a builder step, as nn::Sequential::add
     pub fn add(mut self, t: impl Transform + 'static) -> Compose {
         self.steps.push(Box::new(t));
         self
