@@ -213,3 +213,27 @@ fn loop_kernels_validate_without_a_device() {
     assert!(l.shaders.len() >= 8, "{:?}", l.shaders.iter().map(|s| &s.name).collect::<Vec<_>>());
     assert!(l.shaders.iter().any(|s| s.name.contains("reduce")));
 }
+
+/// NaN (from a constant: inputs refuse it) propagates through maximum,
+/// minimum and max/min reductions and casts to integer 0, as in the
+/// interpreter: shaders test NaN by its bits, since drivers fold `x != x`.
+#[test]
+fn nan_propagates_like_the_interpreter() {
+    if !common::gpu() {
+        return;
+    }
+    let mut g = Graph::new();
+    let x = g.input("x", f32_shape([6])).unwrap();
+    let c = g.constant(HostTensor::from_f32([6], vec![f32::NAN, 1.0, -2.0, f32::NAN, 0.5, 3.0]).unwrap()).unwrap();
+    let mx = g.maximum(c, x).unwrap();
+    let mn = g.minimum(x, c).unwrap();
+    let rmax = g.reduce(ReduceOp::Max, c, &[0], false).unwrap();
+    let rmin = g.reduce(ReduceOp::Min, mx, &[0], false).unwrap();
+    let ci = g.cast(c, DType::I64).unwrap();
+    let p = g.pow(c, x).unwrap();
+    for (n, v) in [("mx", mx), ("mn", mn), ("rmax", rmax), ("rmin", rmin), ("ci", ci), ("p", p)] {
+        g.set_output(n, v).unwrap();
+    }
+    let xs = HostTensor::from_f32([6], vec![2.0, 0.0, 1.0, -1.0, 7.0, 2.0]).unwrap();
+    common::assert_matches_interp(&g, &inputs(&[("x", xs)]), &BTreeMap::new(), 1e-6);
+}

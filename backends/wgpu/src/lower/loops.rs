@@ -207,7 +207,7 @@ pub fn cast(from: DType, to: DType, x: &str) -> Result<String, WgpuError> {
     let (f, t) = (ty(from)?, ty(to)?);
     Ok(match (f, t) {
         _ if f == t => x.to_string(),
-        ("f32", "i32") => format!("select(i32({x}), 0i, {x} != {x})"),
+        ("f32", "i32") => format!("select(i32({x}), 0i, k_isnan({x}))"),
         ("i32", "f32") => format!("f32({x})"),
         ("bool", "f32") => format!("select(0.0f, 1.0f, {x})"),
         ("bool", "i32") => format!("select(0i, 1i, {x})"),

@@ -31,11 +31,16 @@ fn st_i32(i: u32, v: i32) { mem[i] = bitcast<u32>(v); }
 fn st_bool(i: u32, v: bool) { mem[i] = select(0u, 1u, v); }
 // An index out of range: record which node and index (the runtime turns
 // it into RunError::IndexOutOfRange and rolls the step back).
-fn fail(node: u32, index: i32) { mem[ERR] = node + 1u; mem[ERR + 1u] = bitcast<u32>(index); }
+// The first failing kernel wins, as in the interpreter, which stops there.
+fn fail(node: u32, index: i32) {
+    if (mem[ERR] == 0u) { mem[ERR] = node + 1u; mem[ERR + 1u] = bitcast<u32>(index); }
+}
 
 // Scalar functions with the interpreter's semantics where WGSL's builtins
 // leave a case undefined or drift (NaN propagation, negative bases, -0).
 fn k_nan() -> f32 { return bitcast<f32>(0x7fc00000u); }
+// By the bits: drivers (lavapipe among them) fold `x != x` to false.
+fn k_isnan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
 fn k_inf() -> f32 { return bitcast<f32>(0x7f800000u); }
 fn k_relu(x: f32) -> f32 { return select(x, 0.0f, 0.0f > x); }
 fn k_sigmoid(x: f32) -> f32 { return 1.0f / (1.0f + exp(-x)); }
@@ -47,13 +52,13 @@ fn k_sign(x: f32) -> f32 {
     return x;
 }
 fn k_max(a: f32, b: f32) -> f32 {
-    if (a != a) { return a; }
-    if (b != b) { return b; }
+    if (k_isnan(a)) { return a; }
+    if (k_isnan(b)) { return b; }
     return max(a, b);
 }
 fn k_min(a: f32, b: f32) -> f32 {
-    if (a != a) { return a; }
-    if (b != b) { return b; }
+    if (k_isnan(a)) { return a; }
+    if (k_isnan(b)) { return b; }
     return min(a, b);
 }
 // Series near 0 (relative accuracy), Abramowitz-Stegun 7.1.26 beyond.
@@ -70,7 +75,7 @@ fn k_erf(x: f32) -> f32 {
 // powf: a negative base takes an integer exponent's sign, else NaN.
 fn k_pow(a: f32, b: f32) -> f32 {
     if (b == 0.0f) { return 1.0f; }
-    if (a != a || b != b) { return k_nan(); }
+    if (k_isnan(a) || k_isnan(b)) { return k_nan(); }
     let odd = fract(b * 0.5f) != 0.0f && abs(b) < 16777216.0f;
     if (a == 0.0f) {
         let z = select(0.0f, k_inf(), b < 0.0f);
