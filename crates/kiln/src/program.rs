@@ -148,14 +148,21 @@ impl Program {
     }
 
     /// Sets every entry; each must be a param/state of this program with its
-    /// type. Entries the program does not have are an error. All or nothing:
-    /// on an error the earlier entries are put back.
+    /// type. Entries the program does not have are an error, except
+    /// BatchNorm's `num_batches_tracked` counters, which an inference
+    /// program never reads (PyTorch state_dicts always carry them). All or
+    /// nothing: on an error the earlier entries are put back.
     pub fn load_state_dict(&mut self, dict: &BTreeMap<String, HostTensor>) -> Result<()> {
-        if let Some(k) = dict.keys().find(|k| !self.has_state(k)) {
-            return Err(Error::UnknownParam(k.clone()));
+        let mut entries = Vec::with_capacity(dict.len());
+        for (k, v) in dict {
+            match self.has_state(k) {
+                true => entries.push((k, v)),
+                false if k.ends_with("num_batches_tracked") => {}
+                false => return Err(Error::UnknownParam(k.clone())),
+            }
         }
         let before = self.state_dict();
-        for (k, v) in dict {
+        for (k, v) in entries {
             if let Err(e) = self.set_state(k, v.clone()) {
                 for (k, old) in &before {
                     // Values it held before were accepted then.
