@@ -140,6 +140,11 @@ pub struct RunArgs {
     /// params/state to this file (resume training from the shell).
     #[arg(long, value_name = "NEXT.kiln")]
     pub save: Option<PathBuf>,
+    /// For a .kiln program: the memory (MiB) it may need beyond its stored
+    /// weights; a file asking for more is refused before anything is
+    /// allocated. Raise it for a trusted program that needs more.
+    #[arg(long, value_name = "MiB", default_value_t = kiln::format::DEFAULT_MAX_MEMORY >> 20)]
+    pub max_memory: u64,
 }
 
 #[derive(Args, Debug)]
@@ -196,4 +201,8 @@ pub struct InspectArgs {
     /// Also print every plan entry (partition, memory plan, kernel code).
     #[arg(long)]
     pub plan: bool,
+    /// The memory (MiB) the program may need beyond its stored weights, as
+    /// for `kiln run`.
+    #[arg(long, value_name = "MiB", default_value_t = kiln::format::DEFAULT_MAX_MEMORY >> 20)]
+    pub max_memory: u64,
 }

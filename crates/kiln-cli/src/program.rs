@@ -103,7 +103,7 @@ pub fn compile(a: &CompileArgs) -> Result<(), CliError> {
 }
 
 pub fn inspect(a: &InspectArgs) -> Result<(), CliError> {
-    let f = ProgramFile::read(&a.file)?;
+    let f = ProgramFile::read_with(&a.file, &kiln::format::LoadOptions::new().max_memory(a.max_memory.saturating_mul(1 << 20)))?;
     print!("{}", f.summary());
     if a.graph {
         println!("optimized graph:");

@@ -45,10 +45,15 @@ pub fn run(a: &RunArgs) -> Result<(), CliError> {
 /// A compiled `.kiln` program: params/state come from the file unless
 /// `--inputs` overrides them.
 fn run_program(a: &RunArgs) -> Result<(), CliError> {
-    let mut prog = match a.backend {
-        Some(b) => kiln::format::load_expecting(&a.file, facade_backend(b, a.precision)?)?,
-        None => kiln::format::load(&a.file)?,
-    };
+    let opts = kiln::format::LoadOptions::new().max_memory(a.max_memory.saturating_mul(1 << 20));
+    let file = kiln::format::ProgramFile::read_with(&a.file, &opts)?;
+    if let Some(b) = a.backend {
+        let want = kiln::format::backend_name(facade_backend(b, a.precision)?);
+        if file.backend != want {
+            return Err(kiln::format::FormatError::WrongBackend { found: file.backend, expected: want.to_string() }.into());
+        }
+    }
+    let mut prog = file.instantiate_with(&opts)?;
     let tensors = kiln_ir::read_safetensors(&a.inputs)?;
     let float_any = prog.backend() == kiln::BackendKind::InterpF64;
     let g = prog.graph().clone();

@@ -53,3 +53,22 @@ fn kiln_run_of_a_file_with_int3_machine_code_compiles_it_instead() {
     assert_eq!(read_safetensors(&again).unwrap(), read_safetensors(&good).unwrap());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A small file asking for more memory than the limit is refused, naming
+/// the limit; `--max-memory` raises it for a file the user trusts.
+#[test]
+fn kiln_run_refuses_a_file_over_the_memory_limit_unless_raised() {
+    let d = common::scratch("hostile", "limit");
+    let prog = d.join("mlp.kiln");
+    assert_exit(&kiln(&["compile", MLP, "--weights", MLP_IN, "-o", prog.to_str().unwrap()]), 0);
+    let out = d.join("out.safetensors");
+    let run = |mib: &str| kiln(&["run", prog.to_str().unwrap(), "--inputs", MLP_IN, "--out", out.to_str().unwrap(), "-q", "--max-memory", mib]);
+    let o = run("0");
+    assert_exit(&o, 1);
+    // The graph's constants alone are over a zero limit.
+    assert!(text(&o.stderr).contains("over the parse limit on constants (0 bytes left)"), "{}", text(&o.stderr));
+    let o = kiln(&["inspect", prog.to_str().unwrap(), "--max-memory", "0"]);
+    assert_exit(&o, 1);
+    assert_exit(&run("1"), 0);
+    let _ = std::fs::remove_dir_all(&d);
+}
