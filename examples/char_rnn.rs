@@ -66,7 +66,7 @@ fn train(name: &str, step: &mut Program, x: &HostTensor, y: &HostTensor, epochs:
 /// class scores.
 fn one_hot_cell(a: &Args, epochs: usize) -> String {
     // Seed 1: with four tanh units as the scores, some draws (seed 0 among
-    // them) settle on "ollll" within 15 epochs, as in PyTorch.
+    // them) settle on "ollll" within 15 epochs.
     let mut store = ParamStore::new(1);
     let cell = nn::RnnCell::new(&mut store, "rnncell", CLASSES, CLASSES).or_die("model");
     let mut b = Builder::train();
