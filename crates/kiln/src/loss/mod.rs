@@ -260,7 +260,7 @@ pub fn cross_entropy_probs(g: &mut Graph, logits: NodeId, target: NodeId, opts: 
     let (xt, tt) = (&g.node(logits)?.ty, &g.node(target)?.ty);
     if xt.shape.rank() != 2 || xt != tt {
         return Err(Error::Config(format!(
-            "cross_entropy({logits}: {xt}, {target}: {tt}): probability targets must be float [N, C] like the scores"
+            "cross_entropy({logits}: {xt}, {target}: {tt}): expected [N, C] scores and integer labels [N] or class probabilities [N, C] of the scores' type"
         )));
     }
     let c = xt.shape.0[1];
