@@ -12,6 +12,8 @@ use kiln::metrics::{ConfusionMatrix, MeanLoss};
 use kiln::train::{plot_history, EarlyStopping, EpochRecord, History, TrainProgress, Verdict};
 use kiln::{BackendKind, CompileOptions, HostTensor, Program};
 
+pub mod zoo;
+
 /// Flags every example accepts.
 #[derive(Debug, Clone)]
 pub struct Args {
@@ -30,13 +32,27 @@ pub struct Args {
 const HELP: &str = "flags: [--epochs N] [--out DIR] [--backend cpu|wgpu|interp] [--train-limit N] [--workers N]";
 
 pub fn args() -> Args {
+    args_with(&[]).0
+}
+
+/// [`args`] plus the example's own `--NAME VALUE` flags (`extra`, each
+/// with a one-line help): their values by name (without the dashes).
+pub fn args_with(extra: &[(&str, &str)]) -> (Args, std::collections::BTreeMap<String, String>) {
+    let help = || {
+        let mut h = HELP.to_string();
+        for (name, what) in extra {
+            h.push_str(&format!("\n  --{name} {what}"));
+        }
+        h
+    };
+    let mut own = std::collections::BTreeMap::new();
     let mut a = Args { epochs: None, out: PathBuf::from("target/examples-out"), backend: BackendKind::Cpu, train_limit: None, workers: None };
     if let Ok(b) = std::env::var("KILN_BACKEND") {
         a.backend = parse_backend(&b);
     }
     let mut it = std::env::args().skip(1);
     while let Some(f) = it.next() {
-        let mut v = || it.next().unwrap_or_else(|| die(&format!("{f} needs a value\n{HELP}")));
+        let mut v = || it.next().unwrap_or_else(|| die(&format!("{f} needs a value\n{}", help())));
         match f.as_str() {
             "--epochs" => a.epochs = Some(v().parse().unwrap_or_else(|e| die(&format!("--epochs: {e}")))),
             "--out" => a.out = PathBuf::from(v()),
@@ -44,13 +60,18 @@ pub fn args() -> Args {
             "--train-limit" => a.train_limit = Some(v().parse().unwrap_or_else(|e| die(&format!("--train-limit: {e}")))),
             "--workers" => a.workers = Some(v().parse().unwrap_or_else(|e| die(&format!("--workers: {e}")))),
             "-h" | "--help" => {
-                println!("{HELP}");
+                println!("{}", help());
                 std::process::exit(0);
             }
-            other => die(&format!("unknown flag `{other}`\n{HELP}")),
+            other => match other.strip_prefix("--").filter(|n| extra.iter().any(|(e, _)| e == n)) {
+                Some(name) => {
+                    own.insert(name.to_string(), v());
+                }
+                None => die(&format!("unknown flag `{other}`\n{}", help())),
+            },
         }
     }
-    a
+    (a, own)
 }
 
 fn parse_backend(s: &str) -> BackendKind {
@@ -172,6 +193,7 @@ pub fn fit(f: Fit<'_>) -> FitReport {
     let mut history = History::default();
     let mut stop = f.early_stopping.map(|(p, d)| EarlyStopping::new(p, d));
     let mut train_s = 0.0;
+    let mut wait_s = 0.0;
     let mut time_to_target = None;
     // The weights kept: the last epoch's, or with early stopping the best.
     let mut kept: Option<(usize, f64, f64, std::collections::BTreeMap<String, HostTensor>)> = None;
@@ -182,7 +204,13 @@ pub fn fit(f: Fit<'_>) -> FitReport {
         bar.start_epoch(epoch);
         let t0 = Instant::now();
         let mut correct = (0usize, 0usize);
-        for b in loader.epoch(epoch as u64) {
+        let mut batches = loader.epoch(epoch as u64);
+        loop {
+            // Time the step spends waiting for its next batch: what loader
+            // workers exist to hide.
+            let tw = Instant::now();
+            let Some(b) = batches.next() else { break };
+            wait_s += tw.elapsed().as_secs_f64();
             let b = b.or_die("batch");
             let out = f.train.run(&[("x", &b.x), ("y", &b.y)]).or_die("train step");
             let loss = out["loss"].scalar().or_die("loss");
@@ -228,6 +256,13 @@ pub fn fit(f: Fit<'_>) -> FitReport {
         }
     }
     let (kept_epoch, val_accuracy, kept_seconds, weights) = kept.unwrap_or_else(|| die("no epoch was trained"));
+    println!(
+        "{:.1} s of training, {:.3} s of it waiting for batches ({} loader workers), {:.3} s per epoch",
+        train_s,
+        wait_s,
+        f.num_workers,
+        train_s / history.epochs.len() as f64
+    );
     if !weights.is_empty() {
         f.eval.load_state_dict(&weights).or_die("restore the best epoch's weights");
         println!("kept the weights of epoch {kept_epoch} (best validation loss)");
