@@ -711,3 +711,98 @@ fn encoder_with_dropout_trains_the_same_on_cpu_and_interpreter() {
     }
     assert_ne!(losses[0][0], losses[0][1], "the step changes the loss");
 }
+
+/// The value and the gradients (input and parameters) of J = sum(y * w)
+/// on the CPU backend (and the GPU backend where an adapter exists) match
+/// the f32 interpreter, for the layer settings the golden cases do not
+/// cover.
+fn backend_parity(name: &str, x_shape: &[usize], store: ParamStore, forward: impl Fn(&mut Builder, NodeId) -> kiln::Result<NodeId>) {
+    let mut rng = Rng::new(17);
+    let mut b = Builder::new(Mode::Train);
+    let x = b.input("x", f32_shape(x_shape.to_vec())).unwrap();
+    let y = forward(&mut b, x).unwrap();
+    let yshape = b.ty(y).shape.clone();
+    let w = b.input("w", f32_shape(yshape.0.clone())).unwrap();
+    let p = b.mul(y, w).unwrap();
+    let j = b.sum_all(p).unwrap();
+    let mut g = b.graph().clone();
+    g.set_output("j", j).unwrap();
+    let params: Vec<(String, NodeId)> = store.param_names().into_iter().filter_map(|n| g.find_input(&n).map(|id| (n, id))).collect();
+    let mut wrt = vec![x];
+    wrt.extend(params.iter().map(|(_, id)| *id));
+    let grads = kiln::grad(&mut g, j, &wrt).unwrap();
+    g.set_output("grad.x", grads[0]).unwrap();
+    for ((n, _), gid) in params.iter().zip(&grads[1..]) {
+        g.set_output(&format!("grad.{n}"), *gid).unwrap();
+    }
+    let spec = Spec::from_parts(g, &store, b.init_values()).unwrap();
+    let feed = BTreeMap::from([
+        ("x".to_string(), randn(&mut rng, x_shape).cast(kiln::DType::F32)),
+        ("w".to_string(), randn(&mut rng, &yshape.0).cast(kiln::DType::F32)),
+    ]);
+    let want = kiln::compile(&spec, CompileOptions::default().backend(kiln::BackendKind::Interp)).unwrap().run_map(&feed).unwrap();
+    let mut backends = vec![kiln::BackendKind::Cpu];
+    if kiln::wgpu_adapter().is_ok() {
+        backends.push(kiln::BackendKind::Wgpu);
+    }
+    for backend in backends {
+        let got = kiln::compile(&spec, CompileOptions::default().backend(backend)).unwrap().run_map(&feed).unwrap();
+        for (k, wv) in &want {
+            let (gv, wv) = (got[k].to_f64_vec(), wv.to_f64_vec());
+            let scale = wv.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+            for (i, (a, e)) in gv.iter().zip(&wv).enumerate() {
+                assert!((a - e).abs() <= 1e-4 * scale, "{name} on {backend:?}: {k}[{i}] = {a}, interpreter {e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn uncovered_layer_settings_match_the_interpreter_on_every_backend() {
+    let mut s = ParamStore::new(31);
+    let t1 = nn::ConvTranspose1d::config(4, 6, 3).stride(3).padding(1).output_padding(2).groups(2).dilation(2).build(&mut s, "t1").unwrap();
+    let circ = nn::Conv2d::config(2, 3, 3).padding2([2, 1]).stride(2).padding_mode(nn::PaddingMode::Circular).build(&mut s, "circ").unwrap();
+    let mha = nn::MultiheadAttention::config(4, 2).kdim(3).vdim(5).build(&mut s, "mha").unwrap();
+    s.reinit("mha.in_proj_bias", Init::Uniform { low: -0.5, high: 0.5 }).unwrap();
+    extra(&mut s, "key", &[5, 2, 3]);
+    extra(&mut s, "value", &[5, 2, 5]);
+    let gru = nn::GruCell::with(&mut s, "gru", 4, 3, false).unwrap();
+    backend_parity("uncovered", &[2, 2, 5, 6], s, move |b, x| {
+        let mut parts = Vec::new();
+        parts.push(nn::adaptive_max_pool2d(b, x, [2, 4])?);
+        parts.push(nn::AvgPool2d::new(2).stride(2).padding(1).ceil_mode(true).forward(b, x)?);
+        parts.push(nn::MaxPool2d::new(3).stride(2).padding(1).dilation2([1, 2]).ceil_mode(true).forward(b, x)?);
+        parts.push(nn::CircularPad2d([2, 1, 1, 3]).forward(b, x)?);
+        parts.push(circ.forward(b, x)?);
+        let up = nn::Upsample { size: None, scale_factor: Some(vec![1.7, 0.6]), mode: nn::UpsampleMode::Linear { align_corners: false } };
+        parts.push(up.forward(b, x)?);
+        parts.push(nn::Upsample::size(&[3, 11], nn::UpsampleMode::Nearest).forward(b, x)?);
+        parts.push(nn::LocalResponseNorm::with(4, 0.2, 0.6, 1.5).forward(b, x)?);
+        let x1 = b.reshape(x, [2, 4, 15])?;
+        parts.push(t1.forward(b, x1)?);
+        let q = b.reshape(x, [6, 2, 10])?;
+        let q = b.slice_axis(q, 2, 0, 4)?;
+        let k = b.param("key", [5, 2, 3])?;
+        let v = b.param("value", [5, 2, 5])?;
+        let cm: Vec<f64> = (0..30).map(|i| f64::from(u8::from(i % 5 > i / 5))).collect();
+        let cm = b.constant(HostTensor::from_f64_values(&kiln::ir::TensorType::new(kiln::DType::Bool, [6, 5]), &cm))?;
+        let o = mha.forward_qkv(b, q, k, v, &nn::AttentionOptions { attn_mask: Some(cm), ..Default::default() })?;
+        parts.push(o.y);
+        parts.push(o.weights.unwrap());
+        let q2 = b.reshape(q, [12, 4])?;
+        let h = gru.step(b, q2, None)?;
+        parts.push(h);
+        let mut acc: Option<NodeId> = None;
+        for p in parts {
+            let q = b.mul(p, p)?;
+            let q = b.sum_all(q)?;
+            acc = Some(match acc {
+                Some(a) => b.add(a, q)?,
+                None => q,
+            });
+        }
+        let q = b.slice_axis(x, 3, 0, 1)?;
+        let acc = acc.unwrap();
+        Ok(b.add(q, acc)?)
+    });
+}
