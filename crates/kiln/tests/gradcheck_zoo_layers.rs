@@ -768,12 +768,13 @@ fn uncovered_layer_settings_match_the_interpreter_on_every_backend() {
     extra(&mut s, "value", &[5, 2, 5]);
     let gru = nn::GruCell::with(&mut s, "gru", 4, 3, false).unwrap();
     backend_parity("uncovered", &[2, 2, 5, 6], s, move |b, x| {
-        let mut parts = Vec::new();
-        parts.push(nn::adaptive_max_pool2d(b, x, [2, 4])?);
-        parts.push(nn::AvgPool2d::new(2).stride(2).padding(1).ceil_mode(true).forward(b, x)?);
-        parts.push(nn::MaxPool2d::new(3).stride(2).padding(1).dilation2([1, 2]).ceil_mode(true).forward(b, x)?);
-        parts.push(nn::CircularPad2d([2, 1, 1, 3]).forward(b, x)?);
-        parts.push(circ.forward(b, x)?);
+        let mut parts = vec![
+            nn::adaptive_max_pool2d(b, x, [2, 4])?,
+            nn::AvgPool2d::new(2).stride(2).padding(1).ceil_mode(true).forward(b, x)?,
+            nn::MaxPool2d::new(3).stride(2).padding(1).dilation2([1, 2]).ceil_mode(true).forward(b, x)?,
+            nn::CircularPad2d([2, 1, 1, 3]).forward(b, x)?,
+            circ.forward(b, x)?,
+        ];
         let up = nn::Upsample { size: None, scale_factor: Some(vec![1.7, 0.6]), mode: nn::UpsampleMode::Linear { align_corners: false } };
         parts.push(up.forward(b, x)?);
         parts.push(nn::Upsample::size(&[3, 11], nn::UpsampleMode::Nearest).forward(b, x)?);
