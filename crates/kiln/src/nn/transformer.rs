@@ -181,7 +181,9 @@ pub struct TransformerEncoder {
 impl TransformerEncoder {
     /// Builds `num_layers` layers of `layer`'s config under
     /// `<name>.layers.N`, and `<name>.norm` (eps as the layers') when
-    /// `final_norm`.
+    /// `final_norm`. Each layer draws its own initial values (PyTorch
+    /// deep-copies one layer, so its layers start equal; a loaded
+    /// state_dict makes the two the same).
     pub fn new(store: &mut ParamStore, name: &str, layer: &TransformerEncoderLayerConfig, num_layers: usize, final_norm: bool) -> Result<TransformerEncoder> {
         if num_layers == 0 {
             return Err(Error::Config(format!("transformer_encoder `{name}`: num_layers must be positive")));

@@ -1,7 +1,9 @@
 //! Upsampling / interpolation: PyTorch's `nn.Upsample(size, scale_factor,
 //! mode, align_corners)` and `F.interpolate` for `nearest` and
 //! `linear`/`bilinear` (with or without `align_corners`), on `[N, C, L]`
-//! or `[N, C, H, W]` inputs, by output size or by scale factor.
+//! or `[N, C, H, W]` inputs, by output size or by scale factor (the
+//! output size is `floor(in * scale)` and the source positions use the
+//! given scale, as PyTorch's default `recompute_scale_factor=None`).
 //!
 //! Each spatial axis is resampled separately (W first, then H, as PyTorch
 //! sums): nearest is one `gather` with a constant index vector; linear is
