@@ -26,6 +26,10 @@ pub struct WgpuBackend {
     /// Where to write the partition, memory plan, dispatch list and one
     /// `.wgsl` per dispatch (nothing is written when `None`).
     pub dump_dir: Option<PathBuf>,
+    /// Refuse, before any device buffer is created, a program whose one
+    /// buffer needs more bytes than this (a loaded file's budget); `None`:
+    /// only the adapter's limits.
+    pub max_memory: Option<u64>,
 }
 
 impl WgpuBackend {
@@ -42,6 +46,9 @@ impl WgpuBackend {
     /// shaders), it must equal what this build generates.
     pub fn compile_program(&self, g: &Graph, stored: Option<&[(String, String)]>) -> Result<WgpuExecutable, WgpuError> {
         let lowered = lower_graph(g)?;
+        if let Some(limit) = self.max_memory.filter(|&l| lowered.layout.bytes() > l) {
+            return Err(WgpuError::Limit(format!("the program needs {} bytes of device memory, more than the limit of {limit}", lowered.layout.bytes())));
+        }
         if let Some(stored) = stored {
             check_stored(&lowered, stored)?;
         }

@@ -52,3 +52,18 @@ fn a_param_updated_in_place_persists_across_runs() {
     assert_eq!(b["loss"].scalar().unwrap(), 50.0);
     assert_eq!(exe.state("w").unwrap().as_f32().unwrap(), &[0.5; 100][..]);
 }
+
+#[test]
+fn a_memory_limit_is_checked_before_any_device_buffer() {
+    let mut g = Graph::new();
+    let x = g.input("x", f32_shape([1000])).unwrap();
+    let y = g.exp(x).unwrap();
+    g.set_output("y", y).unwrap();
+    let mut be = kiln_wgpu::WgpuBackend::new();
+    be.max_memory = Some(1024);
+    match be.compile_program(&g, None) {
+        Err(kiln_wgpu::WgpuError::Limit(m)) => assert!(m.contains("limit of 1024"), "{m}"),
+        Err(e) => panic!("expected a limit error, got {e}"),
+        Ok(_) => panic!("a 1 KiB limit admitted an 8 KiB program"),
+    }
+}

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release -p kiln-bench -- [--backend cpu|wgpu|interp] [--json FILE]
-//!     [--workloads W1-mlp-sgd,W3-lenet5-sgd,...] [--min-time SECONDS] [--anchors FILE]
+//!     [--workloads W1-mlp-sgd,W3-lenet5-sgd,...] [--min-time SECONDS] [--min-samples N (30; fewer for slow backends such as software Vulkan)] [--anchors FILE]
 //! ```
 //!
 //! Timing follows the anchors' `common.time_fn`: warm-up calls, then at
@@ -28,10 +28,12 @@ struct Args {
     json: Option<String>,
     workloads: Vec<String>,
     min_time: f64,
+    /// Samples to take at least (each workload also runs `min_time`).
+    min_samples: usize,
     anchors: Option<String>,
 }
 
-const USAGE: &str = "usage: kiln-bench [--backend cpu|wgpu|interp] [--json FILE] [--workloads W1-mlp-sgd,...] [--min-time SECONDS] [--anchors FILE]
+const USAGE: &str = "usage: kiln-bench [--backend cpu|wgpu|interp] [--json FILE] [--workloads W1-mlp-sgd,...] [--min-time SECONDS] [--min-samples N (30; fewer for slow backends such as software Vulkan)] [--anchors FILE]
 
 Runs kiln on the benchmark workloads and prints median ms/step (p10/p90),
 samples/s, compile time and peak memory beside the PyTorch/JAX anchors.
@@ -41,7 +43,7 @@ examples:
   cargo run --release -p kiln-bench -- --workloads W3-lenet5-sgd --json out.jsonl";
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { backend: BackendKind::Cpu, json: None, workloads: workloads::ALL.iter().map(|s| s.to_string()).collect(), min_time: 3.0, anchors: None };
+    let mut a = Args { backend: BackendKind::Cpu, json: None, workloads: workloads::ALL.iter().map(|s| s.to_string()).collect(), min_time: 3.0, min_samples: 30, anchors: None };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut val = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value\n\n{USAGE}"));
@@ -62,6 +64,7 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--min-time" => a.min_time = val("--min-time")?.parse().map_err(|e| format!("--min-time: {e}"))?,
+            "--min-samples" => a.min_samples = val("--min-samples")?.parse().map_err(|e| format!("--min-samples: {e}"))?,
             "--anchors" => a.anchors = Some(val("--anchors")?),
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -108,7 +111,7 @@ fn run_one(name: &str, a: &Args) -> Result<Row, String> {
     }
     let mut samples = Vec::new();
     let start = Instant::now();
-    while samples.len() < 30 || start.elapsed().as_secs_f64() < a.min_time {
+    while samples.len() < a.min_samples.max(1) || start.elapsed().as_secs_f64() < a.min_time {
         let t = Instant::now();
         let out = prog.run(&inputs).map_err(|e| e.to_string())?;
         samples.push(t.elapsed().as_secs_f64() * 1e3);

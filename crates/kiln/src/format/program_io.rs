@@ -153,7 +153,9 @@ fn lower(kind: BackendKind, graph: &Graph, options: &BTreeMap<String, String>, s
         // regenerated from the checked graph, and the stored ones must
         // equal them (`same_plan`).
         BackendKind::Wgpu => {
-            let exe = kiln_wgpu::WgpuBackend::new().compile_program(graph, None).map_err(kiln_ir::RunError::from)?;
+            let mut be = kiln_wgpu::WgpuBackend::new();
+            be.max_memory = max_memory;
+            let exe = be.compile_program(graph, None).map_err(kiln_ir::RunError::from)?;
             let plan = wgpu_plan(exe.lowered());
             let peak = exe.lowered().peak_bytes as u64;
             (Box::new(exe), plan, Some(peak))
