@@ -116,11 +116,27 @@ impl Transform for RandomCrop {
 
     fn apply(&self, x: Vec<f32>, shape: &[usize], rng: &mut SplitMix64) -> Vec<f32> {
         let (planes, h, w) = planes_hw("RandomCrop", shape).expect("checked by out_shape");
-        let p = self.padding as f64;
-        let top = rng.below(h + 2 * self.padding - self.size + 1) as f64 - p;
-        let left = rng.below(w + 2 * self.padding - self.size + 1) as f64 - p;
-        // Whole-pixel offsets: bilinear reads hit pixel centres exactly.
-        warp(&x, planes, h, w, self.size, self.size, |ox, oy| (ox + left, oy + top), self.fill, false)
+        let p = self.padding as isize;
+        let top = rng.below(h + 2 * self.padding - self.size + 1) as isize - p;
+        let left = rng.below(w + 2 * self.padding - self.size + 1) as isize - p;
+        // Whole-pixel offsets need no resampling: copy each output row's
+        // run that lies inside the image (this runs per item per epoch, so
+        // it is worth the few lines over the general warp).
+        let n = self.size;
+        let mut out = vec![self.fill; planes * n * n];
+        let (x0, x1) = (left.max(0), (left + n as isize).min(w as isize));
+        for c in 0..planes {
+            for oy in 0..n {
+                let sy = top + oy as isize;
+                if sy < 0 || sy >= h as isize || x0 >= x1 {
+                    continue;
+                }
+                let src = c * h * w + sy as usize * w;
+                let dst = c * n * n + oy * n + (x0 - left) as usize;
+                out[dst..dst + (x1 - x0) as usize].copy_from_slice(&x[src + x0 as usize..src + x1 as usize]);
+            }
+        }
+        out
     }
 }
 
@@ -332,6 +348,18 @@ mod tests {
             moved += usize::from(y != orig);
         }
         assert!(moved > 25, "8 of 9 offsets move the image: {moved}");
+        // The row copy agrees with the general bilinear warp at whole-pixel
+        // offsets, for crops smaller than the image and several channels.
+        let t = RandomCrop::new(3).padding(2, -1.0);
+        let img: Vec<f32> = (0..2 * 4 * 5).map(|v| v as f32).collect();
+        for s in 0..30 {
+            let mut g = SplitMix64::new(s);
+            let y = t.apply(img.clone(), &[2, 4, 5], &mut g);
+            let mut g = SplitMix64::new(s);
+            let top = g.below(4 + 4 - 3 + 1) as f64 - 2.0;
+            let left = g.below(5 + 4 - 3 + 1) as f64 - 2.0;
+            assert_eq!(y, warp(&img, 2, 4, 5, 3, 3, |ox, oy| (ox + left, oy + top), -1.0, false), "seed {s}");
+        }
         assert!(RandomCrop::new(6).padding(1, 0.0).out_shape(&[3, 3]).is_err());
     }
 
