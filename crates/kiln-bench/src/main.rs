@@ -17,6 +17,7 @@
 
 mod anchors;
 mod workloads;
+mod workloads_zoo;
 
 use std::io::Write;
 use std::time::Instant;

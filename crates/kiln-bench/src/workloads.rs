@@ -7,8 +7,19 @@ use kiln::data::SplitMix64;
 use kiln::nn::{self, Module};
 use kiln::{f32_shape, i64_shape, loss, optim, Builder, HostTensor, ParamStore, Spec};
 
-pub const ALL: [&str; 7] =
-    ["W1-mlp-sgd", "W1-mlp-adam", "W2-mlp-infer-b1", "W2-mlp-infer-b1024", "W3-lenet5-sgd", "W4-resnet-sgd", "W5-lstm-adam"];
+pub const ALL: [&str; 10] = [
+    "W1-mlp-sgd",
+    "W1-mlp-adam",
+    "W2-mlp-infer-b1",
+    "W2-mlp-infer-b1024",
+    "W3-lenet5-sgd",
+    "W4-resnet-sgd",
+    "W5-lstm-adam",
+    // The model-zoo rows (workloads_zoo.rs).
+    "Z1-resnet18-sgd",
+    "Z2-inception-sgd",
+    "Z3-tinyvit-adam",
+];
 
 const SEED: u64 = 0;
 const CLASSES: usize = 10;
@@ -89,7 +100,7 @@ fn resnet(store: &mut ParamStore) -> kiln::Result<nn::Sequential> {
         .add(nn::Linear::new(store, "fc", c, CLASSES)?))
 }
 
-fn train(name: &'static str, batch: usize, x_shape: Vec<usize>, adam: bool, build: impl FnOnce(&mut ParamStore, &mut Builder, kiln::NodeId) -> kiln::Result<kiln::NodeId>) -> kiln::Result<Workload> {
+pub(crate) fn train(name: &'static str, batch: usize, x_shape: Vec<usize>, adam: bool, build: impl FnOnce(&mut ParamStore, &mut Builder, kiln::NodeId) -> kiln::Result<kiln::NodeId>) -> kiln::Result<Workload> {
     let mut store = ParamStore::new(SEED);
     let mut b = Builder::train();
     let x = b.input("x", f32_shape(x_shape.clone()))?;
@@ -128,6 +139,6 @@ pub fn build(name: &str) -> kiln::Result<Workload> {
             let h = b.reshape(out.h_n, [32, 256])?;
             fc.forward(b, h)
         }),
-        other => Err(kiln::Error::Config(format!("unknown workload `{other}` (known: {})", ALL.join(", ")))),
+        other => crate::workloads_zoo::build(other).unwrap_or_else(|| Err(kiln::Error::Config(format!("unknown workload `{other}` (known: {})", ALL.join(", "))))),
     }
 }
