@@ -24,7 +24,7 @@ const LR: f64 = 0.03;
 
 fn main() {
     let a = args();
-    let epochs = a.epochs.unwrap_or(6);
+    let epochs = a.epochs.unwrap_or(8);
     let mut mnist = Mnist::shipped().or_die("MNIST");
     mnist.normalize(Normalize::MNIST);
     let (train_set, val_set) = holdout(limit(mnist.train, a.train_limit), VAL_FRACTION, 0);
