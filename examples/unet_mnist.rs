@@ -133,7 +133,7 @@ fn iou(eval: &mut Program, data: &Arc<TensorDataset>) -> (f64, Vec<f32>) {
 
 fn main() {
     let a = args();
-    let epochs = a.epochs.unwrap_or(3);
+    let epochs = a.epochs.unwrap_or(8);
     let mnist = Mnist::shipped().or_die("MNIST");
     let (train_clean, val_clean) = holdout(limit(mnist.train, a.train_limit), VAL_FRACTION, 0);
     let (train_set, val_set, test_set) = (noisy(&train_clean, 1), noisy(&val_clean, 2), noisy(&mnist.test, 3));
