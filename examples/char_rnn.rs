@@ -62,8 +62,8 @@ fn train(name: &str, step: &mut Program, x: &HostTensor, y: &HostTensor, epochs:
     predicted
 }
 
-/// 1. RNNCell on one-hot vectors: x [SEQ, 1, 4], the hidden state is the
-/// class scores.
+/// The first model: an RNNCell on one-hot vectors (x [SEQ, 1, 4]) whose
+/// hidden state is the class scores.
 fn one_hot_cell(a: &Args, epochs: usize) -> String {
     // Seed 1: with four tanh units as the scores, some draws (seed 0 among
     // them) settle on "ollll" within 15 epochs.
@@ -96,7 +96,8 @@ fn one_hot_cell(a: &Args, epochs: usize) -> String {
     train("rnncell", &mut step, &xv, &yv, epochs)
 }
 
-/// 2. Embedding -> RNN -> Linear on the character indices: x [1, SEQ].
+/// The second model: Embedding -> RNN -> Linear on the character indices
+/// (x [1, SEQ]).
 fn embedding_rnn(a: &Args, epochs: usize) -> String {
     let mut store = ParamStore::new(0);
     let emb = nn::Embedding::new(&mut store, "emb", CLASSES, 10).or_die("model");

@@ -17,7 +17,6 @@
 
 mod anchors;
 mod workloads;
-mod workloads_zoo;
 
 use std::io::Write;
 use std::time::Instant;

@@ -7,6 +7,11 @@ use kiln::data::SplitMix64;
 use kiln::nn::{self, Module};
 use kiln::{f32_shape, i64_shape, loss, optim, Builder, HostTensor, ParamStore, Spec};
 
+// The model-zoo rows; a path beside this file, so that the examples that
+// include this file by path get them too.
+#[path = "workloads_zoo.rs"]
+mod zoo;
+
 pub const ALL: [&str; 10] = [
     "W1-mlp-sgd",
     "W1-mlp-adam",
@@ -139,6 +144,6 @@ pub fn build(name: &str) -> kiln::Result<Workload> {
             let h = b.reshape(out.h_n, [32, 256])?;
             fc.forward(b, h)
         }),
-        other => crate::workloads_zoo::build(other).unwrap_or_else(|| Err(kiln::Error::Config(format!("unknown workload `{other}` (known: {})", ALL.join(", "))))),
+        other => zoo::build(other).unwrap_or_else(|| Err(kiln::Error::Config(format!("unknown workload `{other}` (known: {})", ALL.join(", "))))),
     }
 }

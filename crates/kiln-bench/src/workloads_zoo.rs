@@ -14,7 +14,7 @@
 use kiln::models;
 use kiln::nn::Module;
 
-use crate::workloads::{train, Workload};
+use super::{train, Workload};
 
 pub fn build(name: &str) -> Option<kiln::Result<Workload>> {
     Some(match name {
