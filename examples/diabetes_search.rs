@@ -6,10 +6,12 @@
 //! log-uniform learning rates on one validation split. The best grid setting
 //! is retrained on all 80% and the test rows are measured once.
 //!
-//! Compiled steps are reused across trials: the learning rate is program
-//! state, so a new lr or a new fold only resets the program's weights and
-//! optimizer state in place; a new batch size (a new shape) or weight decay
-//! (a constant of the update) compiles another step, once.
+//! Compiled steps are reused across trials: the learning rate and the
+//! weight decay (`tunable_weight_decay()`) are program state, so a new lr,
+//! decay or fold only resets the program's weights and optimizer state in
+//! place and sets the two; only a new batch size (a new shape) compiles
+//! another step, once. (With the decay a constant of the update, each
+//! decay value compiled a step of its own: 4 for this grid, now 2.)
 //!
 //! `cargo run --release --example diabetes_search [-- --epochs N]`
 
@@ -18,7 +20,8 @@ use std::sync::Arc;
 
 use kiln::data::{stratified_split, CsvTable, DataLoader, LastBatch, Standardize, TensorDataset};
 use kiln::nn::{self, Module};
-use kiln::train::{cross_validate, search, ProgramCache, Range, SearchSpace};
+use kiln::optim::Rule;
+use kiln::train::{cross_validate, search, Hyper, ProgramCache, Range, SearchSpace};
 use kiln::{f32_shape, loss, optim, Builder, ParamStore, Program};
 use kiln_examples::{args, Args, OrDie};
 
@@ -35,9 +38,9 @@ fn net(store: &mut ParamStore) -> kiln::Result<nn::Sequential> {
         .add(nn::Sigmoid))
 }
 
-/// The training step for one batch size and weight decay (same initial
-/// weights every time: `ParamStore::new(0)`).
-fn train_step(batch: usize, weight_decay: f64, a: &Args) -> kiln::Result<Program> {
+/// The training step for one batch size, any lr and weight decay (same
+/// initial weights every time: `ParamStore::new(0)`).
+fn train_step(batch: usize, a: &Args) -> kiln::Result<Program> {
     let mut store = ParamStore::new(0);
     let model = net(&mut store)?;
     let mut b = Builder::train();
@@ -45,7 +48,7 @@ fn train_step(batch: usize, weight_decay: f64, a: &Args) -> kiln::Result<Program
     let y = b.input("y", f32_shape([batch, 1]))?;
     let p = model.forward(&mut b, x)?;
     let l = loss::bce(&mut b, p, y, loss::Reduction::Mean)?;
-    kiln::compile(&kiln::train_step(&b, l, &store, optim::Adam::new(1e-2).weight_decay(weight_decay))?, a.compile_options())
+    kiln::compile(&kiln::train_step(&b, l, &store, optim::Adam::new(1e-2).tunable_weight_decay())?, a.compile_options())
 }
 
 fn eval_program(a: &Args) -> kiln::Result<Program> {
@@ -72,7 +75,7 @@ fn prepare(train: &TensorDataset, val: &TensorDataset) -> kiln::Result<(Arc<Tens
 }
 
 struct Trainer<'a> {
-    steps: ProgramCache<(usize, u64)>,
+    steps: ProgramCache<usize>,
     eval: Program,
     epochs: usize,
     args: &'a Args,
@@ -80,11 +83,10 @@ struct Trainer<'a> {
 
 impl Trainer<'_> {
     /// Trains a fresh model on `train` and returns its accuracy on `val`.
-    fn score(&mut self, lr: f64, weight_decay: f64, batch: usize, train: &TensorDataset, val: &TensorDataset) -> kiln::Result<f64> {
+    fn score(&mut self, h: &Hyper, train: &TensorDataset, val: &TensorDataset) -> kiln::Result<f64> {
         let (train, val) = prepare(train, val)?;
-        let a = self.args;
-        let step = self.steps.fresh((batch, weight_decay.to_bits()), || train_step(batch, weight_decay, a))?;
-        step.set_lr(lr)?;
+        let (a, batch) = (self.args, h.batch_size);
+        let step = self.steps.trial(batch, h, || train_step(batch, a))?;
         let loader = DataLoader::new(train, batch)?.shuffle(1);
         for epoch in 0..self.epochs {
             for b in loader.epoch(epoch as u64) {
@@ -117,7 +119,7 @@ fn main() {
     let space = SearchSpace { lr: Range::Values(vec![1e-3, 1e-2, 3e-2]), weight_decay: Range::Values(vec![0.0, 1e-3]), batch_size: vec![32, 64] };
     let grid = space.grid().or_die("grid");
     let report = search(&grid, |h| {
-        let cv = cross_validate(&dev, FOLDS, 0, |_, tr, va| t.score(h.lr, h.weight_decay, h.batch_size, &tr, &va))?;
+        let cv = cross_validate(&dev, FOLDS, 0, |_, tr, va| t.score(h, &tr, &va))?;
         println!("  lr {:<6} weight_decay {:<6} batch {:>2}: {FOLDS}-fold accuracy {cv}", h.lr, h.weight_decay, h.batch_size);
         Ok::<f64, kiln::Error>(cv.mean)
     })
@@ -139,7 +141,7 @@ fn main() {
     let (tr, va) = stratified_split(&dev, 0.2, 1).or_die("split");
     let (tr, va) = (dev.subset(&tr), dev.subset(&va));
     let before = t.steps.compiles();
-    let rs = search(&random, |h| t.score(h.lr, h.weight_decay, h.batch_size, &tr, &va)).or_die("random search");
+    let rs = search(&random, |h| t.score(h, &tr, &va)).or_die("random search");
     for trial in &rs.trials {
         println!("  lr {:.5} weight_decay {:<6} batch {:>2}: validation accuracy {:.4}", trial.hyper.lr, trial.hyper.weight_decay, trial.hyper.batch_size, trial.score);
     }
@@ -148,7 +150,7 @@ fn main() {
     // The chosen setting, retrained on every selection row; the test rows
     // are touched here and only here.
     let h = best.hyper;
-    let acc = t.score(h.lr, h.weight_decay, h.batch_size, &dev, &test).or_die("final model");
+    let acc = t.score(&h, &dev, &test).or_die("final model");
     println!("best grid setting retrained on all {} selection rows: test accuracy {acc:.4}", dev.len());
     println!("test_accuracy={acc:.4}");
 }

@@ -23,7 +23,8 @@
 //! - [`optim`]: SGD, Adam/AdamW (AMSGrad), NAdam, RMSprop, Adagrad, Adadelta
 //!   as graph nodes, with parameter groups, gradient clipping, and the
 //!   learning rate as runtime state ([`Program::set_lr`], schedules in
-//!   [`optim::schedule`]). PyTorch's update formulas, checked against
+//!   [`optim::schedule`]) and, opt-in, the weight decay
+//!   ([`Program::set_weight_decay`]). PyTorch's update formulas, checked against
 //!   PyTorch's own numbers by the golden tests.
 //! - [`train_step`] turns forward + loss into one training graph (autodiff
 //!   and the optimizer's updates appended); [`inference`] takes an eval-mode

@@ -10,7 +10,7 @@ use kiln_ir::{DType, Executable, Graph, HostTensor, Signature, TensorData};
 use kiln_passes::PipelineReport;
 
 use crate::compile::BackendKind;
-use crate::optim::LR;
+use crate::optim::{LR, WEIGHT_DECAY};
 use crate::{Error, ParamStore, Result};
 
 pub struct Program {
@@ -135,6 +135,25 @@ impl Program {
 
     pub fn lr(&self) -> Option<f64> {
         self.state(LR).and_then(|t| t.scalar().ok())
+    }
+
+    /// Sets the weight decay for the next steps (no recompilation). Only a
+    /// program whose optimizer was built with `tunable_weight_decay()` has
+    /// it as state; in any other the decay is a constant of the compiled
+    /// update, and changing it means compiling again.
+    pub fn set_weight_decay(&mut self, weight_decay: f64) -> Result<()> {
+        crate::optim::non_negative("weight_decay", weight_decay)?;
+        if !self.has_state(WEIGHT_DECAY) {
+            return Err(Error::UnknownParam(format!(
+                "{WEIGHT_DECAY} (this program's weight decay is a compiled constant: build the optimizer with .tunable_weight_decay())"
+            )));
+        }
+        self.set_state(WEIGHT_DECAY, HostTensor::scalar_f32(weight_decay as f32))
+    }
+
+    /// The weight decay state, if the optimizer's decay is tunable.
+    pub fn weight_decay(&self) -> Option<f64> {
+        self.state(WEIGHT_DECAY).and_then(|t| t.scalar().ok())
     }
 
     /// Every param and state value (model and optimizer), by name.

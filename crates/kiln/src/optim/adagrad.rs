@@ -2,7 +2,7 @@
 
 use kiln_ir::NodeId;
 
-use super::{OptCx, ParamGrad, Rule};
+use super::{Decay, OptCx, ParamGrad, Rule};
 use crate::Result;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +41,9 @@ impl Rule for Adagrad {
     fn lr(&self) -> f64 {
         self.lr
     }
+    fn wd(&self) -> f64 {
+        self.weight_decay
+    }
 
     fn check(&self) -> Result<()> {
         let vals = [
@@ -56,8 +59,8 @@ impl Rule for Adagrad {
         Ok(())
     }
 
-    fn step(&self, cx: &mut OptCx<'_>, p: &ParamGrad, grad: NodeId, lr: NodeId, t: NodeId) -> Result<()> {
-        let g = cx.decayed_grad(p, grad, self.weight_decay, self.maximize)?;
+    fn step(&self, cx: &mut OptCx<'_>, p: &ParamGrad, grad: NodeId, lr: NodeId, wd: Decay, t: NodeId) -> Result<()> {
+        let g = cx.decayed_grad(p, grad, wd, self.maximize)?;
         // clr = lr / (1 + (t - 1) * lr_decay)
         let clr = if self.lr_decay == 0.0 {
             lr
@@ -110,6 +113,9 @@ impl Rule for Adadelta {
     fn lr(&self) -> f64 {
         self.lr
     }
+    fn wd(&self) -> f64 {
+        self.weight_decay
+    }
 
     fn check(&self) -> Result<()> {
         for (what, v) in [("learning rate", self.lr), ("eps", self.eps), ("weight_decay", self.weight_decay)] {
@@ -121,9 +127,9 @@ impl Rule for Adadelta {
         Ok(())
     }
 
-    fn step(&self, cx: &mut OptCx<'_>, p: &ParamGrad, grad: NodeId, lr: NodeId, _t: NodeId) -> Result<()> {
+    fn step(&self, cx: &mut OptCx<'_>, p: &ParamGrad, grad: NodeId, lr: NodeId, wd: Decay, _t: NodeId) -> Result<()> {
         let rho = self.rho;
-        let g = cx.decayed_grad(p, grad, self.weight_decay, self.maximize)?;
+        let g = cx.decayed_grad(p, grad, wd, self.maximize)?;
         let sa = cx.param_state(p, "square_avg", 0.0)?;
         let ad = cx.param_state(p, "acc_delta", 0.0)?;
         let g2 = cx.g.mul(g, g)?;

@@ -3,7 +3,7 @@
 
 use kiln_ir::NodeId;
 
-use super::{non_negative, unit, OptCx, ParamGrad, Rule};
+use super::{Decay, non_negative, unit, OptCx, ParamGrad, Rule};
 use crate::Result;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -74,8 +74,8 @@ fn moments(cx: &mut OptCx<'_>, p: &ParamGrad, g: NodeId, b1: f64, b2: f64) -> Re
 }
 
 /// p * (1 - lr * wd) for decoupled weight decay.
-fn decay_param(cx: &mut OptCx<'_>, param: NodeId, lr: NodeId, wd: f64) -> Result<NodeId> {
-    let lw = cx.g.mul_scalar(lr, wd)?;
+fn decay_param(cx: &mut OptCx<'_>, param: NodeId, lr: NodeId, wd: Decay) -> Result<NodeId> {
+    let lw = cx.scale(lr, wd)?;
     let one = cx.g.scalar_like(1.0, lw)?;
     let f = cx.g.sub(one, lw)?;
     Ok(cx.g.mul(param, f)?)
@@ -92,17 +92,20 @@ impl Rule for Adam {
     fn lr(&self) -> f64 {
         self.lr
     }
+    fn wd(&self) -> f64 {
+        self.weight_decay
+    }
 
     fn check(&self) -> Result<()> {
         check_adam(self.lr, self.betas, self.eps, self.weight_decay)
     }
 
-    fn step(&self, cx: &mut OptCx<'_>, p: &ParamGrad, grad: NodeId, lr: NodeId, t: NodeId) -> Result<()> {
+    fn step(&self, cx: &mut OptCx<'_>, p: &ParamGrad, grad: NodeId, lr: NodeId, wd: Decay, t: NodeId) -> Result<()> {
         let (b1, b2) = self.betas;
         let mut param = p.param;
-        let coupled = if self.decoupled_weight_decay { 0.0 } else { self.weight_decay };
-        if self.decoupled_weight_decay && self.weight_decay != 0.0 {
-            param = decay_param(cx, param, lr, self.weight_decay)?;
+        let coupled = if self.decoupled_weight_decay { Decay::Const(0.0) } else { wd };
+        if self.decoupled_weight_decay && wd.is_active() {
+            param = decay_param(cx, param, lr, wd)?;
         }
         let g = cx.decayed_grad(p, grad, coupled, self.maximize)?;
         let (m, mut v) = moments(cx, p, g, b1, b2)?;
@@ -174,18 +177,21 @@ impl Rule for NAdam {
     fn lr(&self) -> f64 {
         self.lr
     }
+    fn wd(&self) -> f64 {
+        self.weight_decay
+    }
 
     fn check(&self) -> Result<()> {
         check_adam(self.lr, self.betas, self.eps, self.weight_decay)?;
         non_negative("momentum_decay", self.momentum_decay)
     }
 
-    fn step(&self, cx: &mut OptCx<'_>, p: &ParamGrad, grad: NodeId, lr: NodeId, t: NodeId) -> Result<()> {
+    fn step(&self, cx: &mut OptCx<'_>, p: &ParamGrad, grad: NodeId, lr: NodeId, wd: Decay, t: NodeId) -> Result<()> {
         let (b1, b2) = self.betas;
         let mut param = p.param;
-        let coupled = if self.decoupled_weight_decay { 0.0 } else { self.weight_decay };
-        if self.decoupled_weight_decay && self.weight_decay != 0.0 {
-            param = decay_param(cx, param, lr, self.weight_decay)?;
+        let coupled = if self.decoupled_weight_decay { Decay::Const(0.0) } else { wd };
+        if self.decoupled_weight_decay && wd.is_active() {
+            param = decay_param(cx, param, lr, wd)?;
         }
         let g = cx.decayed_grad(p, grad, coupled, self.maximize)?;
         // mu_t = b1 (1 - 0.5 * 0.96^(t * md)), mu_{t+1} likewise.

@@ -7,6 +7,12 @@
 //! schedule changes it between runs (`Program::set_lr`) without
 //! recompiling. Parameter groups with another base lr scale it by their
 //! ratio to the default group's lr, as PyTorch schedulers scale every group.
+//! Weight decay is a constant of the update by default (the graph of a
+//! rule without decay has no decay nodes at all); `tunable_weight_decay()`
+//! makes it the scalar state input [`WEIGHT_DECAY`] (`optim.weight_decay`)
+//! instead, set with `Program::set_weight_decay`, so a hyper-parameter
+//! search compiles one step per shape rather than one per decay. Groups
+//! with another decay scale it by their ratio, as with the lr.
 //! The step counter is [`STEP`] (`optim.step`, f32 like PyTorch's `step`);
 //! per-parameter state is `optim.<param>.<name>` with PyTorch's state names
 //! (`momentum_buffer`, `exp_avg`, `exp_avg_sq`, ...).
@@ -30,6 +36,8 @@ use crate::{Error, Result};
 
 /// The learning-rate state input.
 pub const LR: &str = "optim.lr";
+/// The weight-decay state input (only with `tunable_weight_decay()`).
+pub const WEIGHT_DECAY: &str = "optim.weight_decay";
 /// The step-counter state input (number of steps taken, f32).
 pub const STEP: &str = "optim.step";
 
@@ -39,6 +47,24 @@ pub struct ParamGrad {
     pub name: String,
     pub param: NodeId,
     pub grad: NodeId,
+}
+
+/// One parameter's weight decay as its rule's update sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decay {
+    /// Baked into the update (the default); 0 adds no decay nodes.
+    Const(f64),
+    /// A scalar f32 node: the [`WEIGHT_DECAY`] state input, or it scaled by
+    /// a parameter group's ratio. Always applied, even while its value is 0,
+    /// since the value can change after compilation.
+    Node(NodeId),
+}
+
+impl Decay {
+    /// Whether the update needs decay nodes at all.
+    pub fn is_active(self) -> bool {
+        self != Decay::Const(0.0)
+    }
 }
 
 /// Something that appends parameter updates to a graph.
@@ -53,14 +79,20 @@ pub trait Optimizer {
 /// One optimizer's per-parameter update rule (SGD, Adam, ...).
 pub trait Rule: Clone {
     fn lr(&self) -> f64;
+    /// The weight decay (L2 penalty, or decoupled for AdamW-style rules).
+    /// Required rather than defaulted to 0 so that a new rule cannot
+    /// silently ignore `tunable_weight_decay()`.
+    fn wd(&self) -> f64;
     /// Rejects settings PyTorch's constructor rejects (negative or
     /// non-finite learning rate, betas outside [0, 1), ...).
     fn check(&self) -> Result<()> {
         non_negative("learning rate", self.lr())
     }
     /// Appends the update of one parameter given its (clipped) gradient,
-    /// the group's learning-rate node and the 1-based step number node `t`.
-    fn step(&self, cx: &mut OptCx<'_>, p: &ParamGrad, grad: NodeId, lr: NodeId, t: NodeId) -> Result<()>;
+    /// the group's learning-rate node, its weight decay `wd` (use it, not
+    /// `self.wd()`: it may be runtime state) and the 1-based step
+    /// number node `t`.
+    fn step(&self, cx: &mut OptCx<'_>, p: &ParamGrad, grad: NodeId, lr: NodeId, wd: Decay, t: NodeId) -> Result<()>;
 
     /// Settings for a named subset of parameters (PyTorch param groups).
     fn group(self, names: &[&str], settings: Self) -> Optim<Self> {
@@ -74,6 +106,10 @@ pub trait Rule: Clone {
     fn clip_grad_value(self, v: f64) -> Optim<Self> {
         Optim::new(self).clip_grad_value(v)
     }
+    /// Makes the weight decay the runtime state [`WEIGHT_DECAY`].
+    fn tunable_weight_decay(self) -> Optim<Self> {
+        Optim::new(self).tunable_weight_decay()
+    }
 }
 
 /// A rule with parameter groups and gradient clipping.
@@ -83,11 +119,14 @@ pub struct Optim<R> {
     pub groups: Vec<(Vec<String>, R)>,
     pub clip_norm: Option<f64>,
     pub clip_value: Option<f64>,
+    /// The default group's weight decay is the state input [`WEIGHT_DECAY`]
+    /// rather than a constant.
+    pub tunable_weight_decay: bool,
 }
 
 impl<R: Rule> Optim<R> {
     pub fn new(default: R) -> Optim<R> {
-        Optim { default, groups: Vec::new(), clip_norm: None, clip_value: None }
+        Optim { default, groups: Vec::new(), clip_norm: None, clip_value: None, tunable_weight_decay: false }
     }
     pub fn group(mut self, names: &[&str], settings: R) -> Optim<R> {
         self.groups.push((names.iter().map(|s| s.to_string()).collect(), settings));
@@ -99,6 +138,17 @@ impl<R: Rule> Optim<R> {
     }
     pub fn clip_grad_value(mut self, v: f64) -> Optim<R> {
         self.clip_value = Some(v);
+        self
+    }
+    /// Makes the default group's weight decay the scalar state input
+    /// [`WEIGHT_DECAY`] (initially its configured value), changed between
+    /// runs with `Program::set_weight_decay` without recompiling. Off by
+    /// default: the state costs one scalar multiply per parameter element
+    /// even at 0, where a constant 0 adds nothing. Groups whose decay
+    /// differs from the default's scale the state by their ratio; if the
+    /// default's is 0 they keep constants (no ratio exists).
+    pub fn tunable_weight_decay(mut self) -> Optim<R> {
+        self.tunable_weight_decay = true;
         self
     }
 }
@@ -149,6 +199,10 @@ impl<R: Rule> Optimizer for Optim<R> {
         }
         let mut cx = OptCx { g, init: BTreeMap::new() };
         let lr = cx.scalar_state(LR, self.default.lr())?;
+        let wd = match self.tunable_weight_decay {
+            true => Some(cx.scalar_state(WEIGHT_DECAY, self.default.wd())?),
+            false => None,
+        };
         let step = cx.scalar_state(STEP, 0.0)?;
         let t = cx.g.add_scalar(step, 1.0)?;
         cx.g.set_update(STEP, t)?;
@@ -163,7 +217,14 @@ impl<R: Rule> Optimizer for Optim<R> {
             } else {
                 cx.g.scalar_f32(rule.lr() as f32)?
             };
-            rule.step(&mut cx, p, grad, lr_p, t)?;
+            let base = self.default.wd();
+            let wd_p = match wd {
+                None => Decay::Const(rule.wd()),
+                Some(wd) if rule.wd() == base => Decay::Node(wd),
+                Some(wd) if base != 0.0 => Decay::Node(cx.g.mul_scalar(wd, rule.wd() / base)?),
+                Some(_) => Decay::Const(rule.wd()),
+            };
+            rule.step(&mut cx, p, grad, lr_p, wd_p, t)?;
         }
         Ok(cx.init)
     }
@@ -261,13 +322,21 @@ impl OptCx<'_> {
     }
 
     /// `grad + wd * param` (coupled weight decay), and `-grad` if maximizing.
-    pub fn decayed_grad(&mut self, p: &ParamGrad, grad: NodeId, wd: f64, maximize: bool) -> Result<NodeId> {
+    pub fn decayed_grad(&mut self, p: &ParamGrad, grad: NodeId, wd: Decay, maximize: bool) -> Result<NodeId> {
         let mut g = if maximize { self.g.neg(grad)? } else { grad };
-        if wd != 0.0 {
-            let d = self.g.mul_scalar(p.param, wd)?;
+        if wd.is_active() {
+            let d = self.scale(p.param, wd)?;
             g = self.g.add(g, d)?;
         }
         Ok(g)
+    }
+
+    /// `x * wd`: by a constant, or by the scalar decay node (broadcast).
+    pub fn scale(&mut self, x: NodeId, wd: Decay) -> Result<NodeId> {
+        Ok(match wd {
+            Decay::Const(c) => self.g.mul_scalar(x, c)?,
+            Decay::Node(n) => self.g.mul(x, n)?,
+        })
     }
 
     /// `param - lr * delta`.
@@ -304,3 +373,6 @@ pub(crate) fn unit(what: &str, v: f64) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tunable_decay_tests;

@@ -2,7 +2,7 @@
 
 use kiln_ir::NodeId;
 
-use super::{OptCx, ParamGrad, Rule};
+use super::{Decay, OptCx, ParamGrad, Rule};
 use crate::Result;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +46,9 @@ impl Rule for RmsProp {
     fn lr(&self) -> f64 {
         self.lr
     }
+    fn wd(&self) -> f64 {
+        self.weight_decay
+    }
 
     fn check(&self) -> Result<()> {
         for (what, v) in [("learning rate", self.lr), ("alpha", self.alpha), ("eps", self.eps), ("weight_decay", self.weight_decay), ("momentum", self.momentum)] {
@@ -54,9 +57,9 @@ impl Rule for RmsProp {
         Ok(())
     }
 
-    fn step(&self, cx: &mut OptCx<'_>, p: &ParamGrad, grad: NodeId, lr: NodeId, _t: NodeId) -> Result<()> {
+    fn step(&self, cx: &mut OptCx<'_>, p: &ParamGrad, grad: NodeId, lr: NodeId, wd: Decay, _t: NodeId) -> Result<()> {
         let a = self.alpha;
-        let g = cx.decayed_grad(p, grad, self.weight_decay, self.maximize)?;
+        let g = cx.decayed_grad(p, grad, wd, self.maximize)?;
         let sa = cx.param_state(p, "square_avg", 0.0)?;
         let g2 = cx.g.mul(g, g)?;
         let sa_new = cx.axpby(a, sa, 1.0 - a, g2)?;

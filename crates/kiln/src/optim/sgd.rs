@@ -3,7 +3,7 @@
 
 use kiln_ir::NodeId;
 
-use super::{non_negative, OptCx, ParamGrad, Rule};
+use super::{Decay, non_negative, OptCx, ParamGrad, Rule};
 use crate::Result;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +46,9 @@ impl Rule for Sgd {
     fn lr(&self) -> f64 {
         self.lr
     }
+    fn wd(&self) -> f64 {
+        self.weight_decay
+    }
 
     fn check(&self) -> Result<()> {
         non_negative("learning rate", self.lr)?;
@@ -60,8 +63,8 @@ impl Rule for Sgd {
         Ok(())
     }
 
-    fn step(&self, cx: &mut OptCx<'_>, p: &ParamGrad, grad: NodeId, lr: NodeId, t: NodeId) -> Result<()> {
-        let mut d = cx.decayed_grad(p, grad, self.weight_decay, self.maximize)?;
+    fn step(&self, cx: &mut OptCx<'_>, p: &ParamGrad, grad: NodeId, lr: NodeId, wd: Decay, t: NodeId) -> Result<()> {
+        let mut d = cx.decayed_grad(p, grad, wd, self.maximize)?;
         if self.momentum != 0.0 {
             let buf = cx.param_state(p, "momentum_buffer", 0.0)?;
             // buf_new = m * buf + f * d with f = 1 at step 1 (where buf is 0,

@@ -1,12 +1,15 @@
 //! Compiled programs reused across trials (hyper-parameter search, K-fold):
 //! a program is compiled once per key (what changes the graph: the batch
-//! shape, or a constant baked into the optimizer update such as weight
-//! decay) and every trial starts it from the state it was compiled with:
-//! the initial weights and zeroed optimizer state, restored in place. The
-//! learning rate is state, so it is set per trial without recompiling.
+//! shape, or a constant baked into the optimizer update) and every trial
+//! starts it from the state it was compiled with: the initial weights and
+//! zeroed optimizer state, restored in place. The learning rate is state,
+//! and so is the weight decay of an optimizer built with
+//! `tunable_weight_decay()`; [`ProgramCache::trial`] sets both per trial,
+//! so a search over them compiles once per batch size.
 
 use std::collections::BTreeMap;
 
+use super::Hyper;
 use crate::{HostTensor, Program, Result};
 
 pub struct ProgramCache<K> {
@@ -44,6 +47,18 @@ impl<K: Ord> ProgramCache<K> {
         Ok(entry)
     }
 
+    /// [`fresh`](Self::fresh), then `hyper`'s learning rate and weight
+    /// decay set. Key by what changes shapes (the batch size): the decay
+    /// must be state (`tunable_weight_decay()`), and a program whose decay
+    /// is a compiled constant is an error here rather than a trial that
+    /// silently trains with another decay than the one it reports.
+    pub fn trial(&mut self, key: K, hyper: &Hyper, build: impl FnOnce() -> Result<Program>) -> Result<&mut Program> {
+        let p = self.fresh(key, build)?;
+        p.set_lr(hyper.lr)?;
+        p.set_weight_decay(hyper.weight_decay)?;
+        Ok(p)
+    }
+
     /// How many programs have been compiled.
     pub fn compiles(&self) -> usize {
         self.compiles
@@ -54,9 +69,14 @@ impl<K: Ord> ProgramCache<K> {
 mod tests {
     use super::*;
     use crate::nn::{self, Module};
+    use crate::optim::Rule;
     use crate::{f32_shape, loss, optim, Builder, CompileOptions, ParamStore};
 
     fn step(batch: usize) -> Result<Program> {
+        step_with(batch, optim::Adam::new(0.1))
+    }
+
+    fn step_with(batch: usize, opt: impl optim::Optimizer) -> Result<Program> {
         let mut store = ParamStore::new(0);
         let lin = nn::Linear::new(&mut store, "lin", 2, 1)?;
         let mut b = Builder::train();
@@ -64,7 +84,7 @@ mod tests {
         let y = b.input("y", f32_shape([batch, 1]))?;
         let p = lin.forward(&mut b, x)?;
         let l = loss::mse(&mut b, p, y, loss::Reduction::Mean)?;
-        crate::compile(&crate::train_step(&b, l, &store, optim::Adam::new(0.1))?, CompileOptions::interp())
+        crate::compile(&crate::train_step(&b, l, &store, opt)?, CompileOptions::interp())
     }
 
     #[test]
@@ -86,5 +106,35 @@ mod tests {
         cache.fresh(8, || step(8)).unwrap();
         assert_eq!(cache.compiles(), 2);
         assert!(cache.fresh(16, || Err(crate::Error::Config("no".into()))).is_err());
+    }
+
+    #[test]
+    fn trials_over_lr_and_weight_decay_compile_once_per_batch_size() {
+        let x = HostTensor::from_f32([4, 2], vec![1.0, -2.0, 0.5, 3.0, -1.0, 0.0, 2.0, 1.0]).unwrap();
+        let y = HostTensor::from_f32([4, 1], vec![3.0, -1.0, 0.0, 2.0]).unwrap();
+        let tunable = || step_with(4, optim::Adam::adamw(0.1).weight_decay(0.0).tunable_weight_decay());
+        let mut cache = ProgramCache::new();
+        let mut weights = Vec::new();
+        for wd in [0.0, 0.5] {
+            let h = Hyper { lr: 0.05, weight_decay: wd, batch_size: 4 };
+            let p = cache.trial(4, &h, tunable).unwrap();
+            for _ in 0..3 {
+                p.run(&[("x", &x), ("y", &y)]).unwrap();
+            }
+            // The same trial compiled with the decay as a constant.
+            let mut fixed = step_with(4, optim::Adam::adamw(0.1).weight_decay(wd)).unwrap();
+            fixed.set_lr(0.05).unwrap();
+            for _ in 0..3 {
+                fixed.run(&[("x", &x), ("y", &y)]).unwrap();
+            }
+            assert_eq!(p.model_state_dict(), fixed.model_state_dict(), "weight decay {wd}");
+            weights.push(p.model_state_dict());
+        }
+        assert_ne!(weights[0], weights[1], "the decay took effect");
+        assert_eq!(cache.compiles(), 1);
+        // A decay baked in as a constant cannot follow the trial's.
+        let h = Hyper { lr: 0.05, weight_decay: 0.5, batch_size: 8 };
+        let e = cache.trial(8, &h, || step_with(8, optim::Adam::adamw(0.1))).unwrap_err().to_string();
+        assert!(e.contains("tunable_weight_decay"), "{e}");
     }
 }

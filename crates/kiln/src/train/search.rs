@@ -2,7 +2,11 @@
 //! learning rate, weight decay and batch size. Each candidate is scored by
 //! a closure (train on the training split, return the validation metric,
 //! or a K-fold mean via [`cross_validate`](super::cross_validate)); higher
-//! is better.
+//! is better. Only the batch size changes a shape: with the optimizer's
+//! weight decay made state (`tunable_weight_decay()`), a
+//! [`ProgramCache`](super::ProgramCache) keyed by batch size runs every
+//! candidate through [`ProgramCache::trial`](super::ProgramCache::trial)
+//! and compiles once per batch size.
 
 use crate::data::{DataError, SplitMix64};
 
@@ -54,7 +58,8 @@ impl SearchSpace {
     }
 
     /// Every combination, batch size outermost (so candidates sharing a
-    /// compiled step follow each other), then weight decay, then lr.
+    /// compiled step, one per batch size, follow each other), then weight
+    /// decay, then lr.
     pub fn grid(&self) -> Result<Vec<Hyper>, DataError> {
         self.checked()?;
         let values = |name: &str, r: &Range| match r {
