@@ -11,13 +11,12 @@
 //! `cargo run --release --example autoencoder_mnist`
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use kiln::data::transforms::save_grid;
 use kiln::data::{DataLoader, LastBatch, Mnist, TensorDataset};
 use kiln::nn::{self, Module};
 use kiln::{f32_shape, loss, optim, Builder, ParamStore, Program};
-use kiln_examples::{args, holdout, limit, scalar, OrDie, VAL_FRACTION};
+use kiln_examples::{args, holdout, limit, train_epochs, OrDie, VAL_FRACTION};
 
 const BATCH: usize = 64;
 const EVAL_BATCH: usize = 400;
@@ -82,22 +81,10 @@ fn main() {
         a.backend_name()
     );
 
-    let loader = DataLoader::new(train_set, BATCH).or_die("loader").shuffle(1).last_batch(LastBatch::Drop);
     let schedule = kiln_examples::cosine(2e-3, epochs);
-    let mut train_s = 0.0;
-    for epoch in 0..epochs {
-        train.set_lr(schedule(epoch)).or_die("learning rate");
-        let t0 = Instant::now();
-        let (mut sum, mut n) = (0.0, 0);
-        for bt in loader.epoch(epoch as u64) {
-            let bt = bt.or_die("batch");
-            sum += scalar(&train.run(&[("x", &bt.x)]).or_die("train step")["loss"]);
-            n += 1;
-        }
-        train_s += t0.elapsed().as_secs_f64();
-        eval.load_from(&train).or_die("copy weights");
-        println!("epoch {:>2}/{epochs}  train mse {:.5}  validation mse {:.5}  {train_s:.1} s", epoch + 1, sum / n as f64, mean_mse(&mut eval, &val_set));
-    }
+    let train_s = train_epochs(&mut train, &mut eval, train_set, BATCH, epochs, schedule, false, |epoch, train_mse, train_s, eval| {
+        println!("epoch {:>2}/{epochs}  train mse {train_mse:.5}  validation mse {:.5}  {train_s:.1} s", epoch + 1, mean_mse(eval, &val_set));
+    });
 
     let test_mse = mean_mse(&mut eval, &test_set);
     let shown = Arc::new(test_set.take(EVAL_BATCH));

@@ -12,12 +12,12 @@
 //! `cargo run --release --example diabetes_mlp [-- --epochs N]`
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Instant;
 
-use kiln::data::{train_val_test_split, CsvTable, Standardize, TensorDataset};
+use kiln::data::{train_val_test_split, Standardize, TensorDataset};
 use kiln::nn::{self, Module};
 use kiln::{f32_shape, loss, optim, Builder, HostTensor, ParamStore, Program};
+use kiln_examples::diabetes::{self, net};
 use kiln_examples::{args, scalar, Args, OrDie};
 
 /// Twenty splits rather than the reference's five: one test row is 0.65% of
@@ -26,16 +26,6 @@ use kiln_examples::{args, scalar, Args, OrDie};
 const SPLITS: u64 = 20;
 const VAL_FRACTION: f64 = 0.1;
 const TEST_FRACTION: f64 = 0.2;
-
-fn net(store: &mut ParamStore) -> kiln::Result<nn::Sequential> {
-    Ok(nn::Sequential::new()
-        .add(nn::Linear::new(store, "fc1", 8, 6)?)
-        .add(nn::Sigmoid)
-        .add(nn::Linear::new(store, "fc2", 6, 4)?)
-        .add(nn::Sigmoid)
-        .add(nn::Linear::new(store, "fc3", 4, 1)?)
-        .add(nn::Sigmoid))
-}
 
 /// The 0/1 class labels as f32 `[n, 1]` BCE targets (the table is read
 /// with class labels so the splits can be stratified by them).
@@ -69,8 +59,7 @@ fn measure(p: &mut Program, (x, y): &(HostTensor, HostTensor)) -> (f64, f64) {
 fn main() {
     let a = args();
     let epochs = a.epochs.unwrap_or(300);
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/pima-indians-diabetes/pima-indians-diabetes.csv");
-    let table = CsvTable::new(&path).target("diabetes").class_target(2).load().or_die("diabetes table");
+    let table = diabetes::table();
     println!(
         "Pima Indians diabetes: {} rows, {} features, {} positive; 8-6-4-1 sigmoid MLP, BCE, Adam 1e-2, {epochs} full-batch epochs, backend {}",
         table.len(),

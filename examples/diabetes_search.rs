@@ -15,28 +15,18 @@
 //!
 //! `cargo run --release --example diabetes_search [-- --epochs N]`
 
-use std::path::Path;
 use std::sync::Arc;
 
-use kiln::data::{stratified_split, CsvTable, DataLoader, LastBatch, Standardize, TensorDataset};
-use kiln::nn::{self, Module};
+use kiln::data::{stratified_split, DataLoader, LastBatch, Standardize, TensorDataset};
+use kiln::nn::Module;
 use kiln::optim::Rule;
 use kiln::train::{cross_validate, search, Hyper, ProgramCache, Range, SearchSpace};
 use kiln::{f32_shape, loss, optim, Builder, ParamStore, Program};
+use kiln_examples::diabetes::{self, net};
 use kiln_examples::{args, Args, OrDie};
 
 const EVAL_BATCH: usize = 64;
 const FOLDS: usize = 5;
-
-fn net(store: &mut ParamStore) -> kiln::Result<nn::Sequential> {
-    Ok(nn::Sequential::new()
-        .add(nn::Linear::new(store, "fc1", 8, 6)?)
-        .add(nn::Sigmoid)
-        .add(nn::Linear::new(store, "fc2", 6, 4)?)
-        .add(nn::Sigmoid)
-        .add(nn::Linear::new(store, "fc3", 4, 1)?)
-        .add(nn::Sigmoid))
-}
 
 /// The training step for one batch size, any lr and weight decay (same
 /// initial weights every time: `ParamStore::new(0)`).
@@ -109,8 +99,7 @@ impl Trainer<'_> {
 fn main() {
     let a = args();
     let epochs = a.epochs.unwrap_or(40);
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/pima-indians-diabetes/pima-indians-diabetes.csv");
-    let table = CsvTable::new(&path).target("diabetes").class_target(2).load().or_die("diabetes table");
+    let table = diabetes::table();
     let (dev, test) = stratified_split(&table, 0.2, 0).or_die("split");
     let (dev, test) = (table.subset(&dev), table.subset(&test));
     println!("diabetes: {} rows for model selection, {} test rows set aside; {epochs} epochs per trial, backend {}", dev.len(), test.len(), a.backend_name());

@@ -5,12 +5,10 @@
 //!
 //! `cargo run --release --example lstm_mnist`
 
-use std::sync::Arc;
-
-use kiln::data::{Mnist, Normalize};
 use kiln::nn::{self, Module};
-use kiln::{f32_shape, i64_shape, loss, optim, Builder, ParamStore};
-use kiln_examples::{args, fit, holdout, limit, test_once, Fit, OrDie, VAL_FRACTION};
+use kiln::{optim, Builder, ParamStore};
+use kiln_examples::mnist::{self, compile_classifier, Programs};
+use kiln_examples::{args, fit, test_once, Fit, OrDie};
 
 const BATCH: usize = 64;
 const EVAL_BATCH: usize = 500;
@@ -26,32 +24,14 @@ fn forward(lstm: &nn::Rnn, fc: &nn::Linear, b: &mut Builder, x: kiln::NodeId, ba
 fn main() {
     let a = args();
     let epochs = a.epochs.unwrap_or(8);
-    let mut mnist = Mnist::shipped().or_die("MNIST");
-    mnist.normalize(Normalize::MNIST);
-    let (train_set, val_set) = holdout(limit(mnist.train, a.train_limit).reshaped(&[28, 28]).or_die("reshape"), VAL_FRACTION, 0);
-    let test_set = Arc::new(mnist.test.reshaped(&[28, 28]).or_die("reshape"));
+    let (train_set, val_set, test_set) = mnist::splits(&a, Some(&[28, 28]));
 
     let mut store = ParamStore::new(0);
     let lstm = nn::Lstm::config(28, HIDDEN).batch_first(true).build(&mut store, "lstm").or_die("model");
     let fc = nn::Linear::new(&mut store, "fc", HIDDEN, 10).or_die("model");
 
-    let mut b = Builder::train();
-    let x = b.input("x", f32_shape([BATCH, 28, 28])).or_die("graph");
-    let y = b.input("y", i64_shape([BATCH])).or_die("graph");
-    let logits = forward(&lstm, &fc, &mut b, x, BATCH).or_die("forward");
-    b.output("logits", logits).or_die("graph");
-    let l = loss::cross_entropy_mean(&mut b, logits, y).or_die("loss");
-    let step = kiln::train_step(&b, l, &store, optim::Adam::new(3e-3)).or_die("train step");
-    let mut train = kiln::compile(&step, a.compile_options()).or_die("compile");
-
-    let mut e = Builder::eval();
-    let x = e.input("x", f32_shape([EVAL_BATCH, 28, 28])).or_die("graph");
-    let y = e.input("y", i64_shape([EVAL_BATCH])).or_die("graph");
-    let logits = forward(&lstm, &fc, &mut e, x, EVAL_BATCH).or_die("forward");
-    e.output("logits", logits).or_die("graph");
-    let l = loss::cross_entropy_mean(&mut e, logits, y).or_die("loss");
-    e.output("loss", l).or_die("graph");
-    let mut eval = kiln::compile(&kiln::inference(&e, &store).or_die("inference"), a.compile_options()).or_die("compile");
+    let Programs { mut train, mut eval, .. } =
+        compile_classifier(&a, &store, optim::Adam::new(3e-3), &[28, 28], BATCH, EVAL_BATCH, |b, x, batch| forward(&lstm, &fc, b, x, batch));
     println!("LSTM(28->{HIDDEN}) over 28 rows, {} train / {} validation / {} test, backend {}", train_set.len(), val_set.len(), test_set.len(), a.backend_name());
 
     // Adam 3e-3 annealed to 0 (cosine) so the last epochs settle.

@@ -7,12 +7,10 @@
 //!
 //! `cargo run --release --example mnist_mlp`
 
-use std::sync::Arc;
-
-use kiln::data::{Mnist, Normalize};
 use kiln::nn::{self, Module};
-use kiln::{f32_shape, i64_shape, loss, optim, Builder, ParamStore};
-use kiln_examples::{args, fit, holdout, limit, test_once, Fit, OrDie, VAL_FRACTION};
+use kiln::{optim, ParamStore};
+use kiln_examples::mnist::{self, compile_classifier, Programs};
+use kiln_examples::{args, fit, test_once, Fit, OrDie};
 
 const BATCH: usize = 64;
 const EVAL_BATCH: usize = 500;
@@ -21,10 +19,7 @@ const TARGET: f64 = 0.95;
 fn main() {
     let a = args();
     let epochs = a.epochs.unwrap_or(15);
-    let mut mnist = Mnist::shipped().or_die("MNIST");
-    mnist.normalize(Normalize::MNIST);
-    let (train_set, val_set) = holdout(limit(mnist.train, a.train_limit).reshaped(&[784]).or_die("reshape"), VAL_FRACTION, 0);
-    let test_set = Arc::new(mnist.test.reshaped(&[784]).or_die("reshape"));
+    let (train_set, val_set, test_set) = mnist::splits(&a, Some(&[784]));
 
     let mut store = ParamStore::new(0);
     let net = nn::Sequential::new()
@@ -36,23 +31,8 @@ fn main() {
         .add(nn::Dropout::new(&mut store, 0.2).or_die("model"))
         .add(nn::Linear::new(&mut store, "fc3", 256, 10).or_die("model"));
 
-    let mut b = Builder::train();
-    let x = b.input("x", f32_shape([BATCH, 784])).or_die("graph");
-    let y = b.input("y", i64_shape([BATCH])).or_die("graph");
-    let logits = net.forward(&mut b, x).or_die("forward");
-    b.output("logits", logits).or_die("graph");
-    let l = loss::cross_entropy_mean(&mut b, logits, y).or_die("loss");
-    let step = kiln::train_step(&b, l, &store, optim::Adam::adamw(1e-3).weight_decay(1e-2)).or_die("train step");
-    let mut train = kiln::compile(&step, a.compile_options()).or_die("compile");
-
-    let mut e = Builder::eval();
-    let x = e.input("x", f32_shape([EVAL_BATCH, 784])).or_die("graph");
-    let y = e.input("y", i64_shape([EVAL_BATCH])).or_die("graph");
-    let logits = net.forward(&mut e, x).or_die("forward");
-    e.output("logits", logits).or_die("graph");
-    let l = loss::cross_entropy_mean(&mut e, logits, y).or_die("loss");
-    e.output("loss", l).or_die("graph");
-    let mut eval = kiln::compile(&kiln::inference(&e, &store).or_die("inference"), a.compile_options()).or_die("compile");
+    let Programs { mut train, mut eval, .. } =
+        compile_classifier(&a, &store, optim::Adam::adamw(1e-3).weight_decay(1e-2), &[784], BATCH, EVAL_BATCH, |b, x, _| net.forward(b, x));
     println!("MLP 784-256-256-10 (dropout 0.2, AdamW wd 1e-2), {} train / {} validation / {} test, backend {}", train_set.len(), val_set.len(), test_set.len(), a.backend_name());
 
     // Without the decay the validation figures of a constant-lr Adam jump by

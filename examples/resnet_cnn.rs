@@ -7,12 +7,10 @@
 //!
 //! `cargo run --release --example resnet_cnn`
 
-use std::sync::Arc;
-
-use kiln::data::{Mnist, Normalize};
 use kiln::nn::{self, Module};
-use kiln::{f32_shape, i64_shape, loss, optim, Builder, ParamStore};
-use kiln_examples::{args, fit, holdout, limit, test_once, Fit, OrDie, VAL_FRACTION};
+use kiln::{optim, ParamStore};
+use kiln_examples::mnist::{self, compile_classifier, Programs};
+use kiln_examples::{args, fit, test_once, Fit, OrDie};
 
 const BATCH: usize = 64;
 const EVAL_BATCH: usize = 500;
@@ -43,30 +41,12 @@ fn resnet(store: &mut ParamStore) -> kiln::Result<nn::Sequential> {
 fn main() {
     let a = args();
     let epochs = a.epochs.unwrap_or(4);
-    let mut mnist = Mnist::shipped().or_die("MNIST");
-    mnist.normalize(Normalize::MNIST);
-    let (train_set, val_set) = holdout(limit(mnist.train, a.train_limit), VAL_FRACTION, 0);
-    let test_set = Arc::new(mnist.test);
+    let (train_set, val_set, test_set) = mnist::splits(&a, None);
 
     let mut store = ParamStore::new(0);
     let net = resnet(&mut store).or_die("model");
-    let mut b = Builder::train();
-    let x = b.input("x", f32_shape([BATCH, 1, 28, 28])).or_die("graph");
-    let y = b.input("y", i64_shape([BATCH])).or_die("graph");
-    let logits = net.forward(&mut b, x).or_die("forward");
-    b.output("logits", logits).or_die("graph");
-    let l = loss::cross_entropy_mean(&mut b, logits, y).or_die("loss");
-    let step = kiln::train_step(&b, l, &store, optim::Sgd::new(0.01).momentum(0.9)).or_die("train step");
-    let mut train = kiln::compile(&step, a.compile_options()).or_die("compile");
-
-    let mut e = Builder::eval();
-    let x = e.input("x", f32_shape([EVAL_BATCH, 1, 28, 28])).or_die("graph");
-    let y = e.input("y", i64_shape([EVAL_BATCH])).or_die("graph");
-    let logits = net.forward(&mut e, x).or_die("forward");
-    e.output("logits", logits).or_die("graph");
-    let l = loss::cross_entropy_mean(&mut e, logits, y).or_die("loss");
-    e.output("loss", l).or_die("graph");
-    let mut eval = kiln::compile(&kiln::inference(&e, &store).or_die("inference"), a.compile_options()).or_die("compile");
+    let Programs { mut train, mut eval, .. } =
+        compile_classifier(&a, &store, optim::Sgd::new(0.01).momentum(0.9), &[1, 28, 28], BATCH, EVAL_BATCH, |b, x, _| net.forward(b, x));
     println!("ResNet-style CNN ({C} channels, 2 residual blocks, BatchNorm), {} train / {} validation / {} test, backend {}", train_set.len(), val_set.len(), test_set.len(), a.backend_name());
 
     let report = fit(Fit {

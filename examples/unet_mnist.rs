@@ -15,13 +15,12 @@
 //! `cargo run --release --example unet_mnist`
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use kiln::data::transforms::save_grid;
 use kiln::data::{DataLoader, LastBatch, Mnist, SplitMix64, TensorDataset};
 use kiln::nn::{self, Module};
 use kiln::{f32_shape, loss, optim, Builder, NodeId, ParamStore, Program};
-use kiln_examples::{args, holdout, limit, scalar, OrDie, VAL_FRACTION};
+use kiln_examples::{args, holdout, limit, train_epochs, OrDie, VAL_FRACTION};
 
 const BATCH: usize = 32;
 const EVAL_BATCH: usize = 400;
@@ -162,22 +161,10 @@ fn main() {
         a.backend_name()
     );
 
-    let loader = DataLoader::new(train_set, BATCH).or_die("loader").shuffle(1).last_batch(LastBatch::Drop);
     let schedule = kiln_examples::cosine(2e-3, epochs);
-    let mut train_s = 0.0;
-    for epoch in 0..epochs {
-        train.set_lr(schedule(epoch)).or_die("learning rate");
-        let t0 = Instant::now();
-        let (mut sum, mut n) = (0.0, 0);
-        for bt in loader.epoch(epoch as u64) {
-            let bt = bt.or_die("batch");
-            sum += scalar(&train.run(&[("x", &bt.x), ("y", &bt.y)]).or_die("train step")["loss"]);
-            n += 1;
-        }
-        train_s += t0.elapsed().as_secs_f64();
-        eval.load_from(&train).or_die("copy weights");
-        println!("epoch {:>2}/{epochs}  train bce {:.4}  validation IoU {:.4}  {train_s:.1} s", epoch + 1, sum / n as f64, iou(&mut eval, &val_set).0);
-    }
+    let train_s = train_epochs(&mut train, &mut eval, train_set, BATCH, epochs, schedule, true, |epoch, train_bce, train_s, eval| {
+        println!("epoch {:>2}/{epochs}  train bce {train_bce:.4}  validation IoU {:.4}  {train_s:.1} s", epoch + 1, iou(eval, &val_set).0);
+    });
 
     let (test_iou, logits) = iou(&mut eval, &test_set);
     // The baseline: threshold the noisy input itself.

@@ -9,15 +9,11 @@
 //!
 //! `cargo run --release --example vit_mnist`
 
-use std::sync::Arc;
-use std::time::Instant;
-
-use kiln::data::transforms::{Compose, RandomCrop};
-use kiln::data::{Mnist, Normalize};
 use kiln::models::TinyVitConfig;
 use kiln::nn::Module;
-use kiln::{f32_shape, i64_shape, loss, optim, Builder, ParamStore};
-use kiln_examples::{args, fit, holdout, limit, test_once, Fit, OrDie, VAL_FRACTION};
+use kiln::{optim, ParamStore};
+use kiln_examples::mnist::{self, compile_classifier, Programs};
+use kiln_examples::{args, fit, test_once, Fit, OrDie};
 
 const BATCH: usize = 64;
 const EVAL_BATCH: usize = 500;
@@ -27,32 +23,12 @@ const LR: f64 = 2e-3;
 fn main() {
     let a = args();
     let epochs = a.epochs.unwrap_or(24);
-    let mut mnist = Mnist::shipped().or_die("MNIST");
-    mnist.normalize(Normalize::MNIST);
-    let (train_set, val_set) = holdout(limit(mnist.train, a.train_limit), VAL_FRACTION, 0);
-    let test_set = Arc::new(mnist.test);
+    let (train_set, val_set, test_set) = mnist::splits(&a, None);
 
     let mut store = ParamStore::new(0);
     let net = TinyVitConfig::default().shape(48, 3, 4, 96).build(&mut store, "").or_die("model");
-    let mut b = Builder::train();
-    let x = b.input("x", f32_shape([BATCH, 1, 28, 28])).or_die("graph");
-    let y = b.input("y", i64_shape([BATCH])).or_die("graph");
-    let logits = net.forward(&mut b, x).or_die("forward");
-    b.output("logits", logits).or_die("graph");
-    let l = loss::cross_entropy_mean(&mut b, logits, y).or_die("loss");
-    let step = kiln::train_step(&b, l, &store, optim::Adam::adamw(LR).weight_decay(0.05)).or_die("train step");
-    let t0 = Instant::now();
-    let mut train = kiln::compile(&step, a.compile_options()).or_die("compile");
-    let compile_s = t0.elapsed().as_secs_f64();
-
-    let mut e = Builder::eval();
-    let x = e.input("x", f32_shape([EVAL_BATCH, 1, 28, 28])).or_die("graph");
-    let y = e.input("y", i64_shape([EVAL_BATCH])).or_die("graph");
-    let logits = net.forward(&mut e, x).or_die("forward");
-    e.output("logits", logits).or_die("graph");
-    let l = loss::cross_entropy_mean(&mut e, logits, y).or_die("loss");
-    e.output("loss", l).or_die("graph");
-    let mut eval = kiln::compile(&kiln::inference(&e, &store).or_die("inference"), a.compile_options()).or_die("compile");
+    let Programs { mut train, mut eval, compile_train_s: compile_s } =
+        compile_classifier(&a, &store, optim::Adam::adamw(LR).weight_decay(0.05), &[1, 28, 28], BATCH, EVAL_BATCH, |b, x, _| net.forward(b, x));
     println!(
         "ViT ({} parameters, {} tokens) on MNIST-10k ({} train / {} validation / {} test), backend {}, training step compiled in {:.1} ms",
         store.num_params(),
@@ -78,7 +54,7 @@ fn main() {
         target: TARGET,
         // Without the shifts this ViT overfits 7,200 digits (training accuracy
         // 0.99, validation 0.94 by epoch 11).
-        transform: Some(Compose::new().add(RandomCrop::new(28).padding(2, -Normalize::MNIST.mean / Normalize::MNIST.std))),
+        transform: Some(mnist::random_shifts()),
         num_workers: a.workers.unwrap_or(1),
         early_stopping: None,
         lr_schedule: Some(&schedule),

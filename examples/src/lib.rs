@@ -12,6 +12,8 @@ use kiln::metrics::{ConfusionMatrix, MeanLoss};
 use kiln::train::{plot_history, EarlyStopping, EpochRecord, History, TrainProgress, Verdict};
 use kiln::{BackendKind, CompileOptions, HostTensor, Program};
 
+pub mod diabetes;
+pub mod mnist;
 pub mod zoo;
 
 /// Flags every example accepts.
@@ -274,6 +276,42 @@ pub fn fit(f: Fit<'_>) -> FitReport {
     }
     let _ = std::fs::write(f.out.join(format!("{}-history.csv", f.name)), history.to_csv());
     FitReport { history, val_accuracy, kept_epoch, time_to_target, kept_seconds, train_seconds: train_s }
+}
+
+/// The plain epoch loop of the examples that are not classifiers (so have
+/// no [`fit`]): each epoch sets the learning rate `schedule(epoch)`, runs
+/// `train` on every full batch of `train_set` (shuffled with seed 1) — fed
+/// `x`, and `y` too when `feed_y` (an autoencoder's target is its input) —
+/// copies the weights into `eval`, and calls `after_epoch(epoch, mean
+/// training loss, seconds of training so far, eval)`. Returns the seconds
+/// of training (batches only, not `after_epoch`).
+pub fn train_epochs(
+    train: &mut Program,
+    eval: &mut Program,
+    train_set: Arc<TensorDataset>,
+    batch: usize,
+    epochs: usize,
+    schedule: impl Fn(usize) -> f64,
+    feed_y: bool,
+    mut after_epoch: impl FnMut(usize, f64, f64, &mut Program),
+) -> f64 {
+    let loader = DataLoader::new(train_set, batch).or_die("loader").shuffle(1).last_batch(LastBatch::Drop);
+    let mut train_s = 0.0;
+    for epoch in 0..epochs {
+        train.set_lr(schedule(epoch)).or_die("learning rate");
+        let t0 = Instant::now();
+        let (mut sum, mut n) = (0.0, 0);
+        for bt in loader.epoch(epoch as u64) {
+            let bt = bt.or_die("batch");
+            let out = if feed_y { train.run(&[("x", &bt.x), ("y", &bt.y)]) } else { train.run(&[("x", &bt.x)]) };
+            sum += scalar(&out.or_die("train step")["loss"]);
+            n += 1;
+        }
+        train_s += t0.elapsed().as_secs_f64();
+        eval.load_from(train).or_die("copy weights");
+        after_epoch(epoch, sum / n as f64, train_s, eval);
+    }
+    train_s
 }
 
 /// Cosine decay from `lr` to 0 over `epochs` epochs (epoch 0 at full `lr`).
