@@ -7,7 +7,6 @@
 //! A case this test cannot build is a failure, not a skip: the only way to
 //! exempt one is `EXPECTED_UNSUPPORTED` below, with the reason.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kiln::loss::{self, CrossEntropyOptions, Reduction};
@@ -15,6 +14,10 @@ use kiln::nn::{self, Module};
 use kiln::optim::{self, Adadelta, Adagrad, Adam, NAdam, Optimizer, ParamGrad, RmsProp, Sgd};
 use kiln::{BackendKind, Builder, CompileOptions, Graph, HostTensor, InputRole, Mode, NodeId, ParamStore, Spec};
 use serde_json::Value;
+
+#[path = "common/golden.rs"]
+mod golden;
+use golden::{add_inputs, cfg_bool, cfg_f64, cfg_pair, cfg_usize, e, get, load_store, Forward, Res, Tensors, Tol};
 
 /// Cases that are known not to be supported, with the reason. Empty: every
 /// case must pass.
@@ -38,18 +41,6 @@ fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("golden")
 }
 
-type Tensors = BTreeMap<String, HostTensor>;
-type Res<T> = Result<T, String>;
-
-fn e<E: std::fmt::Display>(x: E) -> String {
-    x.to_string()
-}
-
-struct Tol {
-    rtol: f64,
-    atol: f64,
-}
-
 /// Whether a tensor of a case file is a reference value to check (the
 /// others are given data).
 fn is_reference(k: &str) -> bool {
@@ -61,51 +52,12 @@ thread_local! {
     static COMPARED: std::cell::RefCell<std::collections::BTreeSet<String>> = Default::default();
 }
 
-/// numpy.allclose with the file's value as `want`; shapes must match.
+/// [`golden::compare`], noting `name` as compared.
 fn compare(name: &str, got: &HostTensor, want: &HostTensor, tol: &Tol, fails: &mut Vec<String>) {
     COMPARED.with(|c| c.borrow_mut().insert(name.to_string()));
-    if got.shape() != want.shape() {
-        fails.push(format!("{name}: shape {} vs expected {}", got.shape(), want.shape()));
-        return;
-    }
-    let (g, w) = (got.to_f64_vec(), want.to_f64_vec());
-    let mut worst: Option<(usize, f64)> = None;
-    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
-        let excess = (a - b).abs() - (tol.atol + tol.rtol * b.abs());
-        let bad = excess > 0.0 || excess.is_nan();
-        if bad && worst.is_none_or(|(_, x)| excess > x || excess.is_nan()) {
-            worst = Some((i, excess));
-        }
-    }
-    if let Some((i, _)) = worst {
-        fails.push(format!("{name}: element {i}: got {} expected {} (shape {})", g[i], w[i], want.shape()));
-    }
+    golden::compare(name, got, want, tol, fails);
 }
 
-fn get<'a>(t: &'a Tensors, k: &str) -> Res<&'a HostTensor> {
-    t.get(k).ok_or_else(|| format!("missing tensor `{k}`"))
-}
-
-fn cfg_usize(c: &Value, k: &str) -> Res<usize> {
-    c[k].as_u64().map(|v| v as usize).ok_or_else(|| format!("config `{k}` is not an integer: {}", c[k]))
-}
-fn cfg_f64(c: &Value, k: &str) -> Res<f64> {
-    c[k].as_f64().ok_or_else(|| format!("config `{k}` is not a number: {}", c[k]))
-}
-fn cfg_bool(c: &Value, k: &str) -> Res<bool> {
-    c[k].as_bool().ok_or_else(|| format!("config `{k}` is not a bool: {}", c[k]))
-}
-/// An int or a list of two ints.
-fn cfg_pair(c: &Value, k: &str) -> Res<[usize; 2]> {
-    match &c[k] {
-        Value::Number(n) => {
-            let v = n.as_u64().ok_or("bad int")? as usize;
-            Ok([v, v])
-        }
-        Value::Array(a) if a.len() == 2 => Ok([a[0].as_u64().ok_or("bad int")? as usize, a[1].as_u64().ok_or("bad int")? as usize]),
-        v => Err(format!("config `{k}`: expected int or pair, got {v}")),
-    }
-}
 fn cfg_f64_list(c: &Value, k: &str) -> Res<Option<Vec<f64>>> {
     match &c[k] {
         Value::Null => Ok(None),
@@ -122,17 +74,6 @@ fn reduction(c: &Value) -> Res<Reduction> {
     }
 }
 
-/// The forward graph of one case: builder, store, and named outputs.
-struct Forward {
-    b: Builder,
-    store: ParamStore,
-    outputs: Vec<(String, NodeId)>,
-}
-
-fn input_names(t: &Tensors) -> Vec<String> {
-    t.keys().filter_map(|k| k.strip_prefix("input.")).map(str::to_string).collect()
-}
-
 /// Builds the forward pass of a layer/activation/loss/model case.
 fn build_forward(case: &Value, t: &Tensors) -> Res<Forward> {
     let module = case["module"].as_str().ok_or("no module")?;
@@ -140,11 +81,7 @@ fn build_forward(case: &Value, t: &Tensors) -> Res<Forward> {
     let mode = if case["mode"].as_str() == Some("eval") { Mode::Eval } else { Mode::Train };
     let mut b = Builder::new(mode);
     let mut store = ParamStore::new(0);
-    let mut inputs = BTreeMap::new();
-    for n in input_names(t) {
-        let v = get(t, &format!("input.{n}"))?;
-        inputs.insert(n.clone(), b.input(&n, v.ty()).map_err(e)?);
-    }
+    let inputs = add_inputs(&mut b, t)?;
     let inp = |n: &str| inputs.get(n).copied().ok_or_else(|| format!("case has no input.{n}"));
     let mut outputs = Vec::new();
     let mut one = |o: NodeId| outputs.push(("y".to_string(), o));
@@ -330,72 +267,10 @@ fn build_forward(case: &Value, t: &Tensors) -> Res<Forward> {
     Ok(Forward { b, store, outputs })
 }
 
-/// Sets `param.*` and `buffer.*` values into the store (names must exist).
-fn load_store(store: &mut ParamStore, t: &Tensors) -> Res<()> {
-    for (k, v) in t {
-        if let Some(n) = k.strip_prefix("param.").or_else(|| k.strip_prefix("buffer.")) {
-            store.set(n, v.clone()).map_err(|err| format!("{k}: {err}"))?;
-        }
-    }
-    Ok(())
-}
-
 /// Forward, J = sum(out * upstream), gradients of J, compare everything.
 fn run_layer_case(case: &Value, t: &Tensors, tol: &Tol, fails: &mut Vec<String>) -> Res<()> {
-    let Forward { mut b, mut store, outputs } = build_forward(case, t)?;
-    load_store(&mut store, t)?;
-    let mut terms = Vec::new();
-    let mut feed: Tensors = BTreeMap::new();
-    for n in input_names(t) {
-        feed.insert(n.clone(), t[&format!("input.{n}")].clone());
-    }
-    for (n, id) in &outputs {
-        b.output(&format!("output.{n}"), *id).map_err(e)?;
-        if let Some(up) = t.get(&format!("upstream.{n}")) {
-            let u = b.input(&format!("upstream.{n}"), up.ty()).map_err(e)?;
-            let p = b.mul(*id, u).map_err(e)?;
-            terms.push(b.sum_all(p).map_err(e)?);
-            feed.insert(format!("upstream.{n}"), up.clone());
-        }
-    }
-    let mut wrt = Vec::new();
-    for k in t.keys() {
-        if let Some(rest) = k.strip_prefix("grad.") {
-            let (node, name) = if let Some(n) = rest.strip_prefix("input.") {
-                (b.find_input(n), n)
-            } else if let Some(n) = rest.strip_prefix("param.") {
-                (b.find_input(n), n)
-            } else {
-                continue;
-            };
-            let id = node.ok_or_else(|| format!("{k}: the graph has no input `{name}`"))?;
-            wrt.push((k.clone(), id));
-        }
-    }
-    let mut g: Graph = b.graph().clone();
-    if !wrt.is_empty() {
-        let mut j = *terms.first().ok_or("gradients expected but no upstream")?;
-        for &tm in &terms[1..] {
-            j = g.add(j, tm).map_err(e)?;
-        }
-        let ids: Vec<NodeId> = wrt.iter().map(|(_, id)| *id).collect();
-        let grads = kiln::grad(&mut g, j, &ids).map_err(e)?;
-        for ((k, _), gid) in wrt.iter().zip(grads) {
-            g.set_output(k, gid).map_err(e)?;
-        }
-    }
-    let spec = Spec::from_parts(g, &store, b.init_values()).map_err(e)?;
-    let mut prog = kiln::compile(&spec, options()).map_err(e)?;
-    let out = prog.run_map(&feed).map_err(e)?;
-    for (k, want) in t {
-        if k.starts_with("output.") || k.starts_with("grad.input.") || k.starts_with("grad.param.") {
-            let got = out.get(k).ok_or_else(|| format!("program has no output {k}"))?;
-            compare(k, got, want, tol, fails);
-        } else if let Some(n) = k.strip_prefix("buffer_after.") {
-            let got = prog.state(n).ok_or_else(|| format!("program has no state {n}"))?;
-            compare(k, &got, want, tol, fails);
-        }
-    }
+    let compared = golden::run_forward(build_forward(case, t)?, t, tol, options(), fails)?;
+    COMPARED.with(|c| c.borrow_mut().extend(compared));
     Ok(())
 }
 
