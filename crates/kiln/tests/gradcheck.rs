@@ -2,97 +2,15 @@
 //! J = sum(y * w) (w fixed random weights) against central differences, both
 //! on the f64 interpreter.
 
-use std::collections::BTreeMap;
-
-use kiln::init::Rng;
 use kiln::nn::{self, Module};
-use kiln::{Builder, CompileOptions, HostTensor, Mode, NodeId, ParamStore, Program, Spec, f32_shape};
+use kiln::{Builder, Mode, NodeId, ParamStore};
 
-fn randn(rng: &mut Rng, shape: &[usize], scale: f64) -> HostTensor {
-    let n: usize = shape.iter().product();
-    HostTensor::from_f64(shape.to_vec(), (0..n).map(|_| rng.normal() * scale).collect()).unwrap()
-}
+#[path = "common/gradcheck.rs"]
+mod common;
 
-/// Builds J = sum(forward(x) * w), compiles gradient and value programs, and
-/// compares d J / d(x and every param) with central differences.
+/// [`common::check_gradients`] (seed 42, about 24 elements a tensor).
 fn check(name: &str, mode: Mode, x_shape: &[usize], store: ParamStore, forward: impl Fn(&mut Builder, NodeId) -> kiln::Result<NodeId>) {
-    let mut rng = Rng::new(42);
-    let mut b = Builder::new(mode);
-    let x = b.input("x", f32_shape(x_shape.to_vec())).unwrap();
-    let y = forward(&mut b, x).unwrap();
-    let yshape = b.ty(y).shape.clone();
-    let w = b.input("w", f32_shape(yshape.0.clone())).unwrap();
-    let p = b.mul(y, w).unwrap();
-    let j = b.sum_all(p).unwrap();
-    b.output("j", j).unwrap();
-    let values_spec = kiln::inference(&b, &store).unwrap();
-
-    let mut g = b.graph().clone();
-    let params: Vec<(String, NodeId)> =
-        store.param_names().into_iter().filter_map(|n| g.find_input(&n).map(|id| (n, id))).collect();
-    let mut wrt = vec![x];
-    wrt.extend(params.iter().map(|(_, id)| *id));
-    let grads = kiln::grad(&mut g, j, &wrt).unwrap();
-    g.set_output("grad.x", grads[0]).unwrap();
-    for ((n, _), gid) in params.iter().zip(&grads[1..]) {
-        g.set_output(&format!("grad.{n}"), *gid).unwrap();
-    }
-    let grad_spec = Spec::from_parts(g, &store, b.init_values()).unwrap();
-    let mut gp = kiln::compile(&grad_spec, CompileOptions::interp_f64()).unwrap();
-    let mut vp = kiln::compile(&values_spec, CompileOptions::interp_f64()).unwrap();
-
-    let xv = randn(&mut rng, x_shape, 1.0);
-    let wv = randn(&mut rng, &yshape.0, 1.0);
-    let state0 = vp.state_dict();
-    let mut feed = BTreeMap::from([("x".to_string(), xv.clone()), ("w".to_string(), wv.clone())]);
-    let analytic = gp.run_map(&feed).unwrap();
-
-    let eval = |vp: &mut Program, feed: &BTreeMap<String, HostTensor>| -> f64 {
-        // Reset any state the forward updates (BatchNorm running stats).
-        for (k, v) in &state0 {
-            vp.set_state(k, v.clone()).unwrap();
-        }
-        vp.run_map(feed).unwrap()["j"].scalar().unwrap()
-    };
-    let h = 1e-6;
-    let mut targets: Vec<(String, Option<String>)> = vec![("grad.x".into(), None)];
-    targets.extend(params.iter().map(|(n, _)| (format!("grad.{n}"), Some(n.clone()))));
-    for (gname, pname) in targets {
-        let base = match &pname {
-            None => xv.clone(),
-            Some(p) => state0[p].cast(kiln::DType::F64),
-        };
-        let an = analytic[&gname].to_f64_vec();
-        let vals = base.to_f64_vec();
-        // Every element for small tensors, a spread sample for larger ones.
-        let stride = (vals.len() / 24).max(1);
-        for i in (0..vals.len()).step_by(stride) {
-            let mut num = [0.0; 2];
-            for (k, sgn) in [1.0, -1.0].into_iter().enumerate() {
-                let mut v = vals.clone();
-                v[i] += sgn * h;
-                let t = HostTensor::from_f64(base.shape().clone(), v).unwrap();
-                match &pname {
-                    None => {
-                        feed.insert("x".into(), t);
-                        num[k] = eval(&mut vp, &feed);
-                    }
-                    Some(p) => {
-                        let mut s0 = state0.clone();
-                        s0.insert(p.clone(), t.clone());
-                        for (kk, vv) in &s0 {
-                            vp.set_state(kk, vv.clone()).unwrap();
-                        }
-                        num[k] = vp.run_map(&feed).unwrap()["j"].scalar().unwrap();
-                    }
-                }
-            }
-            feed.insert("x".into(), xv.clone());
-            let fd = (num[0] - num[1]) / (2.0 * h);
-            let err = (fd - an[i]).abs();
-            assert!(err <= 1e-5 + 1e-4 * fd.abs(), "{name}: {gname}[{i}]: autodiff {} vs finite difference {fd}", an[i]);
-        }
-    }
+    common::check_gradients(name, mode, 42, 24, x_shape, store, forward);
 }
 
 #[test]

@@ -12,10 +12,9 @@ use kiln::{
     Builder, CompileOptions, HostTensor, InputRole, Mode, NodeId, ParamStore, Spec, f32_shape, loss,
 };
 
-fn randn(rng: &mut Rng, shape: &[usize]) -> HostTensor {
-    let n: usize = shape.iter().product();
-    HostTensor::from_f64(shape.to_vec(), (0..n).map(|_| rng.normal()).collect()).unwrap()
-}
+#[path = "common/gradcheck.rs"]
+mod common;
+use common::{objective, randn, Objective};
 
 /// Registers an extra differentiable tensor (a second input such as a key
 /// or a state) as a parameter, N(0, 1).
@@ -32,90 +31,10 @@ fn extra(s: &mut ParamStore, name: &str, shape: &[usize]) {
     .unwrap();
 }
 
-/// Builds J = sum(forward(x) * w), and compares d J / d(x and every
-/// param) from autodiff with central differences (every element of small
-/// tensors, a spread sample of larger ones).
-fn check(
-    name: &str,
-    x_shape: &[usize],
-    store: ParamStore,
-    forward: impl Fn(&mut Builder, NodeId) -> kiln::Result<NodeId>,
-) {
-    let mut rng = Rng::new(7);
-    let mut b = Builder::new(Mode::Train);
-    let x = b.input("x", f32_shape(x_shape.to_vec())).unwrap();
-    let y = forward(&mut b, x).unwrap();
-    let yshape = b.ty(y).shape.clone();
-    let w = b.input("w", f32_shape(yshape.0.clone())).unwrap();
-    let p = b.mul(y, w).unwrap();
-    let j = b.sum_all(p).unwrap();
-    b.output("j", j).unwrap();
-    let values_spec = kiln::inference(&b, &store).unwrap();
-    let mut g = b.graph().clone();
-    let params: Vec<(String, NodeId)> = store
-        .param_names()
-        .into_iter()
-        .filter_map(|n| g.find_input(&n).map(|id| (n, id)))
-        .collect();
-    let mut wrt = vec![x];
-    wrt.extend(params.iter().map(|(_, id)| *id));
-    let grads = kiln::grad(&mut g, j, &wrt).unwrap();
-    g.set_output("grad.x", grads[0]).unwrap();
-    for ((n, _), gid) in params.iter().zip(&grads[1..]) {
-        g.set_output(&format!("grad.{n}"), *gid).unwrap();
-    }
-    let grad_spec = Spec::from_parts(g, &store, b.init_values()).unwrap();
-    let mut gp = kiln::compile(&grad_spec, CompileOptions::interp_f64()).unwrap();
-    let mut vp = kiln::compile(&values_spec, CompileOptions::interp_f64()).unwrap();
-
-    let xv = randn(&mut rng, x_shape);
-    let wv = randn(&mut rng, &yshape.0);
-    let state0 = vp.state_dict();
-    let feed = BTreeMap::from([("x".to_string(), xv.clone()), ("w".to_string(), wv)]);
-    let analytic = gp.run_map(&feed).unwrap();
-    let h = 1e-6;
-    let mut targets: Vec<(String, Option<String>)> = vec![("grad.x".into(), None)];
-    targets.extend(
-        params
-            .iter()
-            .map(|(n, _)| (format!("grad.{n}"), Some(n.clone()))),
-    );
-    let mut checked = 0;
-    for (gname, pname) in targets {
-        let base = match &pname {
-            None => xv.clone(),
-            Some(p) => state0[p].cast(kiln::DType::F64),
-        };
-        let an = analytic[&gname].to_f64_vec();
-        let vals = base.to_f64_vec();
-        let stride = (vals.len() / 30).max(1);
-        for i in (0..vals.len()).step_by(stride) {
-            let mut num = [0.0; 2];
-            for (k, sgn) in [1.0, -1.0].into_iter().enumerate() {
-                let mut v = vals.clone();
-                v[i] += sgn * h;
-                let t = HostTensor::from_f64(base.shape().clone(), v).unwrap();
-                let mut f = feed.clone();
-                for (kk, vv) in &state0 {
-                    vp.set_state(kk, vv.clone()).unwrap();
-                }
-                match &pname {
-                    None => {
-                        f.insert("x".into(), t);
-                    }
-                    Some(p) => vp.set_state(p, t).unwrap(),
-                }
-                num[k] = vp.run_map(&f).unwrap()["j"].scalar().unwrap();
-            }
-            let fd = (num[0] - num[1]) / (2.0 * h);
-            assert!(
-                (fd - an[i]).abs() <= 1e-5 + 1e-4 * fd.abs(),
-                "{name}: {gname}[{i}]: autodiff {} vs finite difference {fd}",
-                an[i]
-            );
-            checked += 1;
-        }
-    }
+/// [`common::check_gradients`] (seed 7, about 30 elements a tensor);
+/// a check of nothing fails.
+fn check(name: &str, x_shape: &[usize], store: ParamStore, forward: impl Fn(&mut Builder, NodeId) -> kiln::Result<NodeId>) {
+    let checked = common::check_gradients(name, Mode::Train, 7, 30, x_shape, store, forward);
     assert!(checked > 0, "{name}: nothing checked");
 }
 
@@ -718,27 +637,10 @@ fn encoder_with_dropout_trains_the_same_on_cpu_and_interpreter() {
 /// cover.
 fn backend_parity(name: &str, x_shape: &[usize], store: ParamStore, forward: impl Fn(&mut Builder, NodeId) -> kiln::Result<NodeId>) {
     let mut rng = Rng::new(17);
-    let mut b = Builder::new(Mode::Train);
-    let x = b.input("x", f32_shape(x_shape.to_vec())).unwrap();
-    let y = forward(&mut b, x).unwrap();
-    let yshape = b.ty(y).shape.clone();
-    let w = b.input("w", f32_shape(yshape.0.clone())).unwrap();
-    let p = b.mul(y, w).unwrap();
-    let j = b.sum_all(p).unwrap();
-    let mut g = b.graph().clone();
-    g.set_output("j", j).unwrap();
-    let params: Vec<(String, NodeId)> = store.param_names().into_iter().filter_map(|n| g.find_input(&n).map(|id| (n, id))).collect();
-    let mut wrt = vec![x];
-    wrt.extend(params.iter().map(|(_, id)| *id));
-    let grads = kiln::grad(&mut g, j, &wrt).unwrap();
-    g.set_output("grad.x", grads[0]).unwrap();
-    for ((n, _), gid) in params.iter().zip(&grads[1..]) {
-        g.set_output(&format!("grad.{n}"), *gid).unwrap();
-    }
-    let spec = Spec::from_parts(g, &store, b.init_values()).unwrap();
+    let Objective { grads: spec, y_shape, .. } = objective(Mode::Train, x_shape, &store, forward);
     let feed = BTreeMap::from([
         ("x".to_string(), randn(&mut rng, x_shape).cast(kiln::DType::F32)),
-        ("w".to_string(), randn(&mut rng, &yshape.0).cast(kiln::DType::F32)),
+        ("w".to_string(), randn(&mut rng, &y_shape).cast(kiln::DType::F32)),
     ]);
     let want = kiln::compile(&spec, CompileOptions::default().backend(kiln::BackendKind::Interp)).unwrap().run_map(&feed).unwrap();
     let mut backends = vec![kiln::BackendKind::Cpu];
