@@ -5,9 +5,12 @@
 //! 0) and NaN.
 
 mod common;
+#[path = "shared/conv_pool_graphs.rs"]
+mod conv_pool_graphs;
 
 use std::collections::BTreeMap;
 
+use conv_pool_graphs::{attrs, conv_family, pool_family};
 use kiln_ir::*;
 
 const TOL: f64 = 1e-5;
@@ -27,32 +30,11 @@ fn random_io(g: &Graph, seed: u64) -> (BTreeMap<String, HostTensor>, BTreeMap<St
     (inputs, state)
 }
 
-/// conv2d, both gradients and the fused variants (bias or not, every
-/// activation) of one geometry in one graph.
+/// [`conv_family`] on random values against the interpreter.
 fn conv_case(x: [usize; 4], o: usize, k: [usize; 2], a: Conv2dAttrs, seed: u64) {
-    let mut g = Graph::new();
-    let xi = g.input("x", f32_shape(x)).unwrap();
-    let wi = g.param("w", f32_shape([o, x[1] / a.groups, k[0], k[1]])).unwrap();
-    let bi = g.param("b", f32_shape([o])).unwrap();
-    let y = g.conv2d(xi, wi, a).unwrap();
-    g.set_output("y", y).unwrap();
-    let dy = g.input("dy", g.ty(y).clone()).unwrap();
-    let dx = g.apply(Op::Conv2dGradInput { attrs: a, input_hw: [x[2], x[3]] }, &[dy, wi]).unwrap();
-    let dw = g.apply(Op::Conv2dGradWeight { attrs: a, kernel_hw: k }, &[xi, dy]).unwrap();
-    g.set_output("dx", dx).unwrap();
-    g.set_output("dw", dw).unwrap();
-    for (i, act) in Activation::ALL.into_iter().enumerate() {
-        let bias = i % 2 == 0;
-        let ops: &[NodeId] = if bias { &[xi, wi, bi] } else { &[xi, wi] };
-        let f = g.apply(Op::FusedConv2d { attrs: a, bias, act }, ops).unwrap();
-        g.set_output(&format!("fused_{}", act.name()), f).unwrap();
-    }
+    let (g, _) = conv_family(x, o, k, a);
     let (inputs, state) = random_io(&g, seed);
     common::assert_matches_interp(&g, &inputs, &state, TOL);
-}
-
-fn attrs(stride: [usize; 2], padding: [usize; 2], dilation: [usize; 2], groups: usize) -> Conv2dAttrs {
-    Conv2dAttrs { stride, padding, dilation, groups }
 }
 
 #[test]
@@ -109,22 +91,9 @@ fn conv1d_matches_the_interpreter() {
     common::assert_matches_interp(&g, &inputs, &state, TOL);
 }
 
-/// Both pooling kinds and their gradients of one geometry, on `x` (or
-/// random values), in one graph.
+/// [`pool_family`] on `x` (or random values) against the interpreter.
 fn pool_case(x: [usize; 4], p: Pool2dAttrs, seed: u64, xv: Option<Vec<f32>>) {
-    let mut g = Graph::new();
-    let xi = g.input("x", f32_shape(x)).unwrap();
-    let mp = g.max_pool2d(xi, p).unwrap();
-    g.set_output("max", mp).unwrap();
-    let dy = g.input("dy", g.ty(mp).clone()).unwrap();
-    let mg = g.apply(Op::MaxPool2dGrad(p), &[xi, dy]).unwrap();
-    g.set_output("max_grad", mg).unwrap();
-    for incl in [false, true] {
-        let ap = g.avg_pool2d(xi, p, incl).unwrap();
-        let ag = g.apply(Op::AvgPool2dGrad { pool: p, count_include_pad: incl, input_hw: [x[2], x[3]] }, &[dy]).unwrap();
-        g.set_output(&format!("avg_{incl}"), ap).unwrap();
-        g.set_output(&format!("avg_grad_{incl}"), ag).unwrap();
-    }
+    let (g, _) = pool_family(x, p);
     let (mut inputs, state) = random_io(&g, seed);
     if let Some(v) = xv {
         inputs.insert("x".into(), HostTensor::from_f32(x, v).unwrap());

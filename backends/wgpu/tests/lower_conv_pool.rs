@@ -3,6 +3,10 @@
 //! bias and activations, count_include_pad, size-1 dims), validated by naga
 //! with no device.
 
+#[path = "shared/conv_pool_graphs.rs"]
+mod conv_pool_graphs;
+
+use conv_pool_graphs::attrs;
 use kiln_ir::*;
 use kiln_passes::memory_plan::plan_memory_with;
 use kiln_passes::partition::partition;
@@ -36,31 +40,10 @@ fn check(g: &Graph, nodes: &[NodeId]) -> Vec<Shader> {
     shaders
 }
 
-fn attrs(stride: [usize; 2], padding: [usize; 2], dilation: [usize; 2], groups: usize) -> Conv2dAttrs {
-    Conv2dAttrs { stride, padding, dilation, groups }
-}
-
-/// Forward conv, both gradients and the fused variants for one geometry.
+/// [`conv_pool_graphs::conv_family`] for one geometry, lowered.
 fn conv_family(x: [usize; 4], o: usize, k: [usize; 2], a: Conv2dAttrs) {
-    let mut g = Graph::new();
-    let xi = g.input("x", f32_shape(x)).unwrap();
-    let wi = g.param("w", f32_shape([o, x[1] / a.groups, k[0], k[1]])).unwrap();
-    let bi = g.param("b", f32_shape([o])).unwrap();
-    let y = g.conv2d(xi, wi, a).unwrap();
-    g.set_output("y", y).unwrap();
-    let dy = g.input("dy", g.ty(y).clone()).unwrap();
-    let dx = g.apply(Op::Conv2dGradInput { attrs: a, input_hw: [x[2], x[3]] }, &[dy, wi]).unwrap();
-    let dw = g.apply(Op::Conv2dGradWeight { attrs: a, kernel_hw: k }, &[xi, dy]).unwrap();
-    g.set_output("dx", dx).unwrap();
-    g.set_output("dw", dw).unwrap();
-    let mut nodes = vec![y, dx, dw];
-    for (i, act) in Activation::ALL.into_iter().enumerate() {
-        let bias = i % 2 == 0;
-        let ops: &[NodeId] = if bias { &[xi, wi, bi] } else { &[xi, wi] };
-        let f = g.apply(Op::FusedConv2d { attrs: a, bias, act }, ops).unwrap();
-        g.set_output(&format!("f{i}"), f).unwrap();
-        nodes.push(f);
-    }
+    let (g, nodes) = conv_pool_graphs::conv_family(x, o, k, a);
+    let y = nodes[0];
     let shaders = check(&g, &nodes);
     // Every extent is a constant in the text, not a runtime parameter.
     let fwd = shaders.iter().find(|s| s.name == format!("n{}-conv2d", y.index())).unwrap();
@@ -126,29 +109,17 @@ fn conv_with_loop_epilogue() {
     assert_eq!(s.len(), 2, "{:?}", s.iter().map(|s| &s.name).collect::<Vec<_>>());
 }
 
+/// [`conv_pool_graphs::pool_family`] for one geometry, lowered.
 fn pool_family(x: [usize; 4], p: Pool2dAttrs) {
-    let mut g = Graph::new();
-    let xi = g.input("x", f32_shape(x)).unwrap();
-    let mp = g.max_pool2d(xi, p).unwrap();
-    g.set_output("max", mp).unwrap();
-    let dy = g.input("dy", g.ty(mp).clone()).unwrap();
-    let mg = g.apply(Op::MaxPool2dGrad(p), &[xi, dy]).unwrap();
-    g.set_output("max_grad", mg).unwrap();
-    let mut nodes = vec![mp, mg];
-    for incl in [false, true] {
-        let ap = g.avg_pool2d(xi, p, incl).unwrap();
-        let ag = g.apply(Op::AvgPool2dGrad { pool: p, count_include_pad: incl, input_hw: [x[2], x[3]] }, &[dy]).unwrap();
-        g.set_output(&format!("avg_{incl}"), ap).unwrap();
-        g.set_output(&format!("avg_grad_{incl}"), ag).unwrap();
-        nodes.extend([ap, ag]);
-    }
+    let (g, nodes) = conv_pool_graphs::pool_family(x, p);
+    let mg = nodes[1];
     let shaders = check(&g, &nodes);
     let name = |n: NodeId| format!("n{}-{}", n.index(), g.op(n).name());
     let text = |n: NodeId| &shaders.iter().find(|s| s.name == name(n)).unwrap().wgsl;
     // count_include_pad divides by the whole kernel, a constant.
     let full = format!("{:?}f", (p.kernel[0] * p.kernel[1]) as f32);
     assert!(text(nodes[4]).contains(&full) && !text(nodes[2]).contains(&format!("/ {full}")));
-    assert_eq!(shaders.iter().find(|s| s.name == name(mg)).unwrap().invocations, g.ty(xi).numel() as u64);
+    assert_eq!(shaders.iter().find(|s| s.name == name(mg)).unwrap().invocations, x.iter().product::<usize>() as u64);
 }
 
 #[test]
