@@ -6,9 +6,9 @@
 
 use kiln_ir::NodeId;
 
-use super::{check_sizes, conv_default, linear_default};
+use super::{check_dropout, check_sizes, conv_default, linear_default};
 use crate::nn::{pname, AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, MaxPool2d, Module, ReLU, Sequential};
-use crate::{Builder, Error, ParamStore, Result};
+use crate::{Builder, ParamStore, Result};
 
 /// torchvision's `AlexNet(num_classes, dropout)` plus the input channels.
 #[derive(Debug, Clone)]
@@ -25,26 +25,13 @@ impl Default for AlexNetConfig {
 }
 
 impl AlexNetConfig {
-    pub fn num_classes(mut self, n: usize) -> Self {
-        self.num_classes = n;
-        self
-    }
-    pub fn in_channels(mut self, c: usize) -> Self {
-        self.in_channels = c;
-        self
-    }
-    pub fn dropout(mut self, p: f64) -> Self {
-        self.dropout = p;
-        self
-    }
+    setters!(num_classes: usize, in_channels: usize, dropout: f64);
 
     /// Registers the parameters under `prefix` with PyTorch's default init
     /// (torchvision's AlexNet keeps it).
     pub fn build(self, store: &mut ParamStore, prefix: &str) -> Result<AlexNet> {
         check_sizes("alexnet", &[("num_classes", self.num_classes), ("in_channels", self.in_channels)])?;
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(Error::Config(format!("alexnet: dropout {} must be in [0, 1)", self.dropout)));
-        }
+        check_dropout("alexnet", "dropout", self.dropout)?;
         let f = |i: usize| pname(prefix, &format!("features.{i}"));
         let c = |i: usize| pname(prefix, &format!("classifier.{i}"));
         let pool = || MaxPool2d::new(3).stride(2);

@@ -6,10 +6,10 @@
 
 use kiln_ir::NodeId;
 
-use super::{check_sizes, conv, linear};
+use super::{check_dropout, check_sizes, conv, linear};
 use crate::init::{FanMode, Init, Nonlinearity};
 use crate::nn::{pname, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Conv2d, DenselyConnected, Dropout, Flatten, MaxPool2d, Module, ReLU, Sequential};
-use crate::{Builder, Error, ParamStore, Result};
+use crate::{Builder, ParamStore, Result};
 
 /// torchvision's `DenseNet(growth_rate, block_config, num_init_features,
 /// bn_size, drop_rate, num_classes)` plus the input channels
@@ -52,22 +52,7 @@ impl DenseNetConfig {
     pub fn densenet201() -> DenseNetConfig {
         Self::new(32, &[6, 12, 48, 32], 64)
     }
-    pub fn bn_size(mut self, n: usize) -> Self {
-        self.bn_size = n;
-        self
-    }
-    pub fn drop_rate(mut self, p: f64) -> Self {
-        self.drop_rate = p;
-        self
-    }
-    pub fn num_classes(mut self, n: usize) -> Self {
-        self.num_classes = n;
-        self
-    }
-    pub fn in_channels(mut self, c: usize) -> Self {
-        self.in_channels = c;
-        self
-    }
+    setters!(bn_size: usize, drop_rate: f64, num_classes: usize, in_channels: usize);
 
     /// Registers `features.conv0`, `features.denseblock<b>.denselayer<l>.*`,
     /// `features.transition<b>.*`, `features.norm5`, `classifier` under
@@ -84,9 +69,7 @@ impl DenseNetConfig {
                 ("bn_size", self.bn_size),
             ],
         )?;
-        if !(0.0..1.0).contains(&self.drop_rate) {
-            return Err(Error::Config(format!("densenet: drop_rate {} must be in [0, 1)", self.drop_rate)));
-        }
+        check_dropout("densenet", "drop_rate", self.drop_rate)?;
         let f = |n: &str| pname(prefix, &format!("features.{n}"));
         let mut c = self.num_init_features;
         let mut net = Sequential::new()

@@ -6,7 +6,7 @@
 
 use kiln_ir::NodeId;
 
-use super::{check_sizes, conv, linear};
+use super::{check_dropout, check_sizes, conv, linear};
 use crate::init::Init;
 use crate::nn::{pname, AdaptiveAvgPool2d, BatchNorm, Branches, Conv2d, Conv2dConfig, Dropout, Flatten, MaxPool2d, Module, ReLU, Sequential};
 use crate::{Builder, Error, ParamStore, Result};
@@ -64,35 +64,14 @@ const BLOCKS: &[(&str, Option<Widths>)] = &[
 ];
 
 impl GoogLeNetConfig {
-    pub fn num_classes(mut self, n: usize) -> Self {
-        self.num_classes = n;
-        self
-    }
-    pub fn in_channels(mut self, c: usize) -> Self {
-        self.in_channels = c;
-        self
-    }
-    pub fn transform_input(mut self, on: bool) -> Self {
-        self.transform_input = on;
-        self
-    }
-    pub fn init_weights(mut self, on: bool) -> Self {
-        self.init_weights = on;
-        self
-    }
-    pub fn dropout(mut self, p: f64) -> Self {
-        self.dropout = p;
-        self
-    }
+    setters!(num_classes: usize, in_channels: usize, transform_input: bool, init_weights: bool, dropout: f64);
 
     pub fn build(self, store: &mut ParamStore, prefix: &str) -> Result<GoogLeNet> {
         check_sizes("googlenet", &[("num_classes", self.num_classes), ("in_channels", self.in_channels)])?;
         if self.transform_input && self.in_channels != 3 {
             return Err(Error::Config(format!("googlenet: transform_input needs 3 input channels, not {}", self.in_channels)));
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(Error::Config(format!("googlenet: dropout {} must be in [0, 1)", self.dropout)));
-        }
+        check_dropout("googlenet", "dropout", self.dropout)?;
         let p = |n: &str| pname(prefix, n);
         let init = self.init_weights;
         let pool = |k: usize| MaxPool2d::new(k).stride(2).ceil_mode(true);

@@ -20,6 +20,19 @@
 //! `[N, num_classes]`. BatchNorm and Dropout follow the builder's mode, so
 //! `Builder::eval()` gives `model.eval()`'s graph.
 
+/// Chainable setters of a config's fields: `setters!(num_classes: usize)`
+/// gives `pub fn num_classes(mut self, v: usize) -> Self`.
+macro_rules! setters {
+    ($($field:ident: $ty:ty),* $(,)?) => {
+        $(
+            pub fn $field(mut self, v: $ty) -> Self {
+                self.$field = v;
+                self
+            }
+        )*
+    };
+}
+
 mod alexnet;
 mod densenet;
 mod googlenet;
@@ -55,6 +68,15 @@ pub(crate) fn check_sizes(model: &str, sizes: &[(&str, usize)]) -> Result<()> {
     match sizes.iter().find(|(_, v)| *v == 0) {
         Some((name, _)) => Err(Error::Config(format!("{model}: {name} must be at least 1"))),
         None => Ok(()),
+    }
+}
+
+/// A dropout probability must be in [0, 1).
+pub(crate) fn check_dropout(model: &str, name: &str, p: f64) -> Result<()> {
+    if (0.0..1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(Error::Config(format!("{model}: {name} {p} must be in [0, 1)")))
     }
 }
 

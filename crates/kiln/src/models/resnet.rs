@@ -29,18 +29,7 @@ impl ResNetConfig {
     pub fn resnet34() -> ResNetConfig {
         ResNetConfig { layers: [3, 4, 6, 3], ..Self::resnet18() }
     }
-    pub fn num_classes(mut self, n: usize) -> Self {
-        self.num_classes = n;
-        self
-    }
-    pub fn in_channels(mut self, c: usize) -> Self {
-        self.in_channels = c;
-        self
-    }
-    pub fn zero_init_residual(mut self, on: bool) -> Self {
-        self.zero_init_residual = on;
-        self
-    }
+    setters!(num_classes: usize, in_channels: usize, zero_init_residual: bool);
 
     /// Registers every parameter under `prefix` ("" for torchvision's
     /// top-level names: `conv1.weight`, `layer1.0.bn1.running_mean`, ...,

@@ -6,10 +6,10 @@
 
 use kiln_ir::NodeId;
 
-use super::{check_sizes, conv, conv_default, linear, linear_default, KAIMING_FAN_OUT};
+use super::{check_dropout, check_sizes, conv, conv_default, linear, linear_default, KAIMING_FAN_OUT};
 use crate::init::Init;
 use crate::nn::{pname, AdaptiveAvgPool2d, BatchNorm, Conv2d, Dropout, Flatten, MaxPool2d, Module, ReLU, Sequential};
-use crate::{Builder, Error, ParamStore, Result};
+use crate::{Builder, ParamStore, Result};
 
 /// One entry of a VGG layer list: a 3x3 conv to that many channels, or a
 /// 2x2 max pool (`None`, torchvision's `"M"`).
@@ -60,28 +60,11 @@ impl VggConfig {
     pub fn vgg19(batch_norm: bool) -> VggConfig {
         Self::new(E, batch_norm)
     }
-    pub fn num_classes(mut self, n: usize) -> Self {
-        self.num_classes = n;
-        self
-    }
-    pub fn in_channels(mut self, c: usize) -> Self {
-        self.in_channels = c;
-        self
-    }
-    pub fn init_weights(mut self, on: bool) -> Self {
-        self.init_weights = on;
-        self
-    }
-    pub fn dropout(mut self, p: f64) -> Self {
-        self.dropout = p;
-        self
-    }
+    setters!(num_classes: usize, in_channels: usize, init_weights: bool, dropout: f64);
 
     pub fn build(self, store: &mut ParamStore, prefix: &str) -> Result<Vgg> {
         check_sizes("vgg", &[("num_classes", self.num_classes), ("in_channels", self.in_channels)])?;
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(Error::Config(format!("vgg: dropout {} must be in [0, 1)", self.dropout)));
-        }
+        check_dropout("vgg", "dropout", self.dropout)?;
         let f = |i: usize| pname(prefix, &format!("features.{i}"));
         let c = |i: usize| pname(prefix, &format!("classifier.{i}"));
         let mut net = Sequential::new();

@@ -36,31 +36,13 @@ impl Default for TinyVitConfig {
 }
 
 impl TinyVitConfig {
-    pub fn num_classes(mut self, n: usize) -> Self {
-        self.num_classes = n;
-        self
-    }
-    pub fn in_channels(mut self, c: usize) -> Self {
-        self.in_channels = c;
-        self
-    }
-    pub fn image_size(mut self, s: usize) -> Self {
-        self.image_size = s;
-        self
-    }
-    pub fn patch_size(mut self, p: usize) -> Self {
-        self.patch_size = p;
-        self
-    }
+    setters!(num_classes: usize, in_channels: usize, image_size: usize, patch_size: usize);
     /// Token width, encoder layers, attention heads, feed-forward width.
     pub fn shape(mut self, dim: usize, depth: usize, heads: usize, mlp_dim: usize) -> Self {
         (self.dim, self.depth, self.heads, self.mlp_dim) = (dim, depth, heads, mlp_dim);
         self
     }
-    pub fn dropout(mut self, p: f64) -> Self {
-        self.dropout = p;
-        self
-    }
+    setters!(dropout: f64);
 
     /// Tokens per image, the class token included.
     pub fn tokens(&self) -> usize {
