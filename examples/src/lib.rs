@@ -285,6 +285,7 @@ pub fn fit(f: Fit<'_>) -> FitReport {
 /// copies the weights into `eval`, and calls `after_epoch(epoch, mean
 /// training loss, seconds of training so far, eval)`. Returns the seconds
 /// of training (batches only, not `after_epoch`).
+#[allow(clippy::too_many_arguments)]
 pub fn train_epochs(
     train: &mut Program,
     eval: &mut Program,
