@@ -32,9 +32,12 @@ mod tests {
     #[test]
     fn builtin_anchors_cover_every_workload() {
         let rows = parse(BUILTIN);
-        for w in crate::workloads::ALL {
+        // The reference machine recorded W1-W5; the model-zoo rows (Z*) have
+        // no recorded anchors: their PyTorch figures come from
+        // scripts/zoo_torch_bench.py run beside kiln (`--anchors FILE`).
+        for w in crate::workloads::ALL.iter().filter(|w| w.starts_with('W')) {
             for fw in ["torch-eager", "torch-compile", "jax-jit"] {
-                assert!(rows.iter().any(|r| r.workload == w && r.framework == fw && r.median_ms.is_some()), "{w} {fw}");
+                assert!(rows.iter().any(|r| r.workload == *w && r.framework == fw && r.median_ms.is_some()), "{w} {fw}");
             }
         }
         assert!(parse("not json\n{\"workload\": \"W\", \"framework\": \"f\", \"error\": \"boom\"}").is_empty());
