@@ -177,10 +177,16 @@ pub fn evaluate(eval: &mut Program, data: &Arc<TensorDataset>, batch: usize) -> 
         let b = b.or_die("batch");
         let out = eval.run(&[("x", &b.x), ("y", &b.y)]).or_die("eval step");
         cm.add(&out["logits"], &b.y, Some(b.len)).or_die("metrics");
-        // The mean over a padded batch includes the padding; only full
-        // batches contribute to the loss (the tail is small).
-        if b.len == batch {
-            loss.add(out["loss"].scalar().or_die("loss"), b.len);
+        // The program's loss is a mean over the padded batch; cross-entropy
+        // per real row from the logits counts every example exactly once,
+        // even when the whole set is smaller than one batch.
+        let logits = out["logits"].to_f64_vec();
+        let labels = b.y.as_i64().unwrap_or_else(|| die("evaluate: labels must be i64 class indices"));
+        let classes = logits.len() / batch;
+        for (row, &y) in logits.chunks(classes).zip(labels).take(b.len) {
+            let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+            loss.add(lse - row[y as usize], 1);
         }
     }
     (loss.value(), cm.accuracy(), cm)
@@ -412,6 +418,18 @@ mod tests {
         assert!(r.history.epochs[1].train_loss < r.history.epochs[0].train_loss);
         assert!(out.join("smoke-curve.png").is_file());
         assert_eq!(tr.lr(), Some(sched(1) as f32 as f64));
+        // A set smaller than one eval batch still has a loss (every real row
+        // counted once), and on a set of exactly one batch it is the
+        // program's own mean cross-entropy.
+        let small = Arc::new(m.test.take(40).reshaped(&[784]).unwrap());
+        let (loss40, _, cm40) = evaluate(&mut ev, &small, 64);
+        assert!(loss40.is_finite() && loss40 > 0.0, "loss {loss40}");
+        assert_eq!(cm40.total(), 40);
+        let one = Arc::new(m.test.take(64).reshaped(&[784]).unwrap());
+        let (loss64, _, _) = evaluate(&mut ev, &one, 64);
+        let b = DataLoader::new(one.clone(), 64).unwrap().epoch(0).next().unwrap().unwrap();
+        let direct = ev.run(&[("x", &b.x), ("y", &b.y)]).unwrap()["loss"].scalar().unwrap();
+        assert!((loss64 - direct).abs() <= 1e-5 * direct.abs(), "host {loss64} vs program {direct}");
         let _ = std::fs::remove_dir_all(&out);
     }
 }
