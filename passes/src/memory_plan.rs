@@ -343,6 +343,7 @@ fn concat_pieces(
     size: &dyn Fn(NodeId) -> usize,
 ) -> HashMap<NodeId, (NodeId, usize)> {
     let mut pieces: HashMap<NodeId, (NodeId, usize)> = HashMap::new();
+    let mut placed: HashSet<NodeId> = HashSet::new();
     for k in &p.kernels {
         let Some(c) = k.anchor else { continue };
         let Op::Concat { axis } = g.op(c) else { continue };
@@ -361,12 +362,13 @@ fn concat_pieces(
                 && !in_place.contains_key(&r)
                 && !pieces.contains_key(&r)
                 && !mine.iter().any(|(m, _)| *m == r)
-                && !pieces.values().any(|(cc, _)| *cc == r);
+                && !placed.contains(&r);
             mine.push((r, at));
             at += bytes;
             fits
         });
         if ok {
+            placed.insert(c);
             pieces.extend(mine.into_iter().map(|(r, off)| (r, (c, off))));
         }
     }

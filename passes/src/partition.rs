@@ -98,6 +98,10 @@ pub struct Partition {
     pub offsets: Vec<(NodeId, usize)>,
     /// The graph's live nodes in topological order.
     pub order: Vec<NodeId>,
+    /// `views` and `offsets` by node, so that `root` and `offset` are
+    /// constant-time (planning asks for every kernel input).
+    root_index: HashMap<NodeId, NodeId>,
+    offset_index: HashMap<NodeId, usize>,
 }
 
 /// Whether `op` is a pure view of its first operand given the types.
@@ -251,19 +255,22 @@ pub fn partition(g: &Graph) -> Result<Partition, PassError> {
 
     // Views alias the buffer of their (resolved) source.
     let mut offsets: Vec<(NodeId, usize)> = Vec::new();
+    let mut view_root: HashMap<NodeId, NodeId> = HashMap::new();
+    let mut view_offset: HashMap<NodeId, usize> = HashMap::new();
     for &n in &order {
         if is_view(g, n) {
             let src = g.operands(n)[0];
-            let root = views.iter().find(|(v, _)| *v == src).map(|(_, r)| *r).unwrap_or(src);
+            let root = view_root.get(&src).copied().unwrap_or(src);
             views.push((n, root));
-            let base = offsets.iter().find(|(v, _)| *v == src).map_or(0, |(_, o)| *o);
+            view_root.insert(n, root);
+            let base = view_offset.get(&src).copied().unwrap_or(0);
             let own = contiguous_slice_offset(g, n).unwrap_or(0) * g.ty(n).dtype.size_bytes();
             if base + own > 0 {
                 offsets.push((n, base + own));
+                view_offset.insert(n, base + own);
             }
         }
     }
-    let view_root: HashMap<NodeId, NodeId> = views.iter().copied().collect();
 
     // Inputs, ordering and ids.
     for k in &mut kernels {
@@ -293,45 +300,55 @@ pub fn partition(g: &Graph) -> Result<Partition, PassError> {
     // outputs) when everything else it reads is ready by then. This puts
     // e.g. the ReLU after a bias add into the GEMM epilogue even though the
     // pre-activation is also kept for the backward pass.
-    loop {
-        let producer: HashMap<NodeId, usize> =
-            kernels.iter().enumerate().flat_map(|(i, k)| k.outputs.iter().map(move |&o| (o, i))).collect();
+    //
+    // One forward pass: a merge only changes the producer kernel (earlier
+    // than `e`) and removes `e`, and no kernel before `e` reads `e`'s
+    // values, so the kernels already passed over stay as they were decided.
+    // Merged kernels leave a hole (`None`) so indices stay put, and the
+    // producer map is updated in place: rebuilding it per merge made this
+    // quadratic in the graph (thousands of merges on an unrolled LSTM).
+    let mut slots: Vec<Option<Kernel>> = kernels.into_iter().map(Some).collect();
+    let mut producer: HashMap<NodeId, usize> =
+        slots.iter().enumerate().flat_map(|(i, k)| k.iter().flat_map(move |k| k.outputs.iter().map(move |&o| (o, i)))).collect();
+    for e in 0..slots.len() {
+        let Some(ek) = slots[e].as_ref() else { continue };
+        if ek.kind != KernelKind::Elementwise {
+            continue;
+        }
         let ready_by = |n: NodeId, at: usize| -> bool {
             let r = view_root.get(&n).copied().unwrap_or(n);
             g.op(r).is_source() || producer.get(&r).is_some_and(|&i| i <= at)
         };
-        let mut merge: Option<(usize, usize)> = None;
-        'find: for e in 0..kernels.len() {
-            if kernels[e].kind != KernelKind::Elementwise {
+        let mut cands: Vec<usize> = ek.inputs.iter().filter_map(|i| producer.get(i).copied()).collect();
+        cands.sort();
+        cands.dedup();
+        let mut target = None;
+        for &pi in cands.iter().rev() {
+            let Some(pk) = slots[pi].as_ref() else { continue };
+            if pi >= e || !matches!(pk.kind, KernelKind::Elementwise | KernelKind::Contraction) || pk.shape != ek.shape {
                 continue;
             }
-            let mut cands: Vec<usize> = kernels[e].inputs.iter().filter_map(|i| producer.get(i).copied()).collect();
-            cands.sort();
-            cands.dedup();
-            for &pi in cands.iter().rev() {
-                let pk = &kernels[pi];
-                if pi >= e || !matches!(pk.kind, KernelKind::Elementwise | KernelKind::Contraction) || pk.shape != kernels[e].shape {
-                    continue;
-                }
-                // Reads of `pk`'s outputs through memory (slices, views)
-                // may be at positions its loop has not computed yet.
-                let reads_pk_memory = kernels[e]
-                    .fused
-                    .iter()
-                    .any(|&n| is_strided_read(g, n) && pk.outputs.contains(&view_root.get(&g.operands(n)[0]).copied().unwrap_or(g.operands(n)[0])))
-                    || kernels[e].inputs.iter().any(|i| view_root.get(i).is_some_and(|r| pk.outputs.contains(r)));
-                if reads_pk_memory {
-                    continue;
-                }
-                if kernels[e].inputs.iter().all(|&i| ready_by(i, pi)) {
-                    merge = Some((e, pi));
-                    break 'find;
-                }
+            // Reads of `pk`'s outputs through memory (slices, views)
+            // may be at positions its loop has not computed yet.
+            let reads_pk_memory = ek
+                .fused
+                .iter()
+                .any(|&n| is_strided_read(g, n) && pk.outputs.contains(&view_root.get(&g.operands(n)[0]).copied().unwrap_or(g.operands(n)[0])))
+                || ek.inputs.iter().any(|i| view_root.get(i).is_some_and(|r| pk.outputs.contains(r)));
+            if reads_pk_memory {
+                continue;
+            }
+            if ek.inputs.iter().all(|&i| ready_by(i, pi)) {
+                target = Some(pi);
+                break;
             }
         }
-        let Some((e, pi)) = merge else { break };
-        let ek = kernels.remove(e);
-        let pk = &mut kernels[pi];
+        let Some(pi) = target else { continue };
+        let ek = slots[e].take().expect("checked above");
+        let pk = slots[pi].as_mut().expect("a candidate is a live kernel");
+        for o in pk.outputs.iter().chain(&ek.outputs) {
+            producer.remove(o);
+        }
         pk.fused.extend(ek.fused);
         pk.fused.sort_by_key(|n| pos[n]);
         let inside: HashSet<NodeId> = pk.nodes().into_iter().collect();
@@ -341,12 +358,16 @@ pub fn partition(g: &Graph) -> Result<Partition, PassError> {
             .filter(|&n| Some(n) == pk.anchor || stored_roots.contains(&n) || live_users(n).iter().any(|u| !inside.contains(u)))
             .collect();
         outs.sort();
+        for &o in &outs {
+            producer.insert(o, pi);
+        }
         pk.outputs = outs;
         let mut ins: Vec<NodeId> = pk.nodes().iter().flat_map(|&n| g.operands(n)).filter(|o| !inside.contains(o)).collect();
         ins.sort();
         ins.dedup();
         pk.inputs = ins;
     }
+    let mut kernels: Vec<Kernel> = slots.into_iter().flatten().collect();
     for (i, k) in kernels.iter_mut().enumerate() {
         k.id = i;
     }
@@ -365,19 +386,19 @@ pub fn partition(g: &Graph) -> Result<Partition, PassError> {
         }
         done.extend(k.outputs.iter().copied());
     }
-    Ok(Partition { kernels, views, offsets, order })
+    Ok(Partition { kernels, views, offsets, order, root_index: view_root, offset_index: view_offset })
 }
 
 impl Partition {
     /// The resolved buffer owner of a value (itself unless it is a view).
     pub fn root(&self, n: NodeId) -> NodeId {
-        self.views.iter().find(|(v, _)| *v == n).map(|(_, r)| *r).unwrap_or(n)
+        self.root_index.get(&n).copied().unwrap_or(n)
     }
 
     /// Byte offset of a value into its root's buffer (0 unless it is a
     /// view into the middle of it).
     pub fn offset(&self, n: NodeId) -> usize {
-        self.offsets.iter().find(|(v, _)| *v == n).map_or(0, |(_, o)| *o)
+        self.offset_index.get(&n).copied().unwrap_or(0)
     }
 
     /// The dump form: one block per kernel.

@@ -6,7 +6,15 @@ use std::alloc::{alloc_zeroed, dealloc, Layout};
 use kiln_ir::{DType, HostTensor, TensorData, TensorType};
 
 /// An owned, 64-byte aligned, zero-initialized byte buffer.
+///
+/// Allocated through the system's zeroed allocation at its natural
+/// alignment (calloc: large buffers come from fresh zero pages that are
+/// only touched when first used) with 64 spare bytes to align the start;
+/// a 64-aligned zeroed allocation would memset every page up front, which
+/// made compiling a large program's arena cost as much as its passes.
 pub struct AlignedBuf {
+    /// The allocation; `ptr` is the first 64-aligned byte in it.
+    base: *mut u8,
     ptr: *mut u8,
     len: usize,
 }
@@ -14,15 +22,24 @@ pub struct AlignedBuf {
 // The buffer is plain memory owned by one executable.
 unsafe impl Send for AlignedBuf {}
 
+const ALIGN: usize = 64;
+
+fn layout_for(len: usize) -> Layout {
+    Layout::from_size_align(len.max(ALIGN).checked_add(ALIGN).expect("buffer size fits a layout"), 16).expect("buffer size fits a layout")
+}
+
 impl AlignedBuf {
     pub fn zeroed(len: usize) -> AlignedBuf {
-        let layout = Layout::from_size_align(len.max(64), 64).expect("buffer size fits a layout");
+        let layout = layout_for(len);
         // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { alloc_zeroed(layout) };
-        if ptr.is_null() {
+        let base = unsafe { alloc_zeroed(layout) };
+        if base.is_null() {
             std::alloc::handle_alloc_error(layout);
         }
-        AlignedBuf { ptr, len }
+        // SAFETY: at most ALIGN - 1 bytes past `base`, inside the allocation,
+        // which has ALIGN spare bytes after `len`.
+        let ptr = unsafe { base.add(base.align_offset(ALIGN)) };
+        AlignedBuf { base, ptr, len }
     }
     pub fn ptr(&self) -> *mut u8 {
         self.ptr
@@ -39,9 +56,8 @@ impl AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        let layout = Layout::from_size_align(self.len.max(64), 64).expect("same layout as at allocation");
         // SAFETY: allocated with this layout in `zeroed`.
-        unsafe { dealloc(self.ptr, layout) }
+        unsafe { dealloc(self.base, layout_for(self.len)) }
     }
 }
 

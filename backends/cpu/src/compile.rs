@@ -69,6 +69,7 @@ pub fn compile(be: &CpuBackend, g: &Graph, stored: &[KernelCode]) -> Result<CpuE
     }
     let mut constants: Vec<AlignedBuf> = Vec::new();
     let mut scalar_consts: HashMap<NodeId, f64> = HashMap::new();
+    let mut persistent_slot: HashMap<usize, usize> = HashMap::new();
     for (&n, st) in &plan.values {
         let src = match st {
             Storage::View(_) => continue,
@@ -87,11 +88,16 @@ pub fn compile(be: &CpuBackend, g: &Graph, stored: &[KernelCode]) -> Result<CpuE
             }
         };
         // Persistent sources share one slot per buffer.
-        let existing = slots.iter().position(|s| *s == src && matches!(s, SlotSrc::Persistent(_)));
-        let idx = existing.unwrap_or_else(|| {
-            slots.push(src);
-            slots.len() - 1
-        });
+        let idx = match src {
+            SlotSrc::Persistent(p) => *persistent_slot.entry(p).or_insert_with(|| {
+                slots.push(src);
+                slots.len() - 1
+            }),
+            _ => {
+                slots.push(src);
+                slots.len() - 1
+            }
+        };
         slot_of.insert(n, idx);
     }
     // Views share their root's slot; a view into the middle of it (a

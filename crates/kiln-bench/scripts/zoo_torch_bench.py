@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""PyTorch eager timings of kiln-bench's model-zoo rows (Z1-Z3).
+"""PyTorch eager timings of kiln-bench's rows without recorded anchors:
+the model-zoo rows (Z1-Z3), issue #16's ResNet-18 (R18) and the LSTM
+scaling rows (the W5 LSTM over 32, 128 and 512 time steps).
 
-The same three training steps as crates/kiln-bench/src/workloads_zoo.rs:
+The same training steps as crates/kiln-bench/src/workloads_zoo.rs and
+workloads.rs:
 
   Z1-resnet18-sgd   torchvision's resnet18 (10 classes) on 3x32x32, batch 32,
                     SGD lr 0.01 momentum 0.9
@@ -35,18 +38,23 @@ import json
 import statistics
 import time
 
-CASES = ("Z1-resnet18-sgd", "Z2-inception-sgd", "Z3-tinyvit-adam")
+CASES = ("Z1-resnet18-sgd", "Z2-inception-sgd", "Z3-tinyvit-adam", "R18-resnet18-sgd",
+         "S32-lstm-adam", "S128-lstm-adam", "S512-lstm-adam")
 SEED = 0
 CLASSES = 10
 
 
-def resnet18(num_classes: int):
+def resnet18(num_classes: int, small_stem: bool = False):
+    import torch.nn as nn
     try:
         import torchvision
-        return torchvision.models.resnet18(num_classes=num_classes)
+        m = torchvision.models.resnet18(num_classes=num_classes)
+        if small_stem:
+            m.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+            m.maxpool = nn.Identity()
+        return m
     except ImportError:
         pass
-    import torch.nn as nn
 
     class BasicBlock(nn.Module):
         def __init__(self, cin, c, stride):
@@ -69,10 +77,10 @@ def resnet18(num_classes: int):
     class ResNet18(nn.Module):
         def __init__(self):
             super().__init__()
-            self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+            self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False) if small_stem else nn.Conv2d(3, 64, 7, 2, 3, bias=False)
             self.bn1 = nn.BatchNorm2d(64)
             self.relu = nn.ReLU(inplace=True)
-            self.maxpool = nn.MaxPool2d(3, 2, 1)
+            self.maxpool = nn.Identity() if small_stem else nn.MaxPool2d(3, 2, 1)
             layers, cin = [], 64
             for c, s in ((64, 1), (128, 2), (256, 2), (512, 2)):
                 layers.append(nn.Sequential(BasicBlock(cin, c, s), BasicBlock(c, c, 1)))
@@ -159,6 +167,22 @@ def tiny_vit(num_classes: int, image=28, patch=7, dim=16, depth=2, heads=4, mlp=
     return TinyViT()
 
 
+def lstm_net(num_classes: int):
+    import torch.nn as nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(64, 256)
+            self.fc = nn.Linear(256, num_classes)
+
+        def forward(self, x):
+            _, (h, _) = self.lstm(x)
+            return self.fc(h[0])
+
+    return Net()
+
+
 def time_fn(fn, warmup=10, min_iters=30, min_time_s=3.0):
     for _ in range(warmup):
         fn()
@@ -186,6 +210,10 @@ def run_case(case: str, min_time: float) -> dict:
         batch, model, shape = 64, inception_net(CLASSES), (64, 1, 28, 28)
     elif case == "Z3-tinyvit-adam":
         batch, model, shape = 64, tiny_vit(CLASSES), (64, 1, 28, 28)
+    elif case == "R18-resnet18-sgd":
+        batch, model, shape = 16, resnet18(CLASSES, small_stem=True), (16, 3, 32, 32)
+    elif case.endswith("-lstm-adam"):
+        batch, model, shape = 32, lstm_net(CLASSES), (int(case[1:case.index("-")]), 32, 64)
     else:
         raise ValueError(case)
     build_s = time.perf_counter() - t0

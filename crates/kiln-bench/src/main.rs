@@ -31,19 +31,27 @@ struct Args {
     /// Samples to take at least (each workload also runs `min_time`).
     min_samples: usize,
     anchors: Option<String>,
+    /// Print the compile-time scaling rows (the W5 LSTM over 32, 128, 512 steps).
+    scaling: bool,
+    /// Print each workload's compile-time profile (build, every pass, backend).
+    profile: bool,
 }
 
-const USAGE: &str = "usage: kiln-bench [--backend cpu|wgpu|interp] [--json FILE] [--workloads W1-mlp-sgd,...] [--min-time SECONDS] [--min-samples N (30; fewer for slow backends such as software Vulkan)] [--anchors FILE]
+const USAGE: &str = "usage: kiln-bench [--backend cpu|wgpu|interp] [--json FILE] [--workloads W1-mlp-sgd,...] [--min-time SECONDS] [--min-samples N (30; fewer for slow backends such as software Vulkan)] [--anchors FILE] [--no-scaling] [--profile]
 
 Runs kiln on the benchmark workloads and prints median ms/step (p10/p90),
-samples/s, compile time and peak memory beside the PyTorch/JAX anchors.
+samples/s, compile time and peak memory beside the PyTorch/JAX anchors,
+then the compile-time scaling rows: the W5 LSTM unrolled over 32, 128 and
+512 steps (nodes, compile s, step ms, peak). --profile prints where each
+workload's compile time goes (graph build with autodiff, every pass, the
+backend's code generation).
 
 examples:
   cargo run --release -p kiln-bench
   cargo run --release -p kiln-bench -- --workloads W3-lenet5-sgd --json out.jsonl";
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { backend: BackendKind::Cpu, json: None, workloads: workloads::ALL.iter().map(|s| s.to_string()).collect(), min_time: 3.0, min_samples: 30, anchors: None };
+    let mut a = Args { backend: BackendKind::Cpu, json: None, workloads: workloads::ALL.iter().map(|s| s.to_string()).collect(), min_time: 3.0, min_samples: 30, anchors: None, scaling: true, profile: false };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut val = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value\n\n{USAGE}"));
@@ -59,13 +67,15 @@ fn parse_args() -> Result<Args, String> {
             "--json" => a.json = Some(val("--json")?),
             "--workloads" => {
                 a.workloads = val("--workloads")?.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
-                if let Some(w) = a.workloads.iter().find(|w| !workloads::ALL.contains(&w.as_str())) {
+                if let Some(w) = a.workloads.iter().find(|w| !workloads::ALL.contains(&w.as_str()) && !workloads::is_scaling_name(w)) {
                     return Err(format!("unknown workload `{w}` (known: {})", workloads::ALL.join(", ")));
                 }
             }
             "--min-time" => a.min_time = val("--min-time")?.parse().map_err(|e| format!("--min-time: {e}"))?,
             "--min-samples" => a.min_samples = val("--min-samples")?.parse().map_err(|e| format!("--min-samples: {e}"))?,
             "--anchors" => a.anchors = Some(val("--anchors")?),
+            "--no-scaling" => a.scaling = false,
+            "--profile" => a.profile = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -86,6 +96,7 @@ struct Row {
     compile_s: f64,
     peak_bytes: Option<u64>,
     iters: usize,
+    nodes: usize,
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -93,11 +104,22 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 fn run_one(name: &str, a: &Args) -> Result<Row, String> {
+    let t0 = Instant::now();
     let w = workloads::build(name).map_err(|e| e.to_string())?;
+    run_workload(w, t0.elapsed().as_secs_f64(), a)
+}
+
+/// Times `w`'s compile and steps; `build_s` is how long building its graph
+/// took (the train step's autodiff included), shown by `--profile`.
+fn run_workload(w: workloads::Workload, build_s: f64, a: &Args) -> Result<Row, String> {
     let opts = CompileOptions::default().backend(a.backend);
     let t0 = Instant::now();
     let mut prog = kiln::compile(&w.spec, opts).map_err(|e| e.to_string())?;
     let compile_s = t0.elapsed().as_secs_f64();
+    if a.profile {
+        print_profile(w.name, build_s, compile_s, prog.report());
+    }
+    let nodes = prog.graph().node_count();
     let peak_bytes = match a.backend {
         // The program holds its executable as `dyn Executable`; the plan is
         // a deterministic function of the optimized graph, so re-lower it.
@@ -132,7 +154,46 @@ fn run_one(name: &str, a: &Args) -> Result<Row, String> {
         compile_s,
         peak_bytes,
         iters: samples.len(),
+        nodes,
     })
+}
+
+fn print_profile(name: &str, build_s: f64, compile_s: f64, report: &kiln::PipelineReport) {
+    let passes: f64 = report.rows.iter().map(|r| r.duration.as_secs_f64()).sum();
+    let mut line = format!("  profile {name}: build+autodiff {build_s:.3}s");
+    for r in &report.rows {
+        line += &format!(", {} {:.3}s ({}->{})", r.pass, r.duration.as_secs_f64(), r.nodes_before, r.nodes_after);
+    }
+    line += &format!(", backend {:.3}s", compile_s - passes);
+    println!("{line}");
+}
+
+/// The compile-time scaling rows: W5's LSTM over 32, 128 and 512 steps.
+fn print_scaling(a: &Args) -> usize {
+    println!();
+    println!("{:<20} {:>6} {:>8} {:>10} {:>9} {:>10} {:>10}", "scaling (W5 LSTM)", "steps", "nodes", "build", "compile", "step ms", "peak");
+    let mut failed = 0;
+    for steps in workloads::SCALING_STEPS {
+        let t0 = Instant::now();
+        let row = workloads::lstm("W5-lstm-adam", steps).map_err(|e| e.to_string()).and_then(|w| {
+            let build_s = t0.elapsed().as_secs_f64();
+            // Long sequences cost hundreds of ms a step: fewer samples.
+            let a = Args { min_samples: a.min_samples.min(10), min_time: a.min_time.min(2.0), workloads: Vec::new(), json: None, anchors: None, ..*a };
+            run_workload(w, build_s, &a).map(|r| (build_s, r))
+        });
+        match row {
+            Ok((build_s, r)) => println!(
+                "{:<20} {:>6} {:>8} {:>9.3}s {:>8.3}s {:>10} {:>10}",
+                "", steps, r.nodes, build_s, r.compile_s, fmt_ms(Some(r.median_ms)), fmt_bytes(r.peak_bytes)
+            ),
+            Err(e) => {
+                failed += 1;
+                println!("{:<20} {steps:>6} failed: {e}", "");
+            }
+        }
+    }
+    println!("nodes = the optimized graph's node count; build = graph + train step with autodiff; compile = kiln::compile (every pass + code generation)");
+    failed
 }
 
 fn fmt_bytes(b: Option<u64>) -> String {
@@ -217,6 +278,9 @@ fn main() {
                 println!("{name:<20} failed: {e}");
             }
         }
+    }
+    if a.scaling {
+        failed += print_scaling(&a);
     }
     println!("ratio = kiln median / best of torch eager, torch.compile, jax.jit (anchors recorded on the reference 2-core machine; rerun them beside kiln to compare in one sitting)");
     if failed > 0 {

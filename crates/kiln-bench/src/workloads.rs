@@ -12,7 +12,7 @@ use kiln::{f32_shape, i64_shape, loss, optim, Builder, HostTensor, ParamStore, S
 #[path = "workloads_zoo.rs"]
 mod zoo;
 
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 11] = [
     "W1-mlp-sgd",
     "W1-mlp-adam",
     "W2-mlp-infer-b1",
@@ -24,7 +24,12 @@ pub const ALL: [&str; 10] = [
     "Z1-resnet18-sgd",
     "Z2-inception-sgd",
     "Z3-tinyvit-adam",
+    "R18-resnet18-sgd",
 ];
+
+/// Sequence lengths of the compile-time scaling rows (the W5 LSTM unrolled
+/// over more steps).
+pub const SCALING_STEPS: [usize; 3] = [32, 128, 512];
 
 const SEED: u64 = 0;
 const CLASSES: usize = 10;
@@ -137,13 +142,27 @@ pub fn build(name: &str) -> kiln::Result<Workload> {
         }
         "W3-lenet5-sgd" => train("W3-lenet5-sgd", 64, vec![64, 1, 28, 28], false, |s, b, x| lenet(s)?.forward(b, x)),
         "W4-resnet-sgd" => train("W4-resnet-sgd", 32, vec![32, 1, 28, 28], false, |s, b, x| resnet(s)?.forward(b, x)),
-        "W5-lstm-adam" => train("W5-lstm-adam", 32, vec![32, 32, 64], true, |s, b, x| {
-            let lstm = nn::Lstm::new(s, "lstm", 64, 256)?;
-            let fc = nn::Linear::new(s, "fc", 256, CLASSES)?;
-            let out = lstm.forward_seq(b, x, None, None)?;
-            let h = b.reshape(out.h_n, [32, 256])?;
-            fc.forward(b, h)
-        }),
+        "W5-lstm-adam" => lstm("W5-lstm-adam", 32),
+        // The scaling rows by name (`S128-lstm-adam`), so that one of them
+        // can be run (or dumped) alone.
+        other if is_scaling_name(other) => lstm("S-lstm-adam", other[1..other.len() - "-lstm-adam".len()].parse().unwrap_or(32)),
         other => zoo::build(other).unwrap_or_else(|| Err(kiln::Error::Config(format!("unknown workload `{other}` (known: {})", ALL.join(", "))))),
     }
+}
+
+/// Whether `name` is a scaling row's name: `S<steps>-lstm-adam`.
+pub fn is_scaling_name(name: &str) -> bool {
+    name.strip_prefix('S').and_then(|r| r.strip_suffix("-lstm-adam")).is_some_and(|n| n.parse::<usize>().is_ok_and(|n| n > 0))
+}
+
+/// W5's LSTM training step over a sequence of `steps` time steps (W5 is
+/// 32); the scaling rows use the same network at 128 and 512.
+pub fn lstm(name: &'static str, steps: usize) -> kiln::Result<Workload> {
+    train(name, 32, vec![steps, 32, 64], true, |s, b, x| {
+        let lstm = nn::Lstm::new(s, "lstm", 64, 256)?;
+        let fc = nn::Linear::new(s, "fc", 256, CLASSES)?;
+        let out = lstm.forward_seq(b, x, None, None)?;
+        let h = b.reshape(out.h_n, [32, 256])?;
+        fc.forward(b, h)
+    })
 }

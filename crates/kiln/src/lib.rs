@@ -96,6 +96,7 @@ pub use compile::{compile, grad, inference, train_step, train_step_params, wgpu_
 pub use error::{Error, Result};
 pub use kiln_wgpu::WgpuError;
 pub use model::{Builder, Mode, ParamStore, Spec};
+pub use kiln_passes::PipelineReport;
 pub use program::{is_model_state, Program};
 
 pub use kiln_ir as ir;

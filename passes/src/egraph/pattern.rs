@@ -113,17 +113,24 @@ impl Pattern {
         }
     }
 
+    /// Levels of e-nodes the pattern spans (a bare operator is 1).
+    pub fn depth(&self) -> usize {
+        fn depth(p: &Pat) -> usize {
+            match p {
+                Pat::Var(_) => 0,
+                Pat::Node { args, .. } => 1 + args.iter().map(depth).max().unwrap_or(0),
+            }
+        }
+        depth(&self.root)
+    }
+
     /// All matches rooted at `class`, at most `limit`.
     pub fn search_class(&self, eg: &EG, class: Id, limit: usize, out: &mut Vec<Match>) {
-        let start = Match {
-            root: eg.find(class),
-            vars: vec![None; self.vars.len()],
-            caps: vec![None; self.caps.len()],
-            nodes: vec![],
-        };
-        let mut found = Vec::new();
-        match_pat(eg, &self.root, class, start, &mut found, limit);
-        out.extend(found);
+        let root = eg.find(class);
+        let mut st = Search { vars: vec![None; self.vars.len()], caps: vec![None; self.caps.len()], nodes: Vec::new() };
+        let mut goals = vec![(&self.root, root)];
+        let cap = out.len().saturating_add(limit);
+        solve(eg, &mut goals, &mut st, root, out, cap);
     }
 
     pub fn var_index(&self, name: &str) -> Option<usize> {
@@ -144,52 +151,67 @@ impl Match {
     }
 }
 
-fn match_pat(eg: &EG, pat: &Pat, class: Id, m: Match, out: &mut Vec<Match>, limit: usize) {
-    if out.len() >= limit {
+/// The bindings of a match in progress: e-nodes are borrowed from the
+/// e-graph and cloned only into a finished [`Match`], and every choice is
+/// undone on the way back, so a failed attempt allocates nothing.
+struct Search<'a> {
+    vars: Vec<Option<Id>>,
+    caps: Vec<Option<(&'a ENode, Id)>>,
+    nodes: Vec<(&'a ENode, Id)>,
+}
+
+/// Backtracking over the pending `(pattern, class)` goals, last first;
+/// operands are pushed in reverse so they are matched left to right and the
+/// matched nodes come out in pre-order. Stops once `out` holds `cap`.
+fn solve<'a>(eg: &'a EG, goals: &mut Vec<(&'a Pat, Id)>, st: &mut Search<'a>, root: Id, out: &mut Vec<Match>, cap: usize) {
+    if out.len() >= cap {
         return;
     }
+    let Some((pat, class)) = goals.pop() else {
+        out.push(Match {
+            root,
+            vars: st.vars.clone(),
+            caps: st.caps.iter().map(|c| c.map(|(n, id)| (n.clone(), id))).collect(),
+            nodes: st.nodes.iter().map(|&(n, id)| (n.clone(), id)).collect(),
+        });
+        return;
+    };
     let class = eg.find(class);
     match pat {
-        Pat::Var(i) => match m.vars[*i] {
+        Pat::Var(i) => match st.vars[*i] {
             Some(b) if eg.find(b) != class => {}
-            Some(_) => out.push(m),
+            Some(_) => solve(eg, goals, st, root, out, cap),
             None => {
-                let mut m = m;
-                m.vars[*i] = Some(class);
-                out.push(m);
+                st.vars[*i] = Some(class);
+                solve(eg, goals, st, root, out, cap);
+                st.vars[*i] = None;
             }
         },
-        Pat::Node { head, cap, args, any_arity } => {
-            if eg[class].data.ty.is_none() {
-                return;
-            }
-            for node in &eg[class].nodes {
-                if (!any_arity && node.children.len() != args.len()) || eg.analysis.ops.name(node.op) != head {
-                    continue;
-                }
-                let mut m2 = m.clone();
-                if let Some(c) = cap {
-                    m2.caps[*c] = Some((node.clone(), class));
-                }
-                m2.nodes.push((node.clone(), class));
-                let mut partial = vec![m2];
-                for (a, &child) in args.iter().zip(&node.children) {
-                    let mut next = Vec::new();
-                    for pm in partial {
-                        match_pat(eg, a, child, pm, &mut next, limit);
+        Pat::Node { head, cap: capture, args, any_arity } => {
+            let eclass = &eg[class];
+            if eclass.data.ty.is_some() {
+                let depth = goals.len();
+                for node in &eclass.nodes {
+                    if (!any_arity && node.children.len() != args.len()) || eg.analysis.ops.name(node.op) != head {
+                        continue;
                     }
-                    partial = next;
-                    if partial.is_empty() {
+                    if let Some(c) = capture {
+                        st.caps[*c] = Some((node, class));
+                    }
+                    st.nodes.push((node, class));
+                    goals.extend(args.iter().zip(&node.children).rev().map(|(a, &ch)| (a, ch)));
+                    solve(eg, goals, st, root, out, cap);
+                    goals.truncate(depth);
+                    st.nodes.pop();
+                    if let Some(c) = capture {
+                        st.caps[*c] = None;
+                    }
+                    if out.len() >= cap {
                         break;
                     }
-                }
-                for pm in partial {
-                    if out.len() >= limit {
-                        return;
-                    }
-                    out.push(pm);
                 }
             }
         }
     }
+    goals.push((pat, class));
 }

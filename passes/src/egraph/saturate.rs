@@ -5,7 +5,7 @@
 //! so that rules can capture attribute-carrying e-nodes, the type check sits
 //! between apply and union, and provenance is recorded per created node.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -68,6 +68,12 @@ pub fn saturate(
     let mut stop = None;
     let mut iterations = 0;
     eg.rebuild();
+    // After the first round a rule is searched only where the e-graph
+    // changed since the previous round's search (within the rule's depth):
+    // elsewhere it would find the matches it already applied. A rule that
+    // hit the match limit searches everywhere again.
+    let mut searched: Option<HashMap<Id, usize>> = None;
+    let mut capped = vec![true; rules.len()];
     while stop.is_none() {
         if iterations >= cfg.iter_limit {
             stop = Some(StopReason::IterationLimit(cfg.iter_limit));
@@ -79,19 +85,33 @@ pub fn saturate(
         }
         iterations += 1;
         let by_head = classes_by_head(eg);
+        let before = searched.replace(class_sizes(eg));
+        let mut regions: HashMap<usize, HashSet<Id>> = HashMap::new();
         let mut matches = Vec::new();
         for (ri, rule) in rules.iter().enumerate() {
             let Some(classes) = by_head.get(rule.pattern.root_head()) else { continue };
             let mut found = Vec::new();
-            // Start where the previous round's search for this rule would
-            // have continued, so a capped rule still reaches every class.
-            let start = (iterations - 1) * cfg.match_limit.max(1) % classes.len().max(1);
-            for &c in classes[start..].iter().chain(&classes[..start]) {
-                rule.pattern.search_class(eg, c, cfg.match_limit, &mut found);
-                if found.len() >= cfg.match_limit {
-                    break;
+            if let (Some(before), false) = (&before, capped[ri]) {
+                let depth = rule.pattern.depth() + 1;
+                let region = regions.entry(depth).or_insert_with(|| changed_region(eg, before, depth));
+                for &c in classes.iter().filter(|c| region.contains(c)) {
+                    rule.pattern.search_class(eg, c, cfg.match_limit, &mut found);
+                    if found.len() >= cfg.match_limit {
+                        break;
+                    }
+                }
+            } else {
+                // Start where the previous round's search for this rule would
+                // have continued, so a capped rule still reaches every class.
+                let start = (iterations - 1) * cfg.match_limit.max(1) % classes.len().max(1);
+                for &c in classes[start..].iter().chain(&classes[..start]) {
+                    rule.pattern.search_class(eg, c, cfg.match_limit, &mut found);
+                    if found.len() >= cfg.match_limit {
+                        break;
+                    }
                 }
             }
+            capped[ri] = found.len() >= cfg.match_limit;
             matches.extend(found.into_iter().map(|m| (ri, m)));
         }
         let mut changed = false;
@@ -129,6 +149,33 @@ pub fn saturate(
         eclasses: eg.number_of_classes(),
         time: start.elapsed(),
     }
+}
+
+/// Each canonical class's e-node count: two snapshots tell which classes a
+/// round created, merged or extended.
+fn class_sizes(eg: &EG) -> HashMap<Id, usize> {
+    eg.classes().map(|c| (c.id, c.nodes.len())).collect()
+}
+
+/// The classes within `depth` parent steps of one that changed since
+/// `before`: new, grown, or the survivor of a merge.
+fn changed_region(eg: &EG, before: &HashMap<Id, usize>, depth: usize) -> HashSet<Id> {
+    let mut frontier: Vec<Id> = eg.classes().filter(|c| before.get(&c.id) != Some(&c.nodes.len())).map(|c| c.id).collect();
+    frontier.extend(before.keys().filter(|&&id| eg.find(id) != id).map(|&id| eg.find(id)));
+    let mut region: HashSet<Id> = frontier.iter().copied().collect();
+    for _ in 0..depth {
+        let mut next = Vec::new();
+        for c in frontier {
+            for p in eg[c].parents() {
+                let p = eg.find(p);
+                if region.insert(p) {
+                    next.push(p);
+                }
+            }
+        }
+        frontier = next;
+    }
+    region
 }
 
 /// Classes holding at least one e-node of each op keyword, in id order.

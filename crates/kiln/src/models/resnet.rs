@@ -20,16 +20,21 @@ pub struct ResNetConfig {
     /// Start each block's last BatchNorm weight at 0, so every residual
     /// block begins as the identity.
     pub zero_init_residual: bool,
+    /// The CIFAR-10 stem: one 3x3 stride-1 conv (padding 1) + BatchNorm +
+    /// ReLU and no max-pool, so 32x32 images keep their size through
+    /// `layer1` (torchvision's 7x7/2 conv and 3x3/2 max-pool are made for
+    /// 224x224 inputs).
+    pub small_input_stem: bool,
 }
 
 impl ResNetConfig {
     pub fn resnet18() -> ResNetConfig {
-        ResNetConfig { layers: [2, 2, 2, 2], num_classes: 1000, in_channels: 3, zero_init_residual: false }
+        ResNetConfig { layers: [2, 2, 2, 2], num_classes: 1000, in_channels: 3, zero_init_residual: false, small_input_stem: false }
     }
     pub fn resnet34() -> ResNetConfig {
         ResNetConfig { layers: [3, 4, 6, 3], ..Self::resnet18() }
     }
-    setters!(num_classes: usize, in_channels: usize, zero_init_residual: bool);
+    setters!(num_classes: usize, in_channels: usize, zero_init_residual: bool, small_input_stem: bool);
 
     /// Registers every parameter under `prefix` ("" for torchvision's
     /// top-level names: `conv1.weight`, `layer1.0.bn1.running_mean`, ...,
@@ -37,11 +42,18 @@ impl ResNetConfig {
     pub fn build(self, store: &mut ParamStore, prefix: &str) -> Result<ResNet> {
         check_sizes("resnet", &[("num_classes", self.num_classes), ("in_channels", self.in_channels)])?;
         let p = |n: &str| pname(prefix, n);
+        let stem = if self.small_input_stem {
+            Conv2d::config(self.in_channels, 64, 3).padding(1).bias(false)
+        } else {
+            Conv2d::config(self.in_channels, 64, 7).stride(2).padding(3).bias(false)
+        };
         let mut net = Sequential::new()
-            .add(conv(store, &p("conv1"), Conv2d::config(self.in_channels, 64, 7).stride(2).padding(3).bias(false), KAIMING_FAN_OUT, Init::Zeros)?)
+            .add(conv(store, &p("conv1"), stem, KAIMING_FAN_OUT, Init::Zeros)?)
             .add(BatchNorm::new2d(store, &p("bn1"), 64)?)
-            .add(ReLU)
-            .add(MaxPool2d::new(3).stride(2).padding(1));
+            .add(ReLU);
+        if !self.small_input_stem {
+            net.push(MaxPool2d::new(3).stride(2).padding(1));
+        }
         let mut cin = 64;
         for (stage, &blocks) in self.layers.iter().enumerate() {
             let width = 64 << stage;

@@ -40,6 +40,17 @@ fn zero_init_residual_zeroes_each_blocks_last_norm() {
 }
 
 #[test]
+fn small_input_stem_is_the_cifar_resnet18() {
+    // The usual CIFAR-10 ResNet-18 (3x3 stride-1 stem, no max-pool) has
+    // 11,173,962 parameters with 10 classes; its logits come from 4x4 maps.
+    let mut s = ParamStore::new(0);
+    let m = ResNetConfig::resnet18().num_classes(10).small_input_stem(true).build(&mut s, "").unwrap();
+    assert_eq!(s.num_params(), 11_173_962);
+    assert_eq!(s.get("conv1.weight").unwrap().shape().dims(), &[64, 3, 3, 3]);
+    assert_eq!(logits_shape(&m, &[2, 3, 32, 32]), [2, 10]);
+}
+
+#[test]
 fn vgg19_bn_and_densenet169_have_torchvisions_size() {
     // PyTorch's layer defaults draw faster than torchvision's normal init;
     // the count is the same.
