@@ -129,3 +129,20 @@ pub fn tensor_from_bytes(ty: &TensorType, bytes: &[u8]) -> HostTensor {
     };
     HostTensor::new(ty.shape.clone(), data).expect("byte count matches the type")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::AlignedBuf;
+
+    #[test]
+    fn buffers_are_aligned_zeroed_and_writable_to_their_end() {
+        for len in [0, 1, 63, 64, 65, 4096, 3 << 20] {
+            let mut b = AlignedBuf::zeroed(len);
+            assert_eq!(b.ptr() as usize % 64, 0, "len {len}");
+            assert_eq!(b.bytes().len(), len);
+            assert!(b.bytes().iter().all(|&x| x == 0), "len {len}");
+            b.bytes_mut().fill(0xAB);
+            assert!(b.bytes().iter().all(|&x| x == 0xAB));
+        }
+    }
+}

@@ -75,6 +75,10 @@ pub struct EGraphConfig {
     pub match_limit: usize,
     /// Fold constant subgraphs with at most this many result elements (0: off).
     pub fold_limit: usize,
+    /// After the first round, search a rule only where the e-graph changed
+    /// since its previous search (off: every class every round; the same
+    /// result, tested, at a cost that grows with rounds x graph).
+    pub incremental: bool,
     /// Enabled rule groups.
     pub groups: Vec<Group>,
     /// Allow the rules in [`rules::VALUE_CHANGING`] (reassociation, BN
@@ -103,6 +107,7 @@ impl Default for EGraphConfig {
             time_limit: Duration::from_millis(2000),
             match_limit: 20_000,
             fold_limit: 4096,
+            incremental: true,
             groups: Group::ALL.to_vec(),
             reassociate: true,
         }

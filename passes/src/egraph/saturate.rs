@@ -91,7 +91,7 @@ pub fn saturate(
         for (ri, rule) in rules.iter().enumerate() {
             let Some(classes) = by_head.get(rule.pattern.root_head()) else { continue };
             let mut found = Vec::new();
-            if let (Some(before), false) = (&before, capped[ri]) {
+            if let (Some(before), false, true) = (&before, capped[ri], cfg.incremental) {
                 let depth = rule.pattern.depth() + 1;
                 let region = regions.entry(depth).or_insert_with(|| changed_region(eg, before, depth));
                 for &c in classes.iter().filter(|c| region.contains(c)) {
