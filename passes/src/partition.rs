@@ -303,69 +303,75 @@ pub fn partition(g: &Graph) -> Result<Partition, PassError> {
     //
     // One forward pass: a merge only changes the producer kernel (earlier
     // than `e`) and removes `e`, and no kernel before `e` reads `e`'s
-    // values, so the kernels already passed over stay as they were decided.
+    // values, so the other kernels already passed over stay as they were
+    // decided. The grown producer may now join a kernel before it (it took
+    // `e`'s inputs), so it is tried again at once.
     // Merged kernels leave a hole (`None`) so indices stay put, and the
     // producer map is updated in place: rebuilding it per merge made this
     // quadratic in the graph (thousands of merges on an unrolled LSTM).
     let mut slots: Vec<Option<Kernel>> = kernels.into_iter().map(Some).collect();
     let mut producer: HashMap<NodeId, usize> =
         slots.iter().enumerate().flat_map(|(i, k)| k.iter().flat_map(move |k| k.outputs.iter().map(move |&o| (o, i)))).collect();
-    for e in 0..slots.len() {
-        let Some(ek) = slots[e].as_ref() else { continue };
-        if ek.kind != KernelKind::Elementwise {
-            continue;
-        }
-        let ready_by = |n: NodeId, at: usize| -> bool {
-            let r = view_root.get(&n).copied().unwrap_or(n);
-            g.op(r).is_source() || producer.get(&r).is_some_and(|&i| i <= at)
-        };
-        let mut cands: Vec<usize> = ek.inputs.iter().filter_map(|i| producer.get(i).copied()).collect();
-        cands.sort();
-        cands.dedup();
-        let mut target = None;
-        for &pi in cands.iter().rev() {
-            let Some(pk) = slots[pi].as_ref() else { continue };
-            if pi >= e || !matches!(pk.kind, KernelKind::Elementwise | KernelKind::Contraction) || pk.shape != ek.shape {
+    for first in 0..slots.len() {
+        let mut next = Some(first);
+        while let Some(e) = next.take() {
+            let Some(ek) = slots[e].as_ref() else { continue };
+            if ek.kind != KernelKind::Elementwise {
                 continue;
             }
-            // Reads of `pk`'s outputs through memory (slices, views)
-            // may be at positions its loop has not computed yet.
-            let reads_pk_memory = ek
-                .fused
-                .iter()
-                .any(|&n| is_strided_read(g, n) && pk.outputs.contains(&view_root.get(&g.operands(n)[0]).copied().unwrap_or(g.operands(n)[0])))
-                || ek.inputs.iter().any(|i| view_root.get(i).is_some_and(|r| pk.outputs.contains(r)));
-            if reads_pk_memory {
-                continue;
+            let ready_by = |n: NodeId, at: usize| -> bool {
+                let r = view_root.get(&n).copied().unwrap_or(n);
+                g.op(r).is_source() || producer.get(&r).is_some_and(|&i| i <= at)
+            };
+            let mut cands: Vec<usize> = ek.inputs.iter().filter_map(|i| producer.get(i).copied()).collect();
+            cands.sort();
+            cands.dedup();
+            let mut target = None;
+            for &pi in cands.iter().rev() {
+                let Some(pk) = slots[pi].as_ref() else { continue };
+                if pi >= e || !matches!(pk.kind, KernelKind::Elementwise | KernelKind::Contraction) || pk.shape != ek.shape {
+                    continue;
+                }
+                // Reads of `pk`'s outputs through memory (slices, views)
+                // may be at positions its loop has not computed yet.
+                let reads_pk_memory = ek
+                    .fused
+                    .iter()
+                    .any(|&n| is_strided_read(g, n) && pk.outputs.contains(&view_root.get(&g.operands(n)[0]).copied().unwrap_or(g.operands(n)[0])))
+                    || ek.inputs.iter().any(|i| view_root.get(i).is_some_and(|r| pk.outputs.contains(r)));
+                if reads_pk_memory {
+                    continue;
+                }
+                if ek.inputs.iter().all(|&i| ready_by(i, pi)) {
+                    target = Some(pi);
+                    break;
+                }
             }
-            if ek.inputs.iter().all(|&i| ready_by(i, pi)) {
-                target = Some(pi);
-                break;
+            let Some(pi) = target else { continue };
+            let ek = slots[e].take().expect("checked above");
+            let pk = slots[pi].as_mut().expect("a candidate is a live kernel");
+            for o in pk.outputs.iter().chain(&ek.outputs) {
+                producer.remove(o);
             }
+            pk.fused.extend(ek.fused);
+            pk.fused.sort_by_key(|n| pos[n]);
+            let inside: HashSet<NodeId> = pk.nodes().into_iter().collect();
+            let mut outs: Vec<NodeId> = pk
+                .nodes()
+                .into_iter()
+                .filter(|&n| Some(n) == pk.anchor || stored_roots.contains(&n) || live_users(n).iter().any(|u| !inside.contains(u)))
+                .collect();
+            outs.sort();
+            for &o in &outs {
+                producer.insert(o, pi);
+            }
+            pk.outputs = outs;
+            let mut ins: Vec<NodeId> = pk.nodes().iter().flat_map(|&n| g.operands(n)).filter(|o| !inside.contains(o)).collect();
+            ins.sort();
+            ins.dedup();
+            pk.inputs = ins;
+            next = Some(pi);
         }
-        let Some(pi) = target else { continue };
-        let ek = slots[e].take().expect("checked above");
-        let pk = slots[pi].as_mut().expect("a candidate is a live kernel");
-        for o in pk.outputs.iter().chain(&ek.outputs) {
-            producer.remove(o);
-        }
-        pk.fused.extend(ek.fused);
-        pk.fused.sort_by_key(|n| pos[n]);
-        let inside: HashSet<NodeId> = pk.nodes().into_iter().collect();
-        let mut outs: Vec<NodeId> = pk
-            .nodes()
-            .into_iter()
-            .filter(|&n| Some(n) == pk.anchor || stored_roots.contains(&n) || live_users(n).iter().any(|u| !inside.contains(u)))
-            .collect();
-        outs.sort();
-        for &o in &outs {
-            producer.insert(o, pi);
-        }
-        pk.outputs = outs;
-        let mut ins: Vec<NodeId> = pk.nodes().iter().flat_map(|&n| g.operands(n)).filter(|o| !inside.contains(o)).collect();
-        ins.sort();
-        ins.dedup();
-        pk.inputs = ins;
     }
     let mut kernels: Vec<Kernel> = slots.into_iter().flatten().collect();
     for (i, k) in kernels.iter_mut().enumerate() {

@@ -12,19 +12,21 @@
 //!   avg pooling with their gradients (`jit_pool.rs`).
 //! - Portable Rust evaluator (`program.rs`): the same loop programs when they
 //!   touch non-f32 data (i64 labels, f64, bool buffers).
-//! - Native Rust (`kernels.rs`): GEMM through `matrixmultiply` (split across
+//! - Native Rust (`kernels.rs`): GEMM through the `gemm` crate (AVX2/FMA or
+//!   AVX-512 kernels picked at run time, so one binary serves both kinds of
+//!   machine) and `matrixmultiply` for narrow products (split across
 //!   the pool, epilogue run per row block while hot; a streaming kernel for
 //!   1-4 rows; AVX2 dot products for a few rows or columns times a
 //!   transposed weight, `gemv.rs`; no-pack register tiles for 5-64 rows,
 //!   `small_gemm.rs`), convolution and its gradients as GEMMs per block of 4
-//!   images (`conv.rs`; f64 also im2col/col2im there), f64 pooling
+//!   images or of output rows (`conv.rs`; f64 also im2col/col2im there), f64 pooling
 //!   (`pooling.rs`), gather/scatter/one-hot, permute/slice/
 //!   concat/pad/broadcast copies, softmax cross-entropy, argmax, Philox.
 //!
 //! Every buffer lives in one arena planned at compile time or in persistent
 //! param/state buffers (updates written in place where safe), so a run
 //! allocates nothing but the output tensors it returns (and the packing
-//! buffers `matrixmultiply` allocates inside each call). A persistent pool
+//! buffers the GEMM libraries allocate inside each call). A persistent pool
 //! (`pool.rs`) runs parallel kernels on all cores. A run that fails part-way
 //! (an index out of range) restores what it had already updated in place
 //! (`rollback.rs`), so a failed training step changes no state.
