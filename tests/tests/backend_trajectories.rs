@@ -107,7 +107,6 @@ fn trajectory(m: &Model, opt: Box<dyn Optimizer>) -> Result<Vec<(&'static str, f
     let mut oracle = kiln::compile(&spec, CompileOptions::interp()).map_err(|e| format!("compile (interp): {e}"))?;
     let init = oracle.state_dict();
     let mut losses = Vec::with_capacity(STEPS);
-    let mut worst_loss = 0.0f64;
     for step in 0..STEPS {
         if step == STEPS / 2 {
             oracle.set_lr(base_lr / 2.0).map_err(|e| format!("set_lr: {e}"))?;

@@ -1,5 +1,5 @@
 //! Convolution and its gradients as im2col/col2im + GEMM, per block of
-//! `CONV_BATCH` images (one GEMM per block and group), blocks split across
+//! `block_images` images (one GEMM per block and group), blocks split across
 //! the pool. f32 runs the generated packing and epilogue functions
 //! (`jit_conv.rs`), and a conv whose column matrix per image exceeds L2
 //! splits each image's GEMM into blocks of output rows; f64 runs the Rust
@@ -13,9 +13,9 @@ use crate::jit_conv::{COL2IM, IM2COL, MOVE, PACK};
 use crate::kernels::{bias_act, Float, NativeOp, Sp};
 use crate::pool::Pool;
 
-/// Images per im2col block (one GEMM per block and group). Small enough
-/// that a batch of 32 gives 8 blocks, so two threads stay balanced when one
-/// starts late, and the per-thread im2col block stays in L2.
+/// The fewest images per im2col block (one GEMM per block and group; see
+/// `block_images`). Small enough that a batch of 32 gives 8 blocks, so two
+/// threads stay balanced when one starts late.
 pub const CONV_BATCH: usize = 4;
 
 /// Column-matrix elements of a block (768 KiB: past a Zen 3 core's
@@ -48,16 +48,31 @@ pub(crate) fn row_block(gm: &ConvGeom) -> Option<usize> {
 /// The fewest GEMM columns a row block has (see `row_block`).
 const MIN_BLOCK_COLS: usize = 128;
 
-/// Columns of a GEMM block (the column matrix's row stride): `CONV_BATCH`
+/// Columns of a GEMM block (the column matrix's row stride): `block_images`
 /// images, or `row_block` output rows.
 pub(crate) fn block_cols(gm: &ConvGeom) -> usize {
-    row_block(gm).map_or(CONV_BATCH * gm.pix(), |r| r * gm.wo)
+    row_block(gm).map_or(block_images(gm.pix()) * gm.pix(), |r| r * gm.wo)
 }
+
+/// Images per block (the unit split across threads) for outputs of `pix`
+/// pixels: `CONV_BATCH`, or more when images are small so that a GEMM
+/// block still has `MIN_BLOCK_COLS` columns (torchvision's ResNet-18 on
+/// 32x32 inputs ends at 2x2 and 1x1 outputs: blocks of 4 images gave its
+/// 512-channel convs GEMMs 4 columns wide), up to `MAX_BLOCK_IMAGES`. It
+/// depends on the shape alone, never on the thread count, so results are
+/// the same on any number of threads.
+pub(crate) fn block_images(pix: usize) -> usize {
+    MIN_BLOCK_COLS.div_ceil(pix.max(1)).clamp(CONV_BATCH, MAX_BLOCK_IMAGES)
+}
+
+/// The most images in one block (see `block_images`): a batch of 32 still
+/// gives two blocks for two threads.
+const MAX_BLOCK_IMAGES: usize = 16;
 
 /// Scratch elements (of the op's dtype) a conv op needs when it runs on
 /// `threads` threads (one region per thread); 0 for any other op.
 pub fn scratch_elems(op: &Op, ins: &[TensorType], out: &TensorType, threads: usize) -> usize {
-    // Per thread: the im2col block of CONV_BATCH images plus one GEMM-shaped
+    // Per thread: the im2col block of `block_images` images plus one GEMM-shaped
     // block of outputs (or output gradients).
     let mut per_thread = 0;
     let shared = match op {
@@ -76,10 +91,10 @@ pub fn scratch_elems(op: &Op, ins: &[TensorType], out: &TensorType, threads: usi
             };
             // Saturating: a hostile file's shapes may not fit, and the
             // compile's memory limit refuses what this says.
-            per_thread = CONV_BATCH.saturating_mul(pix).saturating_mul(kd.saturating_add(o / groups.max(1)));
+            per_thread = block_images(pix).saturating_mul(pix).saturating_mul(kd.saturating_add(o / groups.max(1)));
             // dW partials: one per block of images (not per thread), summed
             // in block order so results do not depend on scheduling.
-            if matches!(op, Op::Conv2dGradWeight { .. }) { ins[0].shape.0[0].div_ceil(CONV_BATCH).saturating_mul(out.numel()) } else { 0 }
+            if matches!(op, Op::Conv2dGradWeight { .. }) { ins[0].shape.0[0].div_ceil(block_images(pix)).saturating_mul(out.numel()) } else { 0 }
         }
         _ => 0,
     };
@@ -147,7 +162,7 @@ pub(crate) fn op_geom(n: &NativeOp) -> Option<ConvGeom> {
 
 /// A conv op through its generated packing/epilogue functions
 /// (`jit_conv.rs`), f32: the same blocks, GEMMs and pool split as the Rust
-/// path below, but column rows are always `CONV_BATCH * pix` apart (the
+/// path below, but column rows are always `block_cols` apart (the
 /// functions' strides are constants) and the bias + activation run on each
 /// block's output as it is moved out of the GEMM block, while it is hot.
 unsafe fn run_generated(n: &NativeOp, gm: &ConvGeom, slots: &[*mut u8], scratch: *mut f32, pool: &Pool) {
@@ -156,15 +171,16 @@ unsafe fn run_generated(n: &NativeOp, gm: &ConvGeom, slots: &[*mut u8], scratch:
     let (kd, pix, og, cg) = (gm.kdim(), gm.pix(), gm.og(), gm.cg());
     let ld = block_cols(gm);
     let (plane, oplane, gplane) = (gm.c * gm.h * gm.w, gm.o * pix, cg * gm.h * gm.w);
-    let per = CONV_BATCH * pix * (kd + og);
-    let chunks = gm.n.div_ceil(CONV_BATCH);
+    let bi = block_images(pix);
+    let per = bi * pix * (kd + og);
+    let chunks = gm.n.div_ceil(bi);
     let scr = Sp(scratch);
     let code: &[JitFn] = &n.code;
     let call = |f: JitFn, args: &[*mut f32], lo: usize, hi: usize| unsafe { f(args.as_ptr() as *const *mut u8, lo as i64, hi as i64) };
     // The GEMM blocks of chunk `part` (its images), in order.
     let blocks = |part: usize, f: &mut dyn FnMut(Block)| {
-        let n0 = part * CONV_BATCH;
-        let cnt = CONV_BATCH.min(gm.n - n0);
+        let n0 = part * bi;
+        let cnt = bi.min(gm.n - n0);
         match row_block(gm) {
             None => f(Block { img: n0, r0: 0, lo: 0, hi: cnt, units: cnt, cols: cnt * pix }),
             Some(rb) => {
@@ -203,8 +219,8 @@ unsafe fn run_generated(n: &NativeOp, gm: &ConvGeom, slots: &[*mut u8], scratch:
                 let (dy, w, dx) = (dy, w, out);
                 let col = unsafe { scr.get().add(th * per) };
                 let tmp = unsafe { col.add(ld * kd) };
-                let n0 = part * CONV_BATCH;
-                let cnt = CONV_BATCH.min(gm.n - n0);
+                let n0 = part * bi;
+                let cnt = bi.min(gm.n - n0);
                 // Row blocks of one image add into overlapping input rows:
                 // they run in order on this chunk's thread.
                 unsafe { std::slice::from_raw_parts_mut(dx.get().add(n0 * plane), cnt * plane).fill(0.0) };
@@ -392,14 +408,15 @@ unsafe fn conv2d<F: Float>(pool: &Pool, x: *mut u8, xt: &TensorType, w: *mut u8,
     let gm = ConvGeom::new(&xt.shape.0, &wt.shape.0, &yt.shape.0, a);
     let (x, w, y, scr) = (Sp(x as *mut F), Sp(w as *mut F), Sp(y as *mut F), Sp(scratch as *mut F));
     let (kd, pix, og) = (gm.kdim(), gm.pix(), gm.og());
-    let per = CONV_BATCH * pix * (kd + og);
-    let chunks = gm.n.div_ceil(CONV_BATCH);
+    let bi = block_images(pix);
+    let per = bi * pix * (kd + og);
+    let chunks = gm.n.div_ceil(bi);
     pool.run(chunks, &|part, th| {
         let (x, w, y) = (x, w, y);
         let col = unsafe { scr.get().add(th * per) };
-        let tmp = unsafe { col.add(CONV_BATCH * pix * kd) };
-        let n0 = part * CONV_BATCH;
-        let cnt = CONV_BATCH.min(gm.n - n0);
+        let tmp = unsafe { col.add(bi * pix * kd) };
+        let n0 = part * bi;
+        let cnt = bi.min(gm.n - n0);
         let ld = cnt * pix;
         for gi in 0..gm.g {
             unsafe {
@@ -422,15 +439,16 @@ unsafe fn conv2d_grad_input<F: Float>(pool: &Pool, dy: *mut u8, dyt: &TensorType
     let gm = ConvGeom::new(&dxt.shape.0, &wt.shape.0, &dyt.shape.0, a);
     let (dy, w, dx, scr) = (Sp(dy as *mut F), Sp(w as *mut F), Sp(dx as *mut F), Sp(scratch as *mut F));
     let (kd, pix, og) = (gm.kdim(), gm.pix(), gm.og());
-    let per = CONV_BATCH * pix * (kd + og);
-    let chunks = gm.n.div_ceil(CONV_BATCH);
+    let bi = block_images(pix);
+    let per = bi * pix * (kd + og);
+    let chunks = gm.n.div_ceil(bi);
     let plane = gm.c * gm.h * gm.w;
     pool.run(chunks, &|part, th| {
         let (dy, w, dx) = (dy, w, dx);
         let col = unsafe { scr.get().add(th * per) };
-        let tmp = unsafe { col.add(CONV_BATCH * pix * kd) };
-        let n0 = part * CONV_BATCH;
-        let cnt = CONV_BATCH.min(gm.n - n0);
+        let tmp = unsafe { col.add(bi * pix * kd) };
+        let n0 = part * bi;
+        let cnt = bi.min(gm.n - n0);
         let ld = cnt * pix;
         unsafe { std::slice::from_raw_parts_mut(dx.0.add(n0 * plane), cnt * plane).fill(F::default()) };
         for gi in 0..gm.g {
@@ -455,20 +473,21 @@ unsafe fn conv2d_grad_weight<F: Float>(pool: &Pool, x: *mut u8, xt: &TensorType,
     let (x, dy, dw) = (Sp(x as *mut F), Sp(dy as *mut F), dw as *mut F);
     let (kd, pix, og) = (gm.kdim(), gm.pix(), gm.og());
     let nw = dwt.numel();
-    let per = CONV_BATCH * pix * (kd + og);
+    let bi = block_images(pix);
+    let per = bi * pix * (kd + og);
     let t = pool.threads();
     let scr = Sp(scratch as *mut F);
-    let chunks = gm.n.div_ceil(CONV_BATCH);
+    let chunks = gm.n.div_ceil(bi);
     // One partial dW per image block, after the per-thread blocks.
     let partials = Sp(unsafe { scr.get().add(t * per) });
     pool.run(chunks, &|part, th| {
         let (x, dy) = (x, dy);
         let col = unsafe { scr.get().add(th * per) };
-        let tmp = unsafe { col.add(CONV_BATCH * pix * kd) };
+        let tmp = unsafe { col.add(bi * pix * kd) };
         let acc = unsafe { partials.get().add(part * nw) };
         unsafe { std::slice::from_raw_parts_mut(acc, nw).fill(F::default()) };
-        let n0 = part * CONV_BATCH;
-        let cnt = CONV_BATCH.min(gm.n - n0);
+        let n0 = part * bi;
+        let cnt = bi.min(gm.n - n0);
         let ld = cnt * pix;
         for gi in 0..gm.g {
             unsafe {
@@ -515,5 +534,19 @@ mod tests {
         assert_eq!(row_block(&geom(192, [14, 17], 3, 1, 1, 1, 1)), Some(8));
         // ResNet-18's 512-channel convs on 4x4: whole images.
         assert_eq!(row_block(&geom(512, [4, 4], 3, 1, 1, 1, 1)), None);
+    }
+
+    /// Small outputs get more images per block (the shapes of
+    /// `tests/conv_pool_codegen.rs::small_image_blocks`), up to 16.
+    #[test]
+    fn small_images_get_wider_blocks() {
+        assert_eq!(block_images(28 * 28), CONV_BATCH);
+        assert_eq!(block_images(32), CONV_BATCH);
+        assert_eq!(block_images(25), 6);
+        assert_eq!(block_images(16), 8);
+        assert_eq!(block_images(1), 16);
+        assert_eq!(block_images(0), 16);
+        let gm = geom(8, [5, 5], 3, 1, 1, 1, 1);
+        assert_eq!(block_cols(&gm), 150);
     }
 }

@@ -201,6 +201,30 @@ fn f64_keeps_the_rust_path_and_f32_code_is_dumped() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Convolutions with small outputs run in blocks of more than 4 images
+/// (`conv::block_images`: 6 images of 5x5, 16 of 1x1, 16 of 2x2 strided
+/// and grouped), the last block partial.
+#[test]
+fn small_image_blocks() {
+    for (n, c, o, hw, k, stride, pad, groups) in [(37, 8, 6, 5, 3, 1, 1, 1), (37, 16, 12, 1, 3, 1, 1, 1), (21, 12, 8, 4, 3, 2, 1, 4)] {
+        let attrs = Conv2dAttrs { stride: [stride; 2], padding: [pad; 2], dilation: [1; 2], groups };
+        let mut g = Graph::new();
+        let x = g.input("x", f32_shape([n, c, hw, hw])).unwrap();
+        let wt = g.input("w", f32_shape([o, c / groups, k, k])).unwrap();
+        let bias = g.input("bias", f32_shape([o])).unwrap();
+        let y = g.apply(Op::FusedConv2d { attrs, bias: true, act: Activation::Relu }, &[x, wt, bias]).unwrap();
+        g.set_output("fused", y).unwrap();
+        let dy = g.input("dy", g.ty(y).clone()).unwrap();
+        let dx = g.apply(Op::Conv2dGradInput { attrs, input_hw: [hw, hw] }, &[dy, wt]).unwrap();
+        g.set_output("grad_input", dx).unwrap();
+        let dw = g.apply(Op::Conv2dGradWeight { attrs, kernel_hw: [k, k] }, &[x, dy]).unwrap();
+        g.set_output("grad_weight", dw).unwrap();
+        let kd = c / groups * k * k;
+        let atol = 2e-4 * ((kd * 9) as f64).sqrt() * (n as f64).sqrt();
+        check(&g, &random_inputs(&g, 5), 1e-4, atol.max(1e-4));
+    }
+}
+
 /// Convolutions whose per-image column matrix is over the budget run in
 /// blocks of output rows (`conv::row_block`), a partial last one included;
 /// the input gradient's row blocks add into overlapping input rows. The
