@@ -23,7 +23,7 @@ fn bench(name: &str, g: &kiln_ir::Graph, classes: usize, steps: usize) {
     for (k, v) in init_state(g, 1) {
         exe.set_state(&k, v).unwrap();
     }
-    let mut data = batch_or_x(g, classes);
+    let data = batch_or_x(g, classes);
     for _ in 0..5 {
         exe.run(&data).unwrap();
     }
