@@ -952,8 +952,10 @@ fn splat_f(b: &mut FunctionBuilder, v: f32) -> Value {
 pub(crate) fn exp_v(b: &mut FunctionBuilder, x: Value) -> Value {
     let hi = splat_f(b, 88.722_84);
     let lo = splat_f(b, -103.972_08);
-    let xc = b.ins().fmin(x, hi);
-    let xc = b.ins().fmax(xc, lo);
+    // One minps and one maxps (NaN passes through as the second operand);
+    // Cranelift's NaN-exact `fmin`/`fmax` are five or six instructions each.
+    let xc = pmin(b, true, hi, x);
+    let xc = pmax(b, true, lo, xc);
     let log2e = splat_f(b, std::f32::consts::LOG2_E);
     let half = splat_f(b, 0.5);
     let t = b.ins().fmul(xc, log2e);
