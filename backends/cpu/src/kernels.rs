@@ -416,17 +416,10 @@ pub type BlockEpilogue<'a> = &'a (dyn Fn(usize, usize, usize, usize) + Sync);
 /// part's product.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn par_gemm_epi<F: Float>(pool: &Pool, m: usize, k: usize, n: usize, a: *const F, rsa: isize, csa: isize, b: *const F, rsb: isize, csb: isize, beta: F, c: *mut F, rsc: isize, csc: isize, epi: Option<BlockEpilogue>) {
-    let t = pool.threads();
-    if t == 1 || m * n * k < 48 * 48 * 48 || (m < 16 && n < 16) {
-        unsafe { F::gemm(m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) };
-        if let Some(e) = epi {
-            e(0, m, 0, n);
-        }
-        return;
-    }
     let split_n = m < n;
     let ext = if split_n { n } else { m };
-    let t = t.min(ext / min_part((m, n))).max(1);
+    let small = m * n * k < 48 * 48 * 48 || (m < 16 && n < 16);
+    let t = if small { 1 } else { pool.threads().min(ext / min_part((m, n))).max(1) };
     if t == 1 {
         unsafe { F::gemm(m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) };
         if let Some(e) = epi {
