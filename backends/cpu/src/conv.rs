@@ -65,13 +65,13 @@ pub(crate) fn block_images(pix: usize) -> usize {
     MIN_BLOCK_COLS.div_ceil(pix.max(1)).clamp(CONV_BATCH, MAX_BLOCK_IMAGES)
 }
 
-/// Fewest dW elements per thread when the weight gradient's partials are
-/// summed.
-const SUM_GRAIN: usize = 16 * 1024;
-
 /// The most images in one block (see `block_images`): a batch of 32 still
 /// gives two blocks for two threads.
 const MAX_BLOCK_IMAGES: usize = 16;
+
+/// Fewest dW elements per thread when the weight gradient's partials are
+/// summed (`sum_partials`).
+const SUM_GRAIN: usize = 16 * 1024;
 
 /// Scratch elements (of the op's dtype) a conv op needs when it runs on
 /// `threads` threads (one region per thread); 0 for any other op.
@@ -95,10 +95,11 @@ pub fn scratch_elems(op: &Op, ins: &[TensorType], out: &TensorType, threads: usi
             };
             // Saturating: a hostile file's shapes may not fit, and the
             // compile's memory limit refuses what this says.
-            per_thread = block_images(pix).saturating_mul(pix).saturating_mul(kd.saturating_add(o / groups.max(1)));
+            let bi = block_images(pix);
+            per_thread = bi.saturating_mul(pix).saturating_mul(kd.saturating_add(o / groups.max(1)));
             // dW partials: one per block of images (not per thread), summed
             // in block order so results do not depend on scheduling.
-            if matches!(op, Op::Conv2dGradWeight { .. }) { ins[0].shape.0[0].div_ceil(block_images(pix)).saturating_mul(out.numel()) } else { 0 }
+            if matches!(op, Op::Conv2dGradWeight { .. }) { ins[0].shape.0[0].div_ceil(bi).saturating_mul(out.numel()) } else { 0 }
         }
         _ => 0,
     };
@@ -261,22 +262,7 @@ unsafe fn run_generated(n: &NativeOp, gm: &ConvGeom, slots: &[*mut u8], scratch:
                     beta = 1.0;
                 });
             });
-            // The sum in block order, per element as before, but a slice of
-            // dW per thread and one partial at a time (contiguous, so it
-            // vectorizes): ResNet-18's 512-channel dW is 2.4 M elements, and
-            // the strided one-thread sum cost milliseconds per conv.
-            let slices = pool.threads().min(nw.div_ceil(SUM_GRAIN)).max(1);
-            pool.run(slices, &|sl, _| {
-                let (lo, hi) = (nw * sl / slices, nw * (sl + 1) / slices);
-                let d = unsafe { std::slice::from_raw_parts_mut(out.get().add(lo), hi - lo) };
-                d.fill(0.0);
-                for part in 0..chunks {
-                    let p = unsafe { std::slice::from_raw_parts(partials.get().add(part * nw + lo), hi - lo) };
-                    for (v, x) in d.iter_mut().zip(p) {
-                        *v += *x;
-                    }
-                }
-            });
+            unsafe { sum_partials(pool, partials, chunks, nw, out) };
         }
         _ => {}
     }
@@ -515,13 +501,31 @@ unsafe fn conv2d_grad_weight<F: Float>(pool: &Pool, x: *mut u8, xt: &TensorType,
             }
         }
     });
-    for i in 0..nw {
-        let mut v = F::default();
+    unsafe { sum_partials(pool, partials, chunks, nw, Sp(dw)) };
+}
+
+/// dW = the sum of `chunks` partials of `nw` elements each (one per image
+/// block, `nw` apart), added in block order for every element so the result
+/// does not depend on the thread count. A slice of dW per thread, one
+/// contiguous partial at a time (it vectorizes): ResNet-18's 512-channel dW
+/// is 2.4 M elements, and a strided one-thread sum cost milliseconds per
+/// conv.
+///
+/// # Safety
+/// `partials` holds `chunks * nw` elements and `dw` `nw`, not overlapping.
+unsafe fn sum_partials<F: Float>(pool: &Pool, partials: Sp<F>, chunks: usize, nw: usize, dw: Sp<F>) {
+    let slices = pool.threads().min(nw.div_ceil(SUM_GRAIN)).max(1);
+    pool.run(slices, &|sl, _| {
+        let (lo, hi) = (nw * sl / slices, nw * (sl + 1) / slices);
+        let d = unsafe { std::slice::from_raw_parts_mut(dw.get().add(lo), hi - lo) };
+        d.fill(F::default());
         for part in 0..chunks {
-            v += unsafe { *partials.get().add(part * nw + i) };
+            let p = unsafe { std::slice::from_raw_parts(partials.get().add(part * nw + lo), hi - lo) };
+            for (v, x) in d.iter_mut().zip(p) {
+                *v += *x;
+            }
         }
-        unsafe { *dw.add(i) = v };
-    }
+    });
 }
 
 #[cfg(test)]
