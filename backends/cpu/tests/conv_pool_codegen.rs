@@ -201,6 +201,23 @@ fn f64_keeps_the_rust_path_and_f32_code_is_dumped() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A fused conv (bias + ReLU) of `n` images of `c` x `hw`, `o` filters of
+/// `k` x `k`, with its input and weight gradients as outputs (`dy` an input).
+fn fused_conv_and_gradients(n: usize, c: usize, o: usize, hw: [usize; 2], k: usize, attrs: Conv2dAttrs) -> Graph {
+    let mut g = Graph::new();
+    let x = g.input("x", f32_shape([n, c, hw[0], hw[1]])).unwrap();
+    let wt = g.input("w", f32_shape([o, c / attrs.groups, k, k])).unwrap();
+    let bias = g.input("bias", f32_shape([o])).unwrap();
+    let y = g.apply(Op::FusedConv2d { attrs, bias: true, act: Activation::Relu }, &[x, wt, bias]).unwrap();
+    g.set_output("fused", y).unwrap();
+    let dy = g.input("dy", g.ty(y).clone()).unwrap();
+    let dx = g.apply(Op::Conv2dGradInput { attrs, input_hw: hw }, &[dy, wt]).unwrap();
+    g.set_output("grad_input", dx).unwrap();
+    let dw = g.apply(Op::Conv2dGradWeight { attrs, kernel_hw: [k, k] }, &[x, dy]).unwrap();
+    g.set_output("grad_weight", dw).unwrap();
+    g
+}
+
 /// Convolutions with small outputs run in blocks of more than 4 images
 /// (`conv::block_images`: 6 images of 5x5, 16 of 1x1, 16 of 2x2 strided
 /// and grouped), the last block partial.
@@ -208,17 +225,7 @@ fn f64_keeps_the_rust_path_and_f32_code_is_dumped() {
 fn small_image_blocks() {
     for (n, c, o, hw, k, stride, pad, groups) in [(37, 8, 6, 5, 3, 1, 1, 1), (37, 16, 12, 1, 3, 1, 1, 1), (21, 12, 8, 4, 3, 2, 1, 4)] {
         let attrs = Conv2dAttrs { stride: [stride; 2], padding: [pad; 2], dilation: [1; 2], groups };
-        let mut g = Graph::new();
-        let x = g.input("x", f32_shape([n, c, hw, hw])).unwrap();
-        let wt = g.input("w", f32_shape([o, c / groups, k, k])).unwrap();
-        let bias = g.input("bias", f32_shape([o])).unwrap();
-        let y = g.apply(Op::FusedConv2d { attrs, bias: true, act: Activation::Relu }, &[x, wt, bias]).unwrap();
-        g.set_output("fused", y).unwrap();
-        let dy = g.input("dy", g.ty(y).clone()).unwrap();
-        let dx = g.apply(Op::Conv2dGradInput { attrs, input_hw: [hw, hw] }, &[dy, wt]).unwrap();
-        g.set_output("grad_input", dx).unwrap();
-        let dw = g.apply(Op::Conv2dGradWeight { attrs, kernel_hw: [k, k] }, &[x, dy]).unwrap();
-        g.set_output("grad_weight", dw).unwrap();
+        let g = fused_conv_and_gradients(n, c, o, [hw, hw], k, attrs);
         let kd = c / groups * k * k;
         let atol = 2e-4 * ((kd * 9) as f64).sqrt() * (n as f64).sqrt();
         check(&g, &random_inputs(&g, 5), 1e-4, atol.max(1e-4));
@@ -234,17 +241,7 @@ fn small_image_blocks() {
 fn row_blocked_convolutions() {
     for (n, c, o, hw, k, stride, pad, dil, groups) in [(5, 16, 6, 40, 3, 1, 1, 1, 1), (2, 24, 4, 57, 5, 2, 2, 1, 2), (1, 32, 3, 33, 3, 1, 0, 2, 1), (2, 192, 5, 14, 3, 1, 1, 1, 1)] {
         let attrs = Conv2dAttrs { stride: [stride; 2], padding: [pad; 2], dilation: [dil; 2], groups };
-        let mut g = Graph::new();
-        let x = g.input("x", f32_shape([n, c, hw, hw + 3])).unwrap();
-        let wt = g.input("w", f32_shape([o, c / groups, k, k])).unwrap();
-        let bias = g.input("bias", f32_shape([o])).unwrap();
-        let y = g.apply(Op::FusedConv2d { attrs, bias: true, act: Activation::Relu }, &[x, wt, bias]).unwrap();
-        g.set_output("fused", y).unwrap();
-        let dy = g.input("dy", g.ty(y).clone()).unwrap();
-        let dx = g.apply(Op::Conv2dGradInput { attrs, input_hw: [hw, hw + 3] }, &[dy, wt]).unwrap();
-        g.set_output("grad_input", dx).unwrap();
-        let dw = g.apply(Op::Conv2dGradWeight { attrs, kernel_hw: [k, k] }, &[x, dy]).unwrap();
-        g.set_output("grad_weight", dw).unwrap();
+        let g = fused_conv_and_gradients(n, c, o, [hw, hw + 3], k, attrs);
         let kd = c / groups * k * k;
         let atol = 2e-4 * ((kd * 9) as f64).sqrt() * ((n * hw * hw) as f64).sqrt() / 8.0;
         check(&g, &random_inputs(&g, 11), 1e-4, atol.max(1e-4));
