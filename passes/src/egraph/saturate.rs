@@ -85,30 +85,30 @@ pub fn saturate(
         }
         iterations += 1;
         let by_head = classes_by_head(eg);
-        let before = searched.replace(class_sizes(eg));
+        let before = if cfg.incremental { searched.replace(class_sizes(eg)) } else { None };
         let mut regions: HashMap<usize, HashSet<Id>> = HashMap::new();
         let mut matches = Vec::new();
         for (ri, rule) in rules.iter().enumerate() {
             let Some(classes) = by_head.get(rule.pattern.root_head()) else { continue };
-            let mut found = Vec::new();
-            if let (Some(before), false, true) = (&before, capped[ri], cfg.incremental) {
-                let depth = rule.pattern.depth() + 1;
-                let region = regions.entry(depth).or_insert_with(|| changed_region(eg, before, depth));
-                for &c in classes.iter().filter(|c| region.contains(c)) {
-                    rule.pattern.search_class(eg, c, cfg.match_limit, &mut found);
-                    if found.len() >= cfg.match_limit {
-                        break;
-                    }
+            let order: Box<dyn Iterator<Item = &Id>> = match (&before, capped[ri]) {
+                (Some(before), false) => {
+                    let depth = rule.pattern.depth() + 1;
+                    let region = &*regions.entry(depth).or_insert_with(|| changed_region(eg, before, depth));
+                    Box::new(classes.iter().filter(move |c| region.contains(c)))
                 }
-            } else {
-                // Start where the previous round's search for this rule would
-                // have continued, so a capped rule still reaches every class.
-                let start = (iterations - 1) * cfg.match_limit.max(1) % classes.len().max(1);
-                for &c in classes[start..].iter().chain(&classes[..start]) {
-                    rule.pattern.search_class(eg, c, cfg.match_limit, &mut found);
-                    if found.len() >= cfg.match_limit {
-                        break;
-                    }
+                _ => {
+                    // Start where the previous round's search for this rule
+                    // would have continued, so a capped rule still reaches
+                    // every class.
+                    let start = (iterations - 1) * cfg.match_limit.max(1) % classes.len().max(1);
+                    Box::new(classes[start..].iter().chain(&classes[..start]))
+                }
+            };
+            let mut found = Vec::new();
+            for &c in order {
+                rule.pattern.search_class(eg, c, cfg.match_limit, &mut found);
+                if found.len() >= cfg.match_limit {
+                    break;
                 }
             }
             capped[ri] = found.len() >= cfg.match_limit;
