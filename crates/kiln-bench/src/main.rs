@@ -67,7 +67,7 @@ fn parse_args() -> Result<Args, String> {
             "--json" => a.json = Some(val("--json")?),
             "--workloads" => {
                 a.workloads = val("--workloads")?.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
-                if let Some(w) = a.workloads.iter().find(|w| !workloads::ALL.contains(&w.as_str()) && !workloads::is_scaling_name(w)) {
+                if let Some(w) = a.workloads.iter().find(|w| !workloads::ALL.contains(&w.as_str()) && workloads::scaling_steps(w).is_none()) {
                     return Err(format!("unknown workload `{w}` (known: {})", workloads::ALL.join(", ")));
                 }
             }
@@ -175,7 +175,7 @@ fn print_scaling(a: &Args) -> usize {
     let mut failed = 0;
     for steps in workloads::SCALING_STEPS {
         let t0 = Instant::now();
-        let row = workloads::lstm("W5-lstm-adam", steps).map_err(|e| e.to_string()).and_then(|w| {
+        let row = workloads::lstm(workloads::SCALING_NAME, steps).map_err(|e| e.to_string()).and_then(|w| {
             let build_s = t0.elapsed().as_secs_f64();
             // Long sequences cost hundreds of ms a step: fewer samples.
             let a = Args { min_samples: a.min_samples.min(10), min_time: a.min_time.min(2.0), workloads: Vec::new(), json: None, anchors: None, ..*a };

@@ -145,15 +145,18 @@ pub fn build(name: &str) -> kiln::Result<Workload> {
         "W5-lstm-adam" => lstm("W5-lstm-adam", 32),
         // The scaling rows by name (`S128-lstm-adam`), so that one of them
         // can be run (or dumped) alone.
-        other if is_scaling_name(other) => lstm("S-lstm-adam", other[1..other.len() - "-lstm-adam".len()].parse().unwrap_or(32)),
+        other if let Some(steps) = scaling_steps(other) => lstm(SCALING_NAME, steps),
         other => zoo::build(other).unwrap_or_else(|| Err(kiln::Error::Config(format!("unknown workload `{other}` (known: {})", ALL.join(", "))))),
     }
 }
 
-/// Whether `name` is a scaling row's name: `S<steps>-lstm-adam`.
-pub fn is_scaling_name(name: &str) -> bool {
-    name.strip_prefix('S').and_then(|r| r.strip_suffix("-lstm-adam")).is_some_and(|n| n.parse::<usize>().is_ok_and(|n| n > 0))
+/// The time steps a scaling row's name (`S<steps>-lstm-adam`) asks for.
+pub fn scaling_steps(name: &str) -> Option<usize> {
+    name.strip_prefix('S').and_then(|r| r.strip_suffix("-lstm-adam")).and_then(|n| n.parse::<usize>().ok()).filter(|&n| n > 0)
 }
+
+/// The workload name of every scaling row (its steps are printed beside).
+pub const SCALING_NAME: &str = "S-lstm-adam";
 
 /// W5's LSTM training step over a sequence of `steps` time steps (W5 is
 /// 32); the scaling rows use the same network at 128 and 512.
