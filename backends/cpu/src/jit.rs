@@ -16,7 +16,7 @@
 //! General max/min keep `fmax`/`fmin` (a longer sequence with IEEE ±0 and
 //! NaN-propagation rules). `select(m, x, 0)` (ReLU's gradient) is one AND.
 //! exp, sigmoid and tanh are inlined as f32x4 polynomials (Cephes-style,
-//! a few ulp; `exp_v`/`tanh_v`); the other transcendentals (log, erf, sin,
+//! a few ulp; `jit_vmath.rs`); the other transcendentals (log, erf, sin,
 //! cos, pow) and every scalar tail call a scalar Rust function per lane
 //! (computed in f64, like the interpreter).
 //! Identical programs (up to buffer addresses) share one compiled function.
@@ -34,6 +34,7 @@ use cranelift_module::{default_libcall_names, FuncId, Linkage, Module, ModuleRel
 use kiln_ir::scalar::{binary, unary};
 use kiln_ir::{BinaryOp, CompareOp, DType, Graph, ReduceOp, UnaryOp};
 
+use crate::jit_vmath::{exp_v, tanh_v};
 use crate::program::{reduce_identity, Ins, Program};
 use crate::CpuError;
 
@@ -471,13 +472,13 @@ struct Emitter<'a> {
     split: usize,
 }
 
-const F32X4: Type = types::F32X4;
+pub(crate) const F32X4: Type = types::F32X4;
 
 fn flags() -> MemFlags {
     MemFlags::new().with_notrap()
 }
 
-fn le() -> MemFlags {
+pub(crate) fn le() -> MemFlags {
     MemFlags::new().with_endianness(Endianness::Little)
 }
 
@@ -912,7 +913,7 @@ enum SelectForm {
 /// `x > y ? x : y`, written in the operand order Cranelift's x64 backend
 /// matches (its lowering of wasm's `f32x4.pmax`) so it becomes one
 /// `maxps x, y` (`maxss` for scalars): y when either is NaN or they are equal.
-fn pmax(b: &mut FunctionBuilder, vec: bool, x: Value, y: Value) -> Value {
+pub(crate) fn pmax(b: &mut FunctionBuilder, vec: bool, x: Value, y: Value) -> Value {
     let m = b.ins().fcmp(FloatCC::LessThan, y, x);
     if vec {
         let mb = b.ins().bitcast(F32X4, le(), m);
@@ -923,7 +924,7 @@ fn pmax(b: &mut FunctionBuilder, vec: bool, x: Value, y: Value) -> Value {
 }
 
 /// `x < y ? x : y`: one `minps x, y` (`minss`), as [`pmax`].
-fn pmin(b: &mut FunctionBuilder, vec: bool, x: Value, y: Value) -> Value {
+pub(crate) fn pmin(b: &mut FunctionBuilder, vec: bool, x: Value, y: Value) -> Value {
     let m = b.ins().fcmp(FloatCC::LessThan, x, y);
     if vec {
         let mb = b.ins().bitcast(F32X4, le(), m);
@@ -939,87 +940,4 @@ fn combine(b: &mut FunctionBuilder, op: ReduceOp, acc: Value, v: Value) -> Value
         ReduceOp::Max => b.ins().fmax(acc, v),
         ReduceOp::Min => b.ins().fmin(acc, v),
     }
-}
-
-fn splat_f(b: &mut FunctionBuilder, v: f32) -> Value {
-    let s = b.ins().f32const(v);
-    b.ins().splat(F32X4, s)
-}
-
-/// e^x on f32x4 (Cephes expf: range reduction by ln 2, degree-6
-/// polynomial, scaling by 2^n in two halves so results down to the
-/// denormals stay right); about 1 ulp, NaN in -> NaN out.
-pub(crate) fn exp_v(b: &mut FunctionBuilder, x: Value) -> Value {
-    let hi = splat_f(b, 88.722_84);
-    let lo = splat_f(b, -103.972_08);
-    // One minps and one maxps (NaN passes through as the second operand);
-    // Cranelift's NaN-exact `fmin`/`fmax` are five or six instructions each.
-    let xc = pmin(b, true, hi, x);
-    let xc = pmax(b, true, lo, xc);
-    let log2e = splat_f(b, std::f32::consts::LOG2_E);
-    let half = splat_f(b, 0.5);
-    let t = b.ins().fmul(xc, log2e);
-    let t = b.ins().fadd(t, half);
-    let fx = b.ins().floor(t);
-    let c1 = splat_f(b, 0.693_359_4);
-    let c2 = splat_f(b, -2.121_944_4e-4);
-    let a = b.ins().fmul(fx, c1);
-    let r = b.ins().fsub(xc, a);
-    let a = b.ins().fmul(fx, c2);
-    let r = b.ins().fsub(r, a);
-    let z = b.ins().fmul(r, r);
-    let mut p = splat_f(b, 1.987_569_1e-4);
-    for c in [1.398_199_9e-3f32, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1] {
-        let m = b.ins().fmul(p, r);
-        let k = splat_f(b, c);
-        p = b.ins().fadd(m, k);
-    }
-    let y = b.ins().fmul(p, z);
-    let y = b.ins().fadd(y, r);
-    let one = splat_f(b, 1.0);
-    let y = b.ins().fadd(y, one);
-    let n = b.ins().fcvt_to_sint_sat(types::I32X4, fx);
-    let n1 = b.ins().sshr_imm_s(n, 1);
-    let n2 = b.ins().isub(n, n1);
-    let bias = b.ins().iconst(types::I32, 127);
-    let bias = b.ins().splat(types::I32X4, bias);
-    let mut y = y;
-    for e in [n1, n2] {
-        let e = b.ins().iadd(e, bias);
-        let e = b.ins().ishl_imm_s(e, 23);
-        let f = b.ins().bitcast(F32X4, le(), e);
-        y = b.ins().fmul(y, f);
-    }
-    // Beyond the largest finite result: +inf, like the f64 reference rounded.
-    let over = b.ins().fcmp(FloatCC::GreaterThan, x, hi);
-    let over = b.ins().bitcast(F32X4, le(), over);
-    let inf = splat_f(b, f32::INFINITY);
-    b.ins().bitselect(over, inf, y)
-}
-
-/// tanh on f32x4: an odd polynomial below |x| = 0.625 (Cephes tanhf),
-/// 1 - 2/(e^{2x}+1) above.
-pub(crate) fn tanh_v(b: &mut FunctionBuilder, x: Value) -> Value {
-    let z = b.ins().fmul(x, x);
-    let mut p = splat_f(b, -5.704_988_7e-3);
-    for c in [2.063_908_9e-2f32, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328_2e-1] {
-        let m = b.ins().fmul(p, z);
-        let k = splat_f(b, c);
-        p = b.ins().fadd(m, k);
-    }
-    let p = b.ins().fmul(p, z);
-    let p = b.ins().fmul(p, x);
-    let small = b.ins().fadd(p, x);
-    let x2 = b.ins().fadd(x, x);
-    let e = exp_v(b, x2);
-    let one = splat_f(b, 1.0);
-    let two = splat_f(b, 2.0);
-    let d = b.ins().fadd(e, one);
-    let q = b.ins().fdiv(two, d);
-    let large = b.ins().fsub(one, q);
-    let ax = b.ins().fabs(x);
-    let lim = splat_f(b, 0.625);
-    let m = b.ins().fcmp(FloatCC::LessThan, ax, lim);
-    let m = b.ins().bitcast(F32X4, le(), m);
-    b.ins().bitselect(m, small, large)
 }

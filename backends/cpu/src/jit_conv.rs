@@ -16,7 +16,8 @@ use cranelift_frontend::FunctionBuilder;
 use kiln_ir::{Activation, DType, Op};
 
 use crate::conv::{block_cols, op_geom, row_block, ConvGeom};
-use crate::jit::{exp_v, tanh_v, Jit};
+use crate::jit::Jit;
+use crate::jit_vmath::{exp_v, tanh_v};
 use crate::jit_util::*;
 use crate::kernels::NativeOp;
 use crate::CpuError;

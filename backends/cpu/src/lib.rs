@@ -70,6 +70,7 @@ mod jit_conv;
 mod jit_maxgrad2;
 mod jit_pool;
 mod jit_util;
+mod jit_vmath;
 mod kernels;
 mod pool;
 mod pooling;
