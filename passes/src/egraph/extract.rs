@@ -6,7 +6,8 @@
 //! the *set* of classes its choice reaches (bitsets, so shared sub-DAGs are
 //! counted once within a class), then a local search over the whole graph:
 //! switch one class's choice at a time and keep the switch when the cost of
-//! everything the roots reach goes down. The second phase is what sees
+//! everything the roots reach goes down (priced by what the switch adds and
+//! drops, `live_dag.rs`, so a sweep is about linear in the graph). The second phase is what sees
 //! sharing across roots, e.g. that a fused conv+ReLU does not pay while the
 //! un-activated conv output is still needed by the backward pass.
 
@@ -17,6 +18,7 @@ use egg::Id;
 use kiln_ir::{Op, TensorType};
 
 use super::lang::{ENode, EG};
+use super::live_dag::LiveDag;
 
 /// Estimated cost of one e-node: FLOPs plus bytes read and written. Every
 /// node costs at least 1, so a tree of nodes always costs more than any
@@ -72,17 +74,17 @@ pub fn node_cost(op: &Op, out: &TensorType, ins: &[&TensorType]) -> f64 {
 /// The chosen e-node per class (by canonical class id).
 pub type Choice = HashMap<Id, ENode>;
 
-struct Ix {
-    classes: Vec<Id>,
-    pos: HashMap<Id, usize>,
+pub(super) struct Ix {
+    pub(super) classes: Vec<Id>,
+    pub(super) pos: HashMap<Id, usize>,
     /// Per class: (node, its own cost, children positions).
-    nodes: Vec<Vec<(ENode, f64, Vec<usize>)>>,
+    pub(super) nodes: Vec<Vec<(ENode, f64, Vec<usize>)>>,
     /// The same, flattened for the hot DAG-cost walk: class -> first global
     /// node; global node -> cost and children range in `kids`.
-    start: Vec<usize>,
-    cost: Vec<f64>,
-    kid_start: Vec<usize>,
-    kids: Vec<usize>,
+    pub(super) start: Vec<usize>,
+    pub(super) cost: Vec<f64>,
+    pub(super) kid_start: Vec<usize>,
+    pub(super) kids: Vec<usize>,
 }
 
 fn index(eg: &EG) -> Ix {
@@ -145,43 +147,39 @@ pub(super) fn extract_with(
     let ix = index(eg);
     let n = ix.classes.len();
     let root_pos: Vec<usize> = roots.iter().map(|r| ix.pos.get(&eg.find(*r)).copied()).collect::<Option<_>>()?;
-    let mut choice = if n <= greedy_max { greedy_dag(&ix) } else { from_original(eg, &ix, original) };
+    let choice = if n <= greedy_max { greedy_dag(&ix) } else { from_original(eg, &ix, original) };
     if root_pos.iter().any(|&r| choice[r].is_none()) {
         return None;
     }
     let mut truncated = false;
-    let mut cost = dag_cost(&ix, &choice, &root_pos)?;
+    // Checks the start is acyclic (and that every reached class has a choice).
+    dag_cost(&ix, &choice, &root_pos)?;
 
     // Phase 2: local search on the true DAG cost. Equal-cost moves are
     // accepted once per class: two classes often have to switch together
     // (the backward mask reading the activation, then the forward fusing),
     // and the first switch alone gains nothing.
     let base = choice.clone();
+    let mut dag = LiveDag::new(&ix, choice, &root_pos);
     let eps = |c: f64| 1e-9 * c.abs().max(1.0);
     for _sweep in 0..4 {
         let mut moved = false;
-        let reached = reached(&ix, &choice, &root_pos);
-        for c in reached {
+        for c in reached(&ix, &dag.choice, &root_pos) {
             if Instant::now() > deadline {
                 truncated = true;
                 break;
             }
             for ni in 0..ix.nodes[c].len() {
-                if Some(ni) == choice[c] || ix.nodes[c][ni].2.iter().any(|&k| choice[k].is_none()) {
+                if dag.refs[c] == 0 || Some(ni) == dag.choice[c] || ix.nodes[c][ni].2.iter().any(|&k| dag.choice[k].is_none()) {
                     continue;
                 }
-                let old = choice[c];
-                choice[c] = Some(ni);
-                match dag_cost(&ix, &choice, &root_pos) {
-                    Some(t) if t < cost - eps(cost) => {
-                        cost = t;
-                        moved = true;
-                    }
-                    Some(t) if t <= cost + eps(cost) && old == base[c] => {
-                        cost = t;
-                        moved = true;
-                    }
-                    _ => choice[c] = old,
+                let old = dag.choice[c];
+                let Some(delta) = dag.try_switch(c, ni) else { continue };
+                if delta < -eps(dag.total) || (delta <= eps(dag.total) && old == base[c]) {
+                    dag.keep(c);
+                    moved = true;
+                } else {
+                    dag.switch_back(c, old);
                 }
             }
         }
@@ -191,16 +189,32 @@ pub(super) fn extract_with(
     }
     // Undo equal-cost moves that unlocked nothing, so ties keep the
     // greedy (usually original) form.
+    // An unreached class goes back at no cost (nothing reads it), but its
+    // new children may break the order, which is renumbered before the next
+    // reached class is tried.
+    let mut stale = false;
     for c in 0..n {
-        if choice[c] != base[c] && base[c].is_some() {
-            let cur = choice[c];
-            choice[c] = base[c];
-            match dag_cost(&ix, &choice, &root_pos) {
-                Some(t) if t <= cost + eps(cost) => cost = t,
-                _ => choice[c] = cur,
-            }
+        let (cur, Some(b)) = (dag.choice[c], base[c]) else { continue };
+        if cur == Some(b) {
+            continue;
+        }
+        if dag.refs[c] == 0 {
+            dag.choice[c] = Some(b);
+            stale = true;
+            continue;
+        }
+        if std::mem::take(&mut stale) {
+            dag.order();
+        }
+        match dag.try_switch(c, b) {
+            Some(d) if d <= eps(dag.total) => dag.keep(c),
+            Some(_) => dag.switch_back(c, cur),
+            None => {}
         }
     }
+    let choice = dag.choice;
+    // The exact total (the running one is a sum of deltas).
+    let cost = dag_cost(&ix, &choice, &root_pos)?;
     let mut out = Choice::new();
     for c in reached(&ix, &choice, &root_pos) {
         let ni = choice[c]?;
@@ -262,22 +276,37 @@ fn greedy_dag(ix: &Ix) -> Vec<Option<usize>> {
     best.iter().map(|b| b.as_ref().map(|b| b.0)).collect()
 }
 
+/// Each class's node from the input graph, where it has one. Rules can
+/// merge classes of the input graph (`x + 0` with `x`), so a class may hold
+/// several input nodes, and one of them may now read the class itself. Each
+/// class keeps its earliest input node (the build added them in
+/// topological order, so ids follow it): its children were built before
+/// it, so by induction the choice is the input graph's order, acyclic.
+/// (HashMap order could pick `add(x, 0)` for x's own class, a cycle that
+/// made the extraction of every graph past the greedy's limit give up.)
+fn input_nodes(eg: &EG, ix: &Ix, original: &HashMap<Id, ENode>) -> Vec<Option<usize>> {
+    let mut choice: Vec<Option<usize>> = vec![None; ix.classes.len()];
+    let mut by_id: Vec<(&Id, &ENode)> = original.iter().collect();
+    by_id.sort_by_key(|(c, _)| **c);
+    for (c, node) in by_id {
+        let Some(&p) = ix.pos.get(&eg.find(*c)) else { continue };
+        if choice[p].is_some() {
+            continue;
+        }
+        let canon = ENode { op: node.op, children: node.children.iter().map(|&k| eg.find(k)).collect() };
+        choice[p] = ix.nodes[p].iter().position(|(m, _, _)| *m == canon);
+    }
+    choice
+}
+
 /// Each class with an input-graph node keeps it (acyclic: it is the input
 /// graph); classes that rules created pick by tree cost, which is acyclic
 /// among them because every node costs at least 1 and they cannot be
 /// reached from the input graph's nodes.
 fn from_original(eg: &EG, ix: &Ix, original: &HashMap<Id, ENode>) -> Vec<Option<usize>> {
     let n = ix.classes.len();
-    let mut choice: Vec<Option<usize>> = vec![None; n];
-    let mut fixed = vec![false; n];
-    for (c, node) in original {
-        let Some(&p) = ix.pos.get(&eg.find(*c)) else { continue };
-        let canon = ENode { op: node.op, children: node.children.iter().map(|&k| eg.find(k)).collect() };
-        if let Some(ni) = ix.nodes[p].iter().position(|(m, _, _)| *m == canon) {
-            choice[p] = Some(ni);
-            fixed[p] = true;
-        }
-    }
+    let mut choice = input_nodes(eg, ix, original);
+    let fixed: Vec<bool> = choice.iter().map(Option::is_some).collect();
     let mut tree = vec![f64::INFINITY; n];
     let mut changed = true;
     let mut rounds = 0;
@@ -352,17 +381,10 @@ fn dag_cost(ix: &Ix, choice: &[Option<usize>], roots: &[usize]) -> Option<f64> {
 }
 
 /// The DAG cost of the e-graph as built from the graph, before any rewrite:
-/// each class's first e-node is the original one.
+/// each class keeps its earliest input node (`input_nodes`).
 pub fn original_cost(eg: &EG, original: &HashMap<Id, ENode>, roots: &[Id]) -> Option<f64> {
     let ix = index(eg);
-    let mut choice = vec![None; ix.classes.len()];
-    for (c, node) in original {
-        let p = *ix.pos.get(&eg.find(*c))?;
-        let canon = ENode { op: node.op, children: node.children.iter().map(|&k| eg.find(k)).collect() };
-        choice[p] = ix.nodes[p].iter().position(|(n, _, _)| {
-            ENode { op: n.op, children: n.children.iter().map(|&k| eg.find(k)).collect() } == canon
-        });
-    }
+    let choice = input_nodes(eg, &ix, original);
     let roots: Vec<usize> = roots.iter().map(|r| ix.pos.get(&eg.find(*r)).copied()).collect::<Option<_>>()?;
     dag_cost(&ix, &choice, &roots)
 }

@@ -41,6 +41,7 @@
 
 mod convert;
 pub mod extract;
+mod live_dag;
 mod fold;
 pub mod lang;
 pub mod pattern;

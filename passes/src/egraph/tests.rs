@@ -156,3 +156,40 @@ fn both_extraction_starts_find_the_fusion() {
     let c = extract::extract_with(&built.eg, &roots, &built.original, past, 0).unwrap();
     assert!(c.truncated);
 }
+
+/// Rules merge classes of the input graph (`h + 0` with `h`); the large-
+/// graph path must still start from an acyclic choice (it used to keep
+/// `add(h, 0)` for h's own class in HashMap order, a cycle, and give up on
+/// every graph above the greedy's size limit), and its incremental local
+/// search must reach the greedy's cost on a chain of dense layers.
+#[test]
+fn large_graph_extraction_survives_merged_input_classes() {
+    let g = graph(|g| {
+        let mut h = g.input("x", f32_shape([8, 16])).unwrap();
+        for i in 0..12 {
+            let w = g.param(&format!("w{i}"), f32_shape([16, 16])).unwrap();
+            let b = g.param(&format!("b{i}"), f32_shape([16])).unwrap();
+            let z = g.scalar_like(0.0, h).unwrap();
+            h = g.add(h, z).unwrap();
+            let y = g.matmul(h, w).unwrap();
+            let y = g.add(y, b).unwrap();
+            h = g.relu(y).unwrap();
+        }
+        g.set_output("y", h).unwrap();
+    });
+    let mut built = convert::build(&g).unwrap();
+    let rules = super::rules::rules(&Group::ALL).unwrap();
+    saturate(&mut built.eg, &rules, &EGraphConfig::default(), None, &mut Provenance::default());
+    let roots = built.root_classes();
+    let far = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Every HashMap order of the input nodes: build several times.
+    for _ in 0..8 {
+        let greedy = extract::extract_with(&built.eg, &roots, &built.original, far, usize::MAX).unwrap();
+        let local = extract::extract_with(&built.eg, &roots, &built.original, far, 0).expect("an acyclic start");
+        assert!((greedy.cost - local.cost).abs() <= 1e-9 * greedy.cost, "{} vs {}", greedy.cost, local.cost);
+        let fused = local.choice.values().filter(|n| matches!(built.eg.analysis.ops.op(n.op), Op::FusedDense { bias: true, act: kiln_ir::Activation::Relu, .. })).count();
+        assert_eq!(fused, 12);
+        let orig = extract::original_cost(&built.eg, &built.original, &roots).unwrap();
+        assert!(local.cost < orig);
+    }
+}
