@@ -179,19 +179,22 @@ fn changed_region(eg: &EG, before: &HashMap<Id, usize>, depth: usize) -> HashSet
 }
 
 /// Classes holding at least one e-node of each op keyword, in id order.
+/// One pass over the classes as egg stores them (no per-id lookups).
 fn classes_by_head(eg: &EG) -> HashMap<&'static str, Vec<Id>> {
     let mut by: HashMap<&'static str, Vec<Id>> = HashMap::new();
-    let mut ids: Vec<Id> = eg.classes().map(|c| c.id).collect();
-    ids.sort();
-    for id in ids {
-        let mut seen: Vec<&'static str> = Vec::new();
-        for n in &eg[id].nodes {
+    let mut seen: Vec<&'static str> = Vec::new();
+    for class in eg.classes() {
+        seen.clear();
+        for n in &class.nodes {
             let h = eg.analysis.ops.name(n.op);
             if !seen.contains(&h) {
                 seen.push(h);
-                by.entry(h).or_default().push(id);
+                by.entry(h).or_default().push(class.id);
             }
         }
+    }
+    for ids in by.values_mut() {
+        ids.sort_unstable();
     }
     by
 }
