@@ -13,7 +13,7 @@ use egg::Id;
 use kiln_ir::{HostTensor, Op};
 
 use super::fold;
-use super::lang::{ENode, EG};
+use super::lang::{Data, ENode, EG};
 use super::rule::{Bind, Ctx, Provenance, Rule};
 use super::EGraphConfig;
 use crate::ConstEvaluator;
@@ -84,26 +84,32 @@ pub fn saturate(
             break;
         }
         iterations += 1;
-        let by_head = classes_by_head(eg);
         let before = if cfg.incremental { searched.replace(class_sizes(eg)) } else { None };
-        let mut regions: HashMap<usize, HashSet<Id>> = HashMap::new();
+        // Every class by head, built only when some rule searches
+        // everywhere (the first round, or a rule that hit the match limit);
+        // otherwise each rule walks the changed region within its depth,
+        // grouped by head the same way (same classes, same id order).
+        let mut by_head: Option<HashMap<&'static str, Vec<Id>>> = None;
+        let mut regions: HashMap<usize, HashMap<&'static str, Vec<Id>>> = HashMap::new();
         let mut matches = Vec::new();
         for (ri, rule) in rules.iter().enumerate() {
-            let Some(classes) = by_head.get(rule.pattern.root_head()) else { continue };
-            let order: Box<dyn Iterator<Item = &Id>> = match (&before, capped[ri]) {
+            let head = rule.pattern.root_head();
+            let (classes, start): (&[Id], usize) = match (&before, capped[ri]) {
                 (Some(before), false) => {
                     let depth = rule.pattern.depth() + 1;
-                    let region = &*regions.entry(depth).or_insert_with(|| changed_region(eg, before, depth));
-                    Box::new(classes.iter().filter(move |c| region.contains(c)))
+                    let region = regions.entry(depth).or_insert_with(|| group_by_head(eg, changed_region(eg, before, depth).into_iter().map(|id| &eg[id])));
+                    (region.get(head).map_or(&[][..], Vec::as_slice), 0)
                 }
                 _ => {
+                    let all = by_head.get_or_insert_with(|| group_by_head(eg, eg.classes()));
+                    let classes = all.get(head).map_or(&[][..], Vec::as_slice);
                     // Start where the previous round's search for this rule
                     // would have continued, so a capped rule still reaches
                     // every class.
-                    let start = (iterations - 1) * cfg.match_limit.max(1) % classes.len().max(1);
-                    Box::new(classes[start..].iter().chain(&classes[..start]))
+                    (classes, (iterations - 1) * cfg.match_limit.max(1) % classes.len().max(1))
                 }
             };
+            let order = classes[start..].iter().chain(&classes[..start]);
             let mut found = Vec::new();
             for &c in order {
                 rule.pattern.search_class(eg, c, cfg.match_limit, &mut found);
@@ -178,18 +184,19 @@ fn changed_region(eg: &EG, before: &HashMap<Id, usize>, depth: usize) -> HashSet
     region
 }
 
-/// Classes holding at least one e-node of each op keyword, in id order.
-/// One pass over the classes as egg stores them (no per-id lookups).
-fn classes_by_head(eg: &EG) -> HashMap<&'static str, Vec<Id>> {
+/// The given classes grouped by the op keywords of their e-nodes (a class
+/// under each keyword it holds), each group in id order.
+fn group_by_head<'a>(eg: &'a EG, classes: impl IntoIterator<Item = &'a egg::EClass<ENode, Data>>) -> HashMap<&'static str, Vec<Id>> {
     let mut by: HashMap<&'static str, Vec<Id>> = HashMap::new();
     let mut seen: Vec<&'static str> = Vec::new();
-    for class in eg.classes() {
+    for class in classes {
+        let id = class.id;
         seen.clear();
         for n in &class.nodes {
             let h = eg.analysis.ops.name(n.op);
             if !seen.contains(&h) {
                 seen.push(h);
-                by.entry(h).or_default().push(class.id);
+                by.entry(h).or_default().push(id);
             }
         }
     }
