@@ -27,6 +27,15 @@ fn graph(f: impl FnOnce(&mut Graph)) -> Graph {
     g
 }
 
+/// `g`'s e-graph saturated with every rule, and its root classes.
+fn saturated(g: &Graph) -> (convert::Built, Vec<egg::Id>) {
+    let mut built = convert::build(g).unwrap();
+    let rules = super::rules::rules(&Group::ALL).unwrap();
+    saturate(&mut built.eg, &rules, &EGraphConfig::default(), None, &mut Provenance::default());
+    let roots = built.root_classes();
+    (built, roots)
+}
+
 #[test]
 fn repeated_variables_must_bind_one_class() {
     let g = graph(|g| {
@@ -139,10 +148,7 @@ fn both_extraction_starts_find_the_fusion() {
         let y = g.relu(y).unwrap();
         g.set_output("y", y).unwrap();
     });
-    let mut built = convert::build(&g).unwrap();
-    let rules = super::rules::rules(&Group::ALL).unwrap();
-    saturate(&mut built.eg, &rules, &EGraphConfig::default(), None, &mut Provenance::default());
-    let roots = built.root_classes();
+    let (built, roots) = saturated(&g);
     let far = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let a = extract::extract_with(&built.eg, &roots, &built.original, far, usize::MAX).unwrap();
     let b = extract::extract_with(&built.eg, &roots, &built.original, far, 0).unwrap();
@@ -177,13 +183,11 @@ fn large_graph_extraction_survives_merged_input_classes() {
         }
         g.set_output("y", h).unwrap();
     });
-    let mut built = convert::build(&g).unwrap();
-    let rules = super::rules::rules(&Group::ALL).unwrap();
-    saturate(&mut built.eg, &rules, &EGraphConfig::default(), None, &mut Provenance::default());
-    let roots = built.root_classes();
     let far = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    // Every HashMap order of the input nodes: build several times.
+    // Each build keeps the input nodes in a new HashMap (a new iteration
+    // order), so eight builds try eight orders.
     for _ in 0..8 {
+        let (built, roots) = saturated(&g);
         let greedy = extract::extract_with(&built.eg, &roots, &built.original, far, usize::MAX).unwrap();
         let local = extract::extract_with(&built.eg, &roots, &built.original, far, 0).expect("an acyclic start");
         assert!((greedy.cost - local.cost).abs() <= 1e-9 * greedy.cost, "{} vs {}", greedy.cost, local.cost);
