@@ -25,11 +25,11 @@ impl Pass for Dce {
 /// Removes every dead non-input node; returns how many were removed.
 pub fn remove_dead(g: &mut Graph) -> usize {
     let live = g.live_nodes();
-    let dead: Vec<_> = g.node_ids().into_iter().filter(|id| !live.contains(id) && !g.op(*id).is_input()).collect();
-    for &id in &dead {
-        g.remove_node(id);
+    let dead: std::collections::HashSet<_> = g.node_ids().into_iter().filter(|id| !live.contains(id) && !g.op(*id).is_input()).collect();
+    if dead.is_empty() {
+        return 0;
     }
-    dead.len()
+    g.remove_nodes_where(|id| dead.contains(&id))
 }
 
 #[cfg(test)]
