@@ -176,16 +176,13 @@ unsafe fn run_generated(n: &NativeOp, gm: &ConvGeom, slots: &[*mut u8], scratch:
     let (kd, pix, og, cg) = (gm.kdim(), gm.pix(), gm.og(), gm.cg());
     let ld = block_cols(gm);
     let (plane, oplane, gplane) = (gm.c * gm.h * gm.w, gm.o * pix, cg * gm.h * gm.w);
-    let bi = block_images(pix);
-    let per = bi * pix * (kd + og);
-    let chunks = gm.n.div_ceil(bi);
+    let (per, chunks) = (gm.per_thread(), gm.chunks());
     let scr = Sp(scratch);
     let code: &[JitFn] = &n.code;
     let call = |f: JitFn, args: &[*mut f32], lo: usize, hi: usize| unsafe { f(args.as_ptr() as *const *mut u8, lo as i64, hi as i64) };
     // The GEMM blocks of chunk `part` (its images), in order.
     let blocks = |part: usize, f: &mut dyn FnMut(Block)| {
-        let n0 = part * bi;
-        let cnt = bi.min(gm.n - n0);
+        let (n0, cnt) = gm.images_of(part);
         match row_block(gm) {
             None => f(Block { img: n0, r0: 0, lo: 0, hi: cnt, units: cnt, cols: cnt * pix }),
             Some(rb) => {
@@ -224,8 +221,7 @@ unsafe fn run_generated(n: &NativeOp, gm: &ConvGeom, slots: &[*mut u8], scratch:
                 let (dy, w, dx) = (dy, w, out);
                 let col = unsafe { scr.get().add(th * per) };
                 let tmp = unsafe { col.add(ld * kd) };
-                let n0 = part * bi;
-                let cnt = bi.min(gm.n - n0);
+                let (n0, cnt) = gm.images_of(part);
                 // Row blocks of one image add into overlapping input rows:
                 // they run in order on this chunk's thread.
                 unsafe { std::slice::from_raw_parts_mut(dx.get().add(n0 * plane), cnt * plane).fill(0.0) };
@@ -310,6 +306,30 @@ impl ConvGeom {
     }
     pub fn pix(&self) -> usize {
         self.ho * self.wo
+    }
+
+    /// Image blocks (the units split across threads; `block_images` each).
+    pub fn chunks(&self) -> usize {
+        self.n.div_ceil(block_images(self.pix()))
+    }
+
+    /// The first image and the image count of block `part`.
+    pub fn images_of(&self, part: usize) -> (usize, usize) {
+        let bi = block_images(self.pix());
+        let n0 = part * bi;
+        (n0, bi.min(self.n - n0))
+    }
+
+    /// Scratch elements per thread: a block's column matrix (`col_elems`)
+    /// then one GEMM-shaped block of outputs or output gradients
+    /// (`scratch_elems` sizes the same regions from the op's shapes).
+    pub fn per_thread(&self) -> usize {
+        self.col_elems() + block_images(self.pix()) * self.pix() * self.og()
+    }
+
+    /// Elements of a block's column matrix, where the output block starts.
+    pub fn col_elems(&self) -> usize {
+        block_images(self.pix()) * self.pix() * self.kdim()
     }
 
     /// Output columns `[lo, hi)` whose input column `ow*stride + j*dil - pad`
@@ -406,15 +426,12 @@ unsafe fn conv2d<F: Float>(pool: &Pool, x: *mut u8, xt: &TensorType, w: *mut u8,
     let gm = ConvGeom::new(&xt.shape.0, &wt.shape.0, &yt.shape.0, a);
     let (x, w, y, scr) = (Sp(x as *mut F), Sp(w as *mut F), Sp(y as *mut F), Sp(scratch as *mut F));
     let (kd, pix, og) = (gm.kdim(), gm.pix(), gm.og());
-    let bi = block_images(pix);
-    let per = bi * pix * (kd + og);
-    let chunks = gm.n.div_ceil(bi);
+    let (per, chunks) = (gm.per_thread(), gm.chunks());
     pool.run(chunks, &|part, th| {
         let (x, w, y) = (x, w, y);
         let col = unsafe { scr.get().add(th * per) };
-        let tmp = unsafe { col.add(bi * pix * kd) };
-        let n0 = part * bi;
-        let cnt = bi.min(gm.n - n0);
+        let tmp = unsafe { col.add(gm.col_elems()) };
+        let (n0, cnt) = gm.images_of(part);
         let ld = cnt * pix;
         for gi in 0..gm.g {
             unsafe {
@@ -437,16 +454,13 @@ unsafe fn conv2d_grad_input<F: Float>(pool: &Pool, dy: *mut u8, dyt: &TensorType
     let gm = ConvGeom::new(&dxt.shape.0, &wt.shape.0, &dyt.shape.0, a);
     let (dy, w, dx, scr) = (Sp(dy as *mut F), Sp(w as *mut F), Sp(dx as *mut F), Sp(scratch as *mut F));
     let (kd, pix, og) = (gm.kdim(), gm.pix(), gm.og());
-    let bi = block_images(pix);
-    let per = bi * pix * (kd + og);
-    let chunks = gm.n.div_ceil(bi);
+    let (per, chunks) = (gm.per_thread(), gm.chunks());
     let plane = gm.c * gm.h * gm.w;
     pool.run(chunks, &|part, th| {
         let (dy, w, dx) = (dy, w, dx);
         let col = unsafe { scr.get().add(th * per) };
-        let tmp = unsafe { col.add(bi * pix * kd) };
-        let n0 = part * bi;
-        let cnt = bi.min(gm.n - n0);
+        let tmp = unsafe { col.add(gm.col_elems()) };
+        let (n0, cnt) = gm.images_of(part);
         let ld = cnt * pix;
         unsafe { std::slice::from_raw_parts_mut(dx.0.add(n0 * plane), cnt * plane).fill(F::default()) };
         for gi in 0..gm.g {
@@ -471,21 +485,18 @@ unsafe fn conv2d_grad_weight<F: Float>(pool: &Pool, x: *mut u8, xt: &TensorType,
     let (x, dy, dw) = (Sp(x as *mut F), Sp(dy as *mut F), dw as *mut F);
     let (kd, pix, og) = (gm.kdim(), gm.pix(), gm.og());
     let nw = dwt.numel();
-    let bi = block_images(pix);
-    let per = bi * pix * (kd + og);
+    let (per, chunks) = (gm.per_thread(), gm.chunks());
     let t = pool.threads();
     let scr = Sp(scratch as *mut F);
-    let chunks = gm.n.div_ceil(bi);
     // One partial dW per image block, after the per-thread blocks.
     let partials = Sp(unsafe { scr.get().add(t * per) });
     pool.run(chunks, &|part, th| {
         let (x, dy) = (x, dy);
         let col = unsafe { scr.get().add(th * per) };
-        let tmp = unsafe { col.add(bi * pix * kd) };
+        let tmp = unsafe { col.add(gm.col_elems()) };
         let acc = unsafe { partials.get().add(part * nw) };
         unsafe { std::slice::from_raw_parts_mut(acc, nw).fill(F::default()) };
-        let n0 = part * bi;
-        let cnt = bi.min(gm.n - n0);
+        let (n0, cnt) = gm.images_of(part);
         let ld = cnt * pix;
         for gi in 0..gm.g {
             unsafe {

@@ -7,9 +7,10 @@
 //! counted once within a class), then a local search over the whole graph:
 //! switch one class's choice at a time and keep the switch when the cost of
 //! everything the roots reach goes down (priced by what the switch adds and
-//! drops, `live_dag.rs`, so a sweep is about linear in the graph). The second phase is what sees
-//! sharing across roots, e.g. that a fused conv+ReLU does not pay while the
-//! un-activated conv output is still needed by the backward pass.
+//! drops, `live_dag.rs`, so a sweep is about linear in the graph). The
+//! second phase is what sees sharing across roots, e.g. that a fused
+//! conv+ReLU does not pay while the un-activated conv output is still
+//! needed by the backward pass.
 
 use std::collections::HashMap;
 use std::time::Instant;
