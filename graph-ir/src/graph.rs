@@ -1,10 +1,11 @@
 //! The graph: nodes on a petgraph `StableGraph`, edges carry operand slots.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
+use rustc_hash::FxHashSet;
 use petgraph::stable_graph::{NodeIndex, StableGraph};
-use petgraph::visit::EdgeRef;
+use petgraph::visit::{EdgeRef, NodeIndexable};
 use petgraph::Direction;
 
 use crate::error::OperandInfo;
@@ -152,32 +153,39 @@ impl Graph {
             .collect()
     }
 
+    /// The input named `name` (the lowest id if a malformed graph has two).
     pub fn find_input(&self, name: &str) -> Option<NodeId> {
-        self.inputs().into_iter().find(|(_, n, _)| *n == name).map(|(id, _, _)| id)
+        // Indices come in ascending order: no collecting and sorting every id.
+        self.g.node_indices().find(|&ix| matches!(&self.g[ix].op, Op::Input { name: n, .. } if n == name)).map(NodeId::from)
     }
 
     /// Nodes in a topological order; ties broken by smallest id, so the order
     /// is deterministic.
     pub fn topo_order(&self) -> Result<Vec<NodeId>, IrError> {
-        let mut indeg: HashMap<NodeId, usize> = HashMap::new();
-        for id in self.node_ids() {
-            indeg.insert(id, self.g.edges_directed(id.ix(), Direction::Incoming).count());
+        // In-degrees by node index (a StableGraph's indices are below
+        // `node_bound`; vacant ones stay unused) and a min-heap of ready
+        // ids: the same order as a sorted ready set, without hashing.
+        let mut indeg = vec![0usize; self.g.node_bound()];
+        let mut ready = std::collections::BinaryHeap::new();
+        for ix in self.g.node_indices() {
+            let d = self.g.edges_directed(ix, Direction::Incoming).count();
+            indeg[ix.index()] = d;
+            if d == 0 {
+                ready.push(std::cmp::Reverse(NodeId::from(ix)));
+            }
         }
-        let mut ready: std::collections::BTreeSet<NodeId> =
-            indeg.iter().filter(|(_, d)| **d == 0).map(|(id, _)| *id).collect();
-        let mut order = Vec::with_capacity(indeg.len());
-        while let Some(id) = ready.pop_first() {
+        let mut order = Vec::with_capacity(self.g.node_count());
+        while let Some(std::cmp::Reverse(id)) = ready.pop() {
             order.push(id);
             for e in self.g.edges_directed(id.ix(), Direction::Outgoing) {
-                let t = NodeId::from(e.target());
-                let d = indeg.get_mut(&t).expect("edge target is a node");
+                let d = &mut indeg[e.target().index()];
                 *d -= 1;
                 if *d == 0 {
-                    ready.insert(t);
+                    ready.push(std::cmp::Reverse(NodeId::from(e.target())));
                 }
             }
         }
-        if order.len() != indeg.len() {
+        if order.len() != self.g.node_count() {
             return Err(IrError::Verify("the graph has a cycle".into()));
         }
         Ok(order)
@@ -331,8 +339,8 @@ impl Graph {
     }
 
     /// Nodes that outputs, updates and grad requests depend on.
-    pub fn live_nodes(&self) -> HashSet<NodeId> {
-        let mut live = HashSet::new();
+    pub fn live_nodes(&self) -> FxHashSet<NodeId> {
+        let mut live = FxHashSet::default();
         let mut stack: Vec<NodeId> = self.outputs.iter().chain(self.updates.iter()).map(|(_, id)| *id).collect();
         for r in &self.grads {
             stack.push(r.loss);

@@ -1,42 +1,48 @@
 //! The verifier: structural and type invariants every pass must keep.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
+use petgraph::visit::EdgeRef;
 
 use crate::infer::infer_type;
 use crate::{Graph, IrError, Op};
+
+fn ix(id: crate::NodeId) -> petgraph::stable_graph::NodeIndex<u32> {
+    petgraph::stable_graph::NodeIndex::new(id.index())
+}
 
 /// Checks: acyclic; operand slots dense; every node's type equals what
 /// inference gives for its operands; input names unique; outputs, updates and
 /// grad requests point at live nodes; updates match their input's type.
 pub fn verify(g: &Graph) -> Result<(), IrError> {
     let order = g.topo_order()?;
-    let mut names = HashSet::new();
+    // Input name -> node, for the update checks below (one lookup each
+    // instead of a scan of the graph per update).
+    let mut names: HashMap<&str, crate::NodeId> = HashMap::new();
+    let (mut edges, mut tys) = (Vec::new(), Vec::new());
     for &id in &order {
         let node = g.node(id)?;
         if let Op::Input { name, .. } = &node.op {
-            if !names.insert(name.clone()) {
+            if names.insert(name.as_str(), id).is_some() {
                 return Err(IrError::Verify(format!("{id}: input name `{name}` is used twice")));
             }
-            if g.petgraph().edges_directed(petgraph::stable_graph::NodeIndex::new(id.index()), petgraph::Direction::Incoming).count() != 0 {
+            if g.petgraph().edges_directed(ix(id), petgraph::Direction::Incoming).next().is_some() {
                 return Err(IrError::Verify(format!("{id}: input `{name}` has operands")));
             }
             crate::infer::check_addressable(&node.ty).map_err(|r| IrError::Verify(format!("{id}: input `{name}`: {r}")))?;
             continue;
         }
-        let slots: Vec<u32> = {
-            let mut s: Vec<u32> = g
-                .petgraph()
-                .edges_directed(petgraph::stable_graph::NodeIndex::new(id.index()), petgraph::Direction::Incoming)
-                .map(|e| *e.weight())
-                .collect();
-            s.sort();
-            s
-        };
-        if slots.iter().enumerate().any(|(i, &s)| s as usize != i) {
+        // (slot, operand) pairs in slot order, in buffers reused across
+        // nodes: a pass verifies graphs of tens of thousands of nodes.
+        edges.clear();
+        edges.extend(g.petgraph().edges_directed(ix(id), petgraph::Direction::Incoming).map(|e| (*e.weight(), crate::NodeId::from(e.source()))));
+        edges.sort_unstable();
+        if edges.iter().enumerate().any(|(i, &(s, _))| s as usize != i) {
+            let slots: Vec<u32> = edges.iter().map(|&(s, _)| s).collect();
             return Err(IrError::Verify(format!("{id}: operand slots {slots:?} are not 0..{}", slots.len())));
         }
-        let tys: Vec<_> = g.operands(id).iter().map(|&o| g.ty(o).clone()).collect();
+        tys.clear();
+        tys.extend(edges.iter().map(|&(_, o)| g.ty(o).clone()));
         let want = infer_type(&node.op, &tys).map_err(|r| IrError::Verify(format!("{id} = {}: {r}", node.op.name())))?;
         if want != node.ty {
             return Err(IrError::Verify(format!("{id} = {}: declared type {} but operands give {want}", node.op.name(), node.ty)));
@@ -59,7 +65,7 @@ pub fn verify(g: &Graph) -> Result<(), IrError> {
         if !upd_names.insert(name) {
             return Err(IrError::Verify(format!("`{name}` is updated twice")));
         }
-        let input = g.find_input(name).ok_or_else(|| IrError::Verify(format!("update of unknown input `{name}`")))?;
+        let input = names.get(name.as_str()).copied().ok_or_else(|| IrError::Verify(format!("update of unknown input `{name}`")))?;
         if g.ty(input) != g.ty(*id) {
             return Err(IrError::Verify(format!("update of `{name}`: {id} is {} but the input is {}", g.ty(*id), g.ty(input))));
         }

@@ -19,8 +19,8 @@
 //! the node is left alone: the error belongs to run time, where the user
 //! sees it with the inputs that caused it.
 
-use std::collections::HashSet;
 
+use rustc_hash::FxHashSet;
 use kiln_ir::{Graph, HostTensor, NodeId, Op};
 
 use crate::{Changed, Pass, PassCx, PassError};
@@ -74,7 +74,7 @@ impl ConstFold {
         g: &Graph,
         id: NodeId,
         eval: &dyn crate::ConstEvaluator,
-        wrt: &HashSet<NodeId>,
+        wrt: &FxHashSet<NodeId>,
     ) -> Result<Option<HostTensor>, PassError> {
         let op = g.op(id);
         if op.is_source() || matches!(op, Op::RandomUniform { .. }) {

@@ -25,7 +25,7 @@ impl Pass for Dce {
 /// Removes every dead non-input node; returns how many were removed.
 pub fn remove_dead(g: &mut Graph) -> usize {
     let live = g.live_nodes();
-    let dead: std::collections::HashSet<_> = g.node_ids().into_iter().filter(|id| !live.contains(id) && !g.op(*id).is_input()).collect();
+    let dead: rustc_hash::FxHashSet<_> = g.node_ids().into_iter().filter(|id| !live.contains(id) && !g.op(*id).is_input()).collect();
     if dead.is_empty() {
         return 0;
     }

@@ -6,8 +6,7 @@
 //! A leaf's `slot` is whatever the backend's `slot` function says a buffer
 //! is (a slot index on the CPU, a word offset on the GPU).
 
-use std::collections::HashMap;
-
+use rustc_hash::FxHashMap;
 use kiln_ir::{BinaryOp, CompareOp, DType, Graph, NodeId, Op, ReduceOp, UnaryOp};
 
 use crate::partition::{Kernel, KernelKind};
@@ -100,9 +99,9 @@ pub fn build(
     let dims = k.shape.0.clone();
     let mut leaves: Vec<Leaf> = Vec::new();
     let mut instrs: Vec<Instr> = Vec::new();
-    let mut at: HashMap<NodeId, usize> = HashMap::new();
-    let fused: std::collections::HashSet<NodeId> = k.fused.iter().copied().collect();
-    let value = |n: NodeId, leaves: &mut Vec<Leaf>, instrs: &mut Vec<Instr>, at: &mut HashMap<NodeId, usize>| -> usize {
+    let mut at: FxHashMap<NodeId, usize> = FxHashMap::default();
+    let fused: rustc_hash::FxHashSet<NodeId> = k.fused.iter().copied().collect();
+    let value = |n: NodeId, leaves: &mut Vec<Leaf>, instrs: &mut Vec<Instr>, at: &mut FxHashMap<NodeId, usize>| -> usize {
         if let Some(&i) = at.get(&n) {
             return i;
         }

@@ -10,9 +10,10 @@
 //! to do ([`MemoryPlan::concats_in_place`]).
 //! The runtime therefore allocates nothing per step.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use kiln_ir::{DType, Graph, NodeId, Op};
 
 use crate::partition::{is_strided_read, Kernel, KernelKind, Partition};
@@ -211,18 +212,18 @@ pub fn plan_memory_with(
     }
 
     // Readers of each buffer root, by kernel index.
-    let mut readers: HashMap<NodeId, Vec<usize>> = HashMap::new();
+    let mut readers: FxHashMap<NodeId, Vec<usize>> = FxHashMap::default();
     for k in &p.kernels {
         for &i in &k.inputs {
             readers.entry(root(i)).or_default().push(k.id);
         }
     }
-    let producer: HashMap<NodeId, usize> =
+    let producer: FxHashMap<NodeId, usize> =
         p.kernels.iter().flat_map(|k| k.outputs.iter().map(move |&o| (o, k.id))).collect();
-    let output_roots: HashSet<NodeId> = g.outputs().iter().map(|(_, n)| root(*n)).collect();
+    let output_roots: FxHashSet<NodeId> = g.outputs().iter().map(|(_, n)| root(*n)).collect();
 
     // Which updates can be computed in place.
-    let mut in_place_nodes: HashMap<NodeId, String> = HashMap::new();
+    let mut in_place_nodes: FxHashMap<NodeId, String> = FxHashMap::default();
     for (name, u) in g.updates() {
         let pid = g.find_input(name).ok_or_else(|| PassError::Failed {
             pass: "memory_plan".into(),
@@ -262,11 +263,11 @@ pub fn plan_memory_with(
             plan.copied.push((name.clone(), *u));
         }
     }
-    let copied_roots: HashSet<NodeId> = plan.copied.iter().map(|(_, n)| root(*n)).collect();
+    let copied_roots: FxHashSet<NodeId> = plan.copied.iter().map(|(_, n)| root(*n)).collect();
 
     // Liveness of arena values: last kernel that reads them (end of run for
     // outputs and copied updates).
-    let mut last_use: HashMap<NodeId, usize> = HashMap::new();
+    let mut last_use: FxHashMap<NodeId, usize> = FxHashMap::default();
     for k in &p.kernels {
         for &o in &k.outputs {
             let mut l = readers.get(&o).and_then(|r| r.iter().max().copied()).unwrap_or(k.id).max(k.id);
@@ -338,12 +339,12 @@ pub fn plan_memory_with(
 fn concat_pieces(
     g: &Graph,
     p: &Partition,
-    producer: &HashMap<NodeId, usize>,
-    in_place: &HashMap<NodeId, String>,
+    producer: &FxHashMap<NodeId, usize>,
+    in_place: &FxHashMap<NodeId, String>,
     size: &dyn Fn(NodeId) -> usize,
-) -> HashMap<NodeId, (NodeId, usize)> {
-    let mut pieces: HashMap<NodeId, (NodeId, usize)> = HashMap::new();
-    let mut placed: HashSet<NodeId> = HashSet::new();
+) -> FxHashMap<NodeId, (NodeId, usize)> {
+    let mut pieces: FxHashMap<NodeId, (NodeId, usize)> = FxHashMap::default();
+    let mut placed: FxHashSet<NodeId> = FxHashSet::default();
     for k in &p.kernels {
         let Some(c) = k.anchor else { continue };
         let Op::Concat { axis } = g.op(c) else { continue };

@@ -27,9 +27,9 @@
 //! Fusing only into same-shape loops means no value is recomputed per
 //! broadcast element (an `exp` of a scalar is not evaluated per output).
 
-use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use kiln_ir::{Graph, NodeId, Op, Shape};
 
 use crate::{Changed, Pass, PassCx, PassError};
@@ -100,8 +100,8 @@ pub struct Partition {
     pub order: Vec<NodeId>,
     /// `views` and `offsets` by node, so that `root` and `offset` are
     /// constant-time (planning asks for every kernel input).
-    root_index: HashMap<NodeId, NodeId>,
-    offset_index: HashMap<NodeId, usize>,
+    root_index: FxHashMap<NodeId, NodeId>,
+    offset_index: FxHashMap<NodeId, usize>,
 }
 
 /// Whether `op` is a pure view of its first operand given the types.
@@ -160,12 +160,12 @@ pub fn partition(g: &Graph) -> Result<Partition, PassError> {
     let err = |e| PassError::Ir { pass: "partition".into(), source: e };
     let live = g.live_nodes();
     let order: Vec<NodeId> = g.topo_order().map_err(err)?.into_iter().filter(|n| live.contains(n)).collect();
-    let pos: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
-    let stored_roots: HashSet<NodeId> = g.outputs().iter().chain(g.updates().iter()).map(|(_, n)| *n).collect();
+    let pos: FxHashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    let stored_roots: FxHashSet<NodeId> = g.outputs().iter().chain(g.updates().iter()).map(|(_, n)| *n).collect();
     let live_users = |n: NodeId| -> Vec<NodeId> { g.users(n).into_iter().filter(|u| live.contains(u)).collect() };
 
     // Build kernels walking backwards so consumers exist before producers.
-    let mut kernel_of: HashMap<NodeId, usize> = HashMap::new();
+    let mut kernel_of: FxHashMap<NodeId, usize> = FxHashMap::default();
     let mut kernels: Vec<Kernel> = Vec::new();
     let mut views: Vec<(NodeId, NodeId)> = Vec::new();
     for &n in order.iter().rev() {
@@ -178,7 +178,7 @@ pub fn partition(g: &Graph) -> Result<Partition, PassError> {
         }
         if is_fusable(g, n) {
             let users = live_users(n);
-            let ks: HashSet<Option<usize>> = users.iter().map(|u| kernel_of.get(u).copied()).collect();
+            let ks: FxHashSet<Option<usize>> = users.iter().map(|u| kernel_of.get(u).copied()).collect();
             // A slice reads its operand from memory, so the operand is stored.
             let sliced = users.iter().any(|&u| is_strided_read(g, u));
             if ks.len() == 1 && !sliced {
@@ -220,7 +220,7 @@ pub fn partition(g: &Graph) -> Result<Partition, PassError> {
     }
 
     // Contractions take a same-shape elementwise consumer as their epilogue.
-    let mut merged_into: HashMap<usize, usize> = HashMap::new();
+    let mut merged_into: FxHashMap<usize, usize> = FxHashMap::default();
     for k in 0..kernels.len() {
         if kernels[k].kind != KernelKind::Contraction {
             continue;
@@ -255,8 +255,8 @@ pub fn partition(g: &Graph) -> Result<Partition, PassError> {
 
     // Views alias the buffer of their (resolved) source.
     let mut offsets: Vec<(NodeId, usize)> = Vec::new();
-    let mut view_root: HashMap<NodeId, NodeId> = HashMap::new();
-    let mut view_offset: HashMap<NodeId, usize> = HashMap::new();
+    let mut view_root: FxHashMap<NodeId, NodeId> = FxHashMap::default();
+    let mut view_offset: FxHashMap<NodeId, usize> = FxHashMap::default();
     for &n in &order {
         if is_view(g, n) {
             let src = g.operands(n)[0];
@@ -277,7 +277,7 @@ pub fn partition(g: &Graph) -> Result<Partition, PassError> {
         k.fused.sort_by_key(|n| pos[n]);
         k.outputs.sort();
         k.outputs.dedup();
-        let inside: HashSet<NodeId> = k.nodes().into_iter().collect();
+        let inside: FxHashSet<NodeId> = k.nodes().into_iter().collect();
         let mut ins: Vec<NodeId> = Vec::new();
         for n in k.nodes() {
             for o in g.operands(n) {
@@ -310,7 +310,7 @@ pub fn partition(g: &Graph) -> Result<Partition, PassError> {
     // producer map is updated in place: rebuilding it per merge made this
     // quadratic in the graph (thousands of merges on an unrolled LSTM).
     let mut slots: Vec<Option<Kernel>> = kernels.into_iter().map(Some).collect();
-    let mut producer: HashMap<NodeId, usize> =
+    let mut producer: FxHashMap<NodeId, usize> =
         slots.iter().enumerate().flat_map(|(i, k)| k.iter().flat_map(move |k| k.outputs.iter().map(move |&o| (o, i)))).collect();
     for first in 0..slots.len() {
         let mut next = Some(first);
@@ -355,7 +355,7 @@ pub fn partition(g: &Graph) -> Result<Partition, PassError> {
             }
             pk.fused.extend(ek.fused);
             pk.fused.sort_by_key(|n| pos[n]);
-            let inside: HashSet<NodeId> = pk.nodes().into_iter().collect();
+            let inside: FxHashSet<NodeId> = pk.nodes().into_iter().collect();
             let mut outs: Vec<NodeId> = pk
                 .nodes()
                 .into_iter()
@@ -379,7 +379,7 @@ pub fn partition(g: &Graph) -> Result<Partition, PassError> {
     }
 
     // A kernel's inputs must be produced by earlier kernels.
-    let mut done: HashSet<NodeId> = HashSet::new();
+    let mut done: FxHashSet<NodeId> = FxHashSet::default();
     for k in &kernels {
         for i in &k.inputs {
             let r = view_root.get(i).copied().unwrap_or(*i);

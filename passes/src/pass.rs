@@ -1,8 +1,8 @@
 //! The `Pass` trait and the context passes run in.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 
+use rustc_hash::FxHashSet;
 use kiln_ir::{Graph, HostTensor, IrError, NodeId, Op, TensorType};
 
 /// Whether a pass changed the graph.
@@ -112,6 +112,6 @@ pub trait Pass {
 /// Every node a pending grad request differentiates with respect to. Passes
 /// that run before autodiff must not change what these nodes mean: merging
 /// one with a twin or folding through one would change the gradient.
-pub fn grad_wrt_nodes(g: &Graph) -> HashSet<NodeId> {
+pub fn grad_wrt_nodes(g: &Graph) -> FxHashSet<NodeId> {
     g.grad_requests().iter().flat_map(|r| r.wrt.iter().copied()).collect()
 }

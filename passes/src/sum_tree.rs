@@ -8,29 +8,28 @@
 //! (by their parent), not a program result and not a pending `grad` target.
 //! Replacing the root then frees every inner node.
 
-use std::collections::{HashMap, HashSet};
-
+use rustc_hash::{FxHashMap, FxHashSet};
 use kiln_ir::{BinaryOp, Graph, IrError, NodeId, Op};
 
 use crate::grad_wrt_nodes;
 
 /// Live nodes, how often each is used, and the nodes no rewrite may bypass.
 pub(crate) struct Uses {
-    pub live: HashSet<NodeId>,
+    pub live: FxHashSet<NodeId>,
     /// A node's only live user, when it has exactly one use (operand slots
     /// of live nodes, outputs and updates all count).
-    only_user: HashMap<NodeId, NodeId>,
+    only_user: FxHashMap<NodeId, NodeId>,
     /// Nodes a pending grad request differentiates with respect to: the
     /// gradient counts paths through the node's own uses, so a rewrite that
     /// routes around one would change the requested gradient.
-    pub pinned: HashSet<NodeId>,
+    pub pinned: FxHashSet<NodeId>,
 }
 
 impl Uses {
     pub fn of(g: &Graph) -> Uses {
         let live = g.live_nodes();
-        let mut count: HashMap<NodeId, usize> = HashMap::new();
-        let mut only_user = HashMap::new();
+        let mut count: FxHashMap<NodeId, usize> = FxHashMap::default();
+        let mut only_user = FxHashMap::default();
         for &id in &live {
             for o in g.operands(id) {
                 *count.entry(o).or_default() += 1;

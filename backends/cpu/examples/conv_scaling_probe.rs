@@ -12,10 +12,19 @@ use std::time::Instant;
 use kiln_ir::*;
 
 fn main() {
+    // ONLY=512:dx:1 runs one case (channels, pass, threads) 200 times, for a profiler.
+    let only = std::env::var("ONLY").ok();
+    let only: Option<Vec<String>> = only.map(|s| s.split(':').map(str::to_string).collect());
     for &(c, hw) in &[(64usize, 32usize), (128, 16), (256, 8), (512, 4)] {
+        if only.as_ref().is_some_and(|o| o[0] != c.to_string()) {
+            continue;
+        }
         let attrs = Conv2dAttrs { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1 };
         let mut times = Vec::new();
         for (name, which) in [("fwd", 0), ("dx", 1), ("dw", 2)] {
+            if only.as_ref().is_some_and(|o| o[1] != name) {
+                continue;
+            }
             let mut g = Graph::new();
             let x = g.input("x", f32_shape([16, c, hw, hw])).unwrap();
             let w = g.input("w", f32_shape([c, c, 3, 3])).unwrap();
@@ -36,11 +45,15 @@ fn main() {
             .filter(|(k, _)| g.inputs().iter().any(|(_, n, _)| *n == k.as_str()))
             .collect();
             for threads in [1, 2] {
+                if only.as_ref().is_some_and(|o| o[2] != threads.to_string()) {
+                    continue;
+                }
+                let reps = if only.is_some() { 200 } else { 20 };
                 let mut exe = kiln_cpu::CpuBackend::new().with_threads(threads).compile_cpu(&g).unwrap();
                 exe.run(&inp).unwrap();
                 exe.enable_profiling();
                 let mut best = f64::MAX;
-                for _ in 0..20 {
+                for _ in 0..reps {
                     let t = Instant::now();
                     exe.run(&inp).unwrap();
                     best = best.min(t.elapsed().as_secs_f64());

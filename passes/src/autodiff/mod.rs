@@ -36,8 +36,8 @@ mod linear;
 mod pass;
 mod rules;
 
-use std::collections::{HashMap, HashSet};
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use kiln_ir::{Graph, NodeId, Op};
 
 pub use pass::{Autodiff, grad_output_name};
@@ -70,8 +70,8 @@ pub fn grad(g: &mut Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>, 
     let active = active_nodes(g, &order, loss, wrt);
 
     let mut e = Emit::new(g);
-    let mut pending: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
-    let mut total: HashMap<NodeId, NodeId> = HashMap::new();
+    let mut pending: FxHashMap<NodeId, Vec<NodeId>> = FxHashMap::default();
+    let mut total: FxHashMap<NodeId, NodeId> = FxHashMap::default();
     if active.contains(&loss) {
         let one = e.scalar(1.0, loss)?;
         pending.insert(loss, vec![one]);
@@ -116,16 +116,16 @@ pub fn grad(g: &mut Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>, 
 }
 
 /// Nodes on a float, non-blocked path from some `wrt` node to `loss`.
-fn active_nodes(g: &Graph, order: &[NodeId], loss: NodeId, wrt: &[NodeId]) -> HashSet<NodeId> {
-    let wrt: HashSet<NodeId> = wrt.iter().copied().collect();
-    let mut depends: HashSet<NodeId> = HashSet::new();
+fn active_nodes(g: &Graph, order: &[NodeId], loss: NodeId, wrt: &[NodeId]) -> FxHashSet<NodeId> {
+    let wrt: FxHashSet<NodeId> = wrt.iter().copied().collect();
+    let mut depends: FxHashSet<NodeId> = FxHashSet::default();
     for &id in order {
         let carries = g.ty(id).dtype.is_float() && !matches!(g.op(id), Op::StopGradient);
         if wrt.contains(&id) || (carries && g.operands(id).iter().any(|o| depends.contains(o))) {
             depends.insert(id);
         }
     }
-    let mut active = HashSet::new();
+    let mut active = FxHashSet::default();
     let mut stack = vec![loss];
     while let Some(id) = stack.pop() {
         if depends.contains(&id) && active.insert(id) {

@@ -1,7 +1,7 @@
 //! Graph -> e-graph, and the extracted DAG -> nodes in the same graph.
 
-use std::collections::HashMap;
 
+use rustc_hash::FxHashMap;
 use egg::Id;
 use kiln_ir::{Graph, NodeId, Op};
 
@@ -10,12 +10,12 @@ use super::lang::{ENode, KAnalysis, OpId, EG};
 
 pub struct Built {
     pub eg: EG,
-    pub class_of: HashMap<NodeId, Id>,
+    pub class_of: FxHashMap<NodeId, Id>,
     /// The e-node each graph node became (children as added).
-    pub original: HashMap<Id, ENode>,
+    pub original: FxHashMap<Id, ENode>,
     /// (op, operand node ids) -> the graph node already computing it, so
     /// unchanged parts of the graph keep their ids.
-    existing: HashMap<(OpId, Vec<NodeId>), NodeId>,
+    existing: FxHashMap<(OpId, Vec<NodeId>), NodeId>,
     pub roots: Vec<NodeId>,
 }
 
@@ -23,9 +23,9 @@ pub struct Built {
 /// constants leaves keyed by value. Errors name the offending `%N`.
 pub fn build(g: &Graph) -> Result<Built, String> {
     let mut eg = EG::new(KAnalysis::default());
-    let mut class_of = HashMap::new();
-    let mut original = HashMap::new();
-    let mut existing = HashMap::new();
+    let mut class_of = FxHashMap::default();
+    let mut original = FxHashMap::default();
+    let mut existing = FxHashMap::default();
     for id in g.topo_order().map_err(|e| e.to_string())? {
         let node = g.node(id).map_err(|e| e.to_string())?;
         let declared = matches!(node.op, Op::Input { .. }).then(|| node.ty.clone());
@@ -46,7 +46,7 @@ pub fn build(g: &Graph) -> Result<Built, String> {
         roots.push(r.loss);
         roots.extend(r.wrt.iter().copied());
     }
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = rustc_hash::FxHashSet::default();
     roots.retain(|r| seen.insert(*r));
     eg.rebuild();
     Ok(Built { eg, class_of, original, existing, roots })
@@ -71,7 +71,7 @@ pub struct Created {
 /// anything changed.
 pub fn write_back(g: &mut Graph, b: &Built, choice: &Choice) -> Result<(Vec<Created>, bool), String> {
     let eg = &b.eg;
-    let mut memo: HashMap<Id, NodeId> = HashMap::new();
+    let mut memo: FxHashMap<Id, NodeId> = FxHashMap::default();
     let mut created = Vec::new();
     for &root in &b.roots {
         let rc = eg.find(b.class_of[&root]);

@@ -12,9 +12,9 @@
 //! conv+ReLU does not pay while the un-activated conv output is still
 //! needed by the backward pass.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
+use rustc_hash::FxHashMap;
 use egg::Id;
 use kiln_ir::{Op, TensorType};
 
@@ -73,11 +73,11 @@ pub fn node_cost(op: &Op, out: &TensorType, ins: &[&TensorType]) -> f64 {
 }
 
 /// The chosen e-node per class (by canonical class id).
-pub type Choice = HashMap<Id, ENode>;
+pub type Choice = FxHashMap<Id, ENode>;
 
 pub(super) struct Ix {
     pub(super) classes: Vec<Id>,
-    pub(super) pos: HashMap<Id, usize>,
+    pub(super) pos: FxHashMap<Id, usize>,
     /// Per class: (node, its own cost, children positions).
     pub(super) nodes: Vec<Vec<(ENode, f64, Vec<usize>)>>,
     /// The same, flattened for the hot DAG-cost walk: class -> first global
@@ -91,7 +91,7 @@ pub(super) struct Ix {
 fn index(eg: &EG) -> Ix {
     let mut classes: Vec<Id> = eg.classes().map(|c| c.id).collect();
     classes.sort();
-    let pos: HashMap<Id, usize> = classes.iter().enumerate().map(|(i, &c)| (c, i)).collect();
+    let pos: FxHashMap<Id, usize> = classes.iter().enumerate().map(|(i, &c)| (c, i)).collect();
     let mut nodes = Vec::with_capacity(classes.len());
     for &c in &classes {
         let class = &eg[c];
@@ -134,14 +134,14 @@ pub struct Extracted {
 /// Extracts the roots' DAG; `None` only if some root has no acyclic choice.
 /// `original` is each class's e-node from the input graph (the fallback
 /// start); the local search stops at `deadline`.
-pub fn extract(eg: &EG, roots: &[Id], original: &HashMap<Id, ENode>, deadline: Instant) -> Option<Extracted> {
+pub fn extract(eg: &EG, roots: &[Id], original: &FxHashMap<Id, ENode>, deadline: Instant) -> Option<Extracted> {
     extract_with(eg, roots, original, deadline, DAG_GREEDY_MAX_CLASSES)
 }
 
 pub(super) fn extract_with(
     eg: &EG,
     roots: &[Id],
-    original: &HashMap<Id, ENode>,
+    original: &FxHashMap<Id, ENode>,
     deadline: Instant,
     greedy_max: usize,
 ) -> Option<Extracted> {
@@ -216,7 +216,7 @@ pub(super) fn extract_with(
     let choice = dag.choice;
     // The exact total (the running one is a sum of deltas).
     let cost = dag_cost(&ix, &choice, &root_pos)?;
-    let mut out = Choice::new();
+    let mut out = Choice::default();
     for c in reached(&ix, &choice, &root_pos) {
         let ni = choice[c]?;
         out.insert(ix.classes[c], ix.nodes[c][ni].0.clone());
@@ -283,9 +283,9 @@ fn greedy_dag(ix: &Ix) -> Vec<Option<usize>> {
 /// class keeps its earliest input node (the build added them in
 /// topological order, so ids follow it): its children were built before
 /// it, so by induction the choice is the input graph's order, acyclic.
-/// (HashMap order could pick `add(x, 0)` for x's own class, a cycle that
+/// (FxHashMap order could pick `add(x, 0)` for x's own class, a cycle that
 /// made the extraction of every graph past the greedy's limit give up.)
-fn input_nodes(eg: &EG, ix: &Ix, original: &HashMap<Id, ENode>) -> Vec<Option<usize>> {
+fn input_nodes(eg: &EG, ix: &Ix, original: &FxHashMap<Id, ENode>) -> Vec<Option<usize>> {
     let mut choice: Vec<Option<usize>> = vec![None; ix.classes.len()];
     let mut by_id: Vec<(&Id, &ENode)> = original.iter().collect();
     by_id.sort_by_key(|(c, _)| **c);
@@ -304,7 +304,7 @@ fn input_nodes(eg: &EG, ix: &Ix, original: &HashMap<Id, ENode>) -> Vec<Option<us
 /// graph); classes that rules created pick by tree cost, which is acyclic
 /// among them because every node costs at least 1 and they cannot be
 /// reached from the input graph's nodes.
-fn from_original(eg: &EG, ix: &Ix, original: &HashMap<Id, ENode>) -> Vec<Option<usize>> {
+fn from_original(eg: &EG, ix: &Ix, original: &FxHashMap<Id, ENode>) -> Vec<Option<usize>> {
     let n = ix.classes.len();
     let mut choice = input_nodes(eg, ix, original);
     let fixed: Vec<bool> = choice.iter().map(Option::is_some).collect();
@@ -383,7 +383,7 @@ fn dag_cost(ix: &Ix, choice: &[Option<usize>], roots: &[usize]) -> Option<f64> {
 
 /// The DAG cost of the e-graph as built from the graph, before any rewrite:
 /// each class keeps its earliest input node (`input_nodes`).
-pub fn original_cost(eg: &EG, original: &HashMap<Id, ENode>, roots: &[Id]) -> Option<f64> {
+pub fn original_cost(eg: &EG, original: &FxHashMap<Id, ENode>, roots: &[Id]) -> Option<f64> {
     let ix = index(eg);
     let choice = input_nodes(eg, &ix, original);
     let roots: Vec<usize> = roots.iter().map(|r| ix.pos.get(&eg.find(*r)).copied()).collect::<Option<_>>()?;

@@ -109,7 +109,7 @@ impl<'a> LiveDag<'a> {
     fn would_cycle(&self, c: usize, ni: usize) -> bool {
         let t = self.topo[c];
         let mut stack: Vec<usize> = self.ix.nodes[c][ni].2.iter().copied().filter(|&k| self.topo[k] >= t).collect();
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = rustc_hash::FxHashSet::default();
         while let Some(k) = stack.pop() {
             if k == c {
                 return true;

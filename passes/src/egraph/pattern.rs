@@ -4,7 +4,10 @@
 //! `(relu (add (conv2d@c ?x ?w) ?b))`: a head is an op keyword as printed in
 //! `.kir` (`const` for constants, `input` for any graph input); `@name`
 //! captures the matched e-node so the rule can read its attributes; `?x`
-//! binds an e-class (a repeated variable must bind the same class); `...`
+//! binds an e-class (a repeated variable must bind the same class);
+//! `?x:splat` binds only a class known to hold one repeated value and
+//! `?x:const` only a class with a constant, `?x:scalar` only a
+//! one-element class (see [`Guard`]); `...`
 //! as the only operand matches any operands (read them from the capture). Heads
 //! match any attributes: the rule's applier checks them. egg's own `Pattern`
 //! compares attributes exactly, which is why kiln has its own matcher.
@@ -13,9 +16,43 @@ use egg::Id;
 
 use super::lang::{ENode, EG};
 
+/// What a guarded variable's class must be, checked while searching, so
+/// rules whose appliers need a constant operand (`x + 0`, `x * 1`) do not
+/// produce a match for every `add` and `mul` in the graph only for the
+/// applier to refuse it. A guard only prunes: the applier still checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    /// The class's analysis knows one value for every element.
+    Splat,
+    /// The class holds a constant.
+    Const,
+    /// The class's values have one element.
+    Scalar,
+}
+
+impl Guard {
+    fn parse(name: &str) -> Result<Guard, String> {
+        match name {
+            "splat" => Ok(Guard::Splat),
+            "const" => Ok(Guard::Const),
+            "scalar" => Ok(Guard::Scalar),
+            other => Err(format!("unknown variable guard `:{other}` (expected `splat`, `const` or `scalar`)")),
+        }
+    }
+
+    fn admits(self, eg: &EG, class: Id) -> bool {
+        let d = &eg[class].data;
+        match self {
+            Guard::Splat => d.splat.is_some(),
+            Guard::Const => d.konst.is_some(),
+            Guard::Scalar => d.ty.as_ref().is_some_and(|t| t.numel() == 1),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Pat {
-    Var(usize),
+    Var(usize, Option<Guard>),
     Node { head: String, cap: Option<usize>, args: Vec<Pat>, any_arity: bool },
 }
 
@@ -43,13 +80,13 @@ impl Pattern {
     /// reported by the unit tests, not a user error.
     pub fn parse(text: &str) -> Result<Pattern, String> {
         let toks: Vec<String> = text.replace('(', " ( ").replace(')', " ) ").split_whitespace().map(String::from).collect();
-        let mut p = Pattern { root: Pat::Var(0), vars: vec![], caps: vec![], text: text.to_string() };
+        let mut p = Pattern { root: Pat::Var(0, None), vars: vec![], caps: vec![], text: text.to_string() };
         let mut pos = 0;
         p.root = p.parse_one(&toks, &mut pos)?;
         if pos != toks.len() {
             return Err(format!("trailing tokens in pattern `{text}`"));
         }
-        if matches!(p.root, Pat::Var(_)) {
+        if matches!(p.root, Pat::Var(..)) {
             return Err(format!("pattern `{text}` must start with an op"));
         }
         Ok(p)
@@ -59,6 +96,10 @@ impl Pattern {
         let t = toks.get(*pos).ok_or("unexpected end of pattern")?.clone();
         *pos += 1;
         if let Some(v) = t.strip_prefix('?') {
+            let (v, guard) = match v.split_once(':') {
+                Some((v, g)) => (v, Some(Guard::parse(g)?)),
+                None => (v, None),
+            };
             let i = match self.vars.iter().position(|n| n == v) {
                 Some(i) => i,
                 None => {
@@ -66,7 +107,7 @@ impl Pattern {
                     self.vars.len() - 1
                 }
             };
-            return Ok(Pat::Var(i));
+            return Ok(Pat::Var(i, guard));
         }
         if t != "(" {
             return Err(format!("expected `(` or `?var`, got `{t}`"));
@@ -109,7 +150,7 @@ impl Pattern {
     pub fn root_head(&self) -> &str {
         match &self.root {
             Pat::Node { head, .. } => head,
-            Pat::Var(_) => "",
+            Pat::Var(..) => "",
         }
     }
 
@@ -117,7 +158,7 @@ impl Pattern {
     pub fn depth(&self) -> usize {
         fn depth(p: &Pat) -> usize {
             match p {
-                Pat::Var(_) => 0,
+                Pat::Var(..) => 0,
                 Pat::Node { args, .. } => 1 + args.iter().map(depth).max().unwrap_or(0),
             }
         }
@@ -126,11 +167,28 @@ impl Pattern {
 
     /// All matches rooted at `class`, at most `limit`.
     pub fn search_class(&self, eg: &EG, class: Id, limit: usize, out: &mut Vec<Match>) {
-        let root = eg.find(class);
+        self.search_classes(eg, [class], limit, out);
+    }
+
+    /// The matches rooted at each of `classes` in turn until `out` has
+    /// gained `limit` (as that many `search_class` calls would); one set of
+    /// search buffers serves every class (a round searches tens of
+    /// thousands).
+    pub fn search_classes(&self, eg: &EG, classes: impl IntoIterator<Item = Id>, limit: usize, out: &mut Vec<Match>) {
         let mut st = Search { vars: vec![None; self.vars.len()], caps: vec![None; self.caps.len()], nodes: Vec::new() };
-        let mut goals = vec![(&self.root, root)];
-        let cap = out.len().saturating_add(limit);
-        solve(eg, &mut goals, &mut st, root, out, cap);
+        let mut goals = Vec::new();
+        let start = out.len();
+        for class in classes {
+            if out.len() - start >= limit {
+                break;
+            }
+            // Each class may add up to `limit` (the last one can overshoot).
+            let cap = out.len().saturating_add(limit);
+            let root = eg.find(class);
+            goals.clear();
+            goals.push((&self.root, root));
+            solve(eg, &mut goals, &mut st, root, out, cap);
+        }
     }
 
     pub fn var_index(&self, name: &str) -> Option<usize> {
@@ -178,7 +236,8 @@ fn solve<'a>(eg: &'a EG, goals: &mut Vec<(&'a Pat, Id)>, st: &mut Search<'a>, ro
     };
     let class = eg.find(class);
     match pat {
-        Pat::Var(i) => match st.vars[*i] {
+        Pat::Var(_, Some(g)) if !g.admits(eg, class) => {}
+        Pat::Var(i, _) => match st.vars[*i] {
             Some(b) if eg.find(b) != class => {}
             Some(_) => solve(eg, goals, st, root, out, cap),
             None => {

@@ -5,10 +5,11 @@
 //! so that rules can capture attribute-carrying e-nodes, the type check sits
 //! between apply and union, and provenance is recorded per created node.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use egg::Id;
 use kiln_ir::{HostTensor, Op};
 
@@ -72,7 +73,7 @@ pub fn saturate(
     // changed since the previous round's search (within the rule's depth):
     // elsewhere it would find the matches it already applied. A rule that
     // hit the match limit searches everywhere again.
-    let mut searched: Option<HashMap<Id, usize>> = None;
+    let mut searched: Option<FxHashMap<Id, usize>> = None;
     let mut capped = vec![true; rules.len()];
     while stop.is_none() {
         if iterations >= cfg.iter_limit {
@@ -89,8 +90,8 @@ pub fn saturate(
         // everywhere (the first round, or a rule that hit the match limit);
         // otherwise each rule walks the changed region within its depth,
         // grouped by head the same way (same classes, same id order).
-        let mut by_head: Option<HashMap<&'static str, Vec<Id>>> = None;
-        let mut regions: HashMap<usize, HashMap<&'static str, Vec<Id>>> = HashMap::new();
+        let mut by_head: Option<FxHashMap<&'static str, Vec<Id>>> = None;
+        let mut regions: FxHashMap<usize, FxHashMap<&'static str, Vec<Id>>> = FxHashMap::default();
         let mut matches = Vec::new();
         for (ri, rule) in rules.iter().enumerate() {
             let head = rule.pattern.root_head();
@@ -111,12 +112,7 @@ pub fn saturate(
             };
             let order = classes[start..].iter().chain(&classes[..start]);
             let mut found = Vec::new();
-            for &c in order {
-                rule.pattern.search_class(eg, c, cfg.match_limit, &mut found);
-                if found.len() >= cfg.match_limit {
-                    break;
-                }
-            }
+            rule.pattern.search_classes(eg, order.copied(), cfg.match_limit, &mut found);
             capped[ri] = found.len() >= cfg.match_limit;
             matches.extend(found.into_iter().map(|m| (ri, m)));
         }
@@ -159,16 +155,16 @@ pub fn saturate(
 
 /// Each canonical class's e-node count: two snapshots tell which classes a
 /// round created, merged or extended.
-fn class_sizes(eg: &EG) -> HashMap<Id, usize> {
+fn class_sizes(eg: &EG) -> FxHashMap<Id, usize> {
     eg.classes().map(|c| (c.id, c.nodes.len())).collect()
 }
 
 /// The classes within `depth` parent steps of one that changed since
 /// `before`: new, grown, or the survivor of a merge.
-fn changed_region(eg: &EG, before: &HashMap<Id, usize>, depth: usize) -> HashSet<Id> {
+fn changed_region(eg: &EG, before: &FxHashMap<Id, usize>, depth: usize) -> FxHashSet<Id> {
     let mut frontier: Vec<Id> = eg.classes().filter(|c| before.get(&c.id) != Some(&c.nodes.len())).map(|c| c.id).collect();
     frontier.extend(before.keys().filter(|&&id| eg.find(id) != id).map(|&id| eg.find(id)));
-    let mut region: HashSet<Id> = frontier.iter().copied().collect();
+    let mut region: FxHashSet<Id> = frontier.iter().copied().collect();
     for _ in 0..depth {
         let mut next = Vec::new();
         for c in frontier {
@@ -186,8 +182,8 @@ fn changed_region(eg: &EG, before: &HashMap<Id, usize>, depth: usize) -> HashSet
 
 /// The given classes grouped by the op keywords of their e-nodes (a class
 /// under each keyword it holds), each group in id order.
-fn group_by_head<'a>(eg: &'a EG, classes: impl IntoIterator<Item = &'a egg::EClass<ENode, Data>>) -> HashMap<&'static str, Vec<Id>> {
-    let mut by: HashMap<&'static str, Vec<Id>> = HashMap::new();
+fn group_by_head<'a>(eg: &'a EG, classes: impl IntoIterator<Item = &'a egg::EClass<ENode, Data>>) -> FxHashMap<&'static str, Vec<Id>> {
+    let mut by: FxHashMap<&'static str, Vec<Id>> = FxHashMap::default();
     let mut seen: Vec<&'static str> = Vec::new();
     for class in classes {
         let id = class.id;

@@ -1,8 +1,6 @@
 //! Unit tests of the e-graph machinery: patterns, the type guard, the
 //! analysis, and DAG-aware extraction.
 
-use std::collections::HashMap;
-
 use kiln_ir::{f32_shape, Graph, Op, ReduceOp, UnaryOp};
 
 use super::extract::{self, node_cost};
@@ -53,6 +51,38 @@ fn repeated_variables_must_bind_one_class() {
         p.search_class(&built.eg, c.id, 10, &mut found);
     }
     assert_eq!(found.len(), 1);
+}
+
+/// Guarded variables bind only classes their guard admits: `x + 0`
+/// matches `?z:splat` and `?z:const`, `x + y` neither; `?s:scalar` wants
+/// one element. An unknown guard is a parse error.
+#[test]
+fn guarded_variables_bind_only_admitted_classes() {
+    let g = graph(|g| {
+        let x = g.input("x", f32_shape([3])).unwrap();
+        let y = g.input("y", f32_shape([3])).unwrap();
+        let s = g.input("s", f32_shape([])).unwrap();
+        let z = g.scalar_like(0.0, x).unwrap();
+        let a = g.add(x, z).unwrap();
+        let b = g.add(x, y).unwrap();
+        let c = g.mul(x, s).unwrap();
+        for (n, id) in [("a", a), ("b", b), ("c", c)] {
+            g.set_output(n, id).unwrap();
+        }
+    });
+    let built = convert::build(&g).unwrap();
+    let count = |pat: &str| {
+        let p = Pattern::parse(pat).unwrap();
+        let mut found = Vec::new();
+        p.search_classes(&built.eg, built.eg.classes().map(|c| c.id), 10, &mut found);
+        found.len()
+    };
+    assert_eq!(count("(add ?x ?z)"), 2);
+    assert_eq!(count("(add ?x ?z:splat)"), 1);
+    assert_eq!(count("(add ?x ?z:const)"), 1);
+    assert_eq!(count("(mul ?x ?s:scalar)"), 1);
+    assert_eq!(count("(mul ?x:scalar ?s)"), 0);
+    assert!(Pattern::parse("(add ?x ?z:small)").unwrap_err().contains("unknown variable guard"));
 }
 
 /// A rule whose result has another type is never unioned, whatever the
@@ -131,7 +161,7 @@ fn extraction_counts_shared_values_once() {
     assert_eq!(choice.len(), 4);
     let orig = extract::original_cost(&built.eg, &built.original, &roots).unwrap();
     assert!((orig - expect).abs() < 1e-6);
-    let _: &HashMap<_, _> = &choice;
+    let _: &rustc_hash::FxHashMap<_, _> = &choice;
 }
 
 /// The large-graph path (start from the input graph's nodes, then local
@@ -165,7 +195,7 @@ fn both_extraction_starts_find_the_fusion() {
 
 /// Rules merge classes of the input graph (`h + 0` with `h`); the large-
 /// graph path must still start from an acyclic choice (it used to keep
-/// `add(h, 0)` for h's own class in HashMap order, a cycle, and give up on
+/// `add(h, 0)` for h's own class in SipHash's random map order, a cycle, and give up on
 /// every graph above the greedy's size limit), and its incremental local
 /// search must reach the greedy's cost on a chain of dense layers.
 #[test]
@@ -184,8 +214,8 @@ fn large_graph_extraction_survives_merged_input_classes() {
         g.set_output("y", h).unwrap();
     });
     let far = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    // Each build keeps the input nodes in a new HashMap (a new iteration
-    // order), so eight builds try eight orders.
+    // The start no longer depends on the order of the map of input nodes
+    // (now FxHash, the same order every run): eight builds must agree.
     for _ in 0..8 {
         let (built, roots) = saturated(&g);
         let greedy = extract::extract_with(&built.eg, &roots, &built.original, far, usize::MAX).unwrap();

@@ -42,14 +42,14 @@ fn numel1(cx: &super::super::rule::Ctx<'_>, id: egg::Id) -> bool {
 pub fn rules() -> Result<Vec<Rule>, String> {
     let mut v = implicit_broadcast()?;
     v.extend(vec![
-        r("add-zero", "(add ?x ?z)", |cx, b| (cx.splat(b.v("z")?) == Some(0.0)).then_some(b.v("x")?))?,
-        r("add-zero", "(add ?z ?x)", |cx, b| (cx.splat(b.v("z")?) == Some(0.0)).then_some(b.v("x")?))?,
-        r("add-zero", "(sub ?x ?z)", |cx, b| (cx.splat(b.v("z")?) == Some(0.0)).then_some(b.v("x")?))?,
-        r("mul-one", "(mul ?x ?o)", |cx, b| (cx.splat(b.v("o")?) == Some(1.0)).then_some(b.v("x")?))?,
-        r("mul-one", "(mul ?o ?x)", |cx, b| (cx.splat(b.v("o")?) == Some(1.0)).then_some(b.v("x")?))?,
-        r("mul-one", "(div ?x ?o)", |cx, b| (cx.splat(b.v("o")?) == Some(1.0)).then_some(b.v("x")?))?,
-        r("mul-zero", "(mul ?x ?z)", mul_zero)?,
-        r("mul-zero", "(mul ?z ?x)", mul_zero)?,
+        r("add-zero", "(add ?x ?z:splat)", |cx, b| (cx.splat(b.v("z")?) == Some(0.0)).then_some(b.v("x")?))?,
+        r("add-zero", "(add ?z:splat ?x)", |cx, b| (cx.splat(b.v("z")?) == Some(0.0)).then_some(b.v("x")?))?,
+        r("add-zero", "(sub ?x ?z:splat)", |cx, b| (cx.splat(b.v("z")?) == Some(0.0)).then_some(b.v("x")?))?,
+        r("mul-one", "(mul ?x ?o:splat)", |cx, b| (cx.splat(b.v("o")?) == Some(1.0)).then_some(b.v("x")?))?,
+        r("mul-one", "(mul ?o:splat ?x)", |cx, b| (cx.splat(b.v("o")?) == Some(1.0)).then_some(b.v("x")?))?,
+        r("mul-one", "(div ?x ?o:splat)", |cx, b| (cx.splat(b.v("o")?) == Some(1.0)).then_some(b.v("x")?))?,
+        r("mul-zero", "(mul ?x ?z:splat)", mul_zero)?,
+        r("mul-zero", "(mul ?z:splat ?x)", mul_zero)?,
         r("neg-neg", "(neg (neg ?x))", |_, b| b.v("x"))?,
         r("relu-relu", "(relu (relu ?x))", |cx, b| cx.add(Op::Unary(UnaryOp::Relu), &[b.v("x")?]))?,
         r("log-exp", "(log (exp ?x))", |_, b| b.v("x"))?,
@@ -92,7 +92,7 @@ pub fn rules() -> Result<Vec<Rule>, String> {
             (cx.shape(x)? == cx.shape(b.root())?).then_some(x)
         })?,
         // (x*a)*b -> x*(a*b) for constant scalars: const-fold then makes it one multiply.
-        r("scalar-mul-mul", "(mul (mul ?x ?a) ?b)", |cx, b| {
+        r("scalar-mul-mul", "(mul (mul ?x ?a:const) ?b:const)", |cx, b| {
             let (x, a, c) = (b.v("x")?, b.v("a")?, b.v("b")?);
             if cx.data(a).konst.is_none() || cx.data(c).konst.is_none() || !numel1(cx, a) || !numel1(cx, c) {
                 return None;
@@ -100,14 +100,14 @@ pub fn rules() -> Result<Vec<Rule>, String> {
             let ac = cx.add(Op::Binary(kiln_ir::BinaryOp::Mul), &[a, c])?;
             cx.add(Op::Binary(kiln_ir::BinaryOp::Mul), &[x, ac])
         })?,
-        r("matmul-scalar-hoist", "(matmul@m (mul ?a ?s) ?b)", |cx, b| hoist_mm(cx, b, true))?,
-        r("matmul-scalar-hoist", "(matmul@m (mul ?s ?a) ?b)", |cx, b| hoist_mm(cx, b, true))?,
-        r("matmul-scalar-hoist", "(matmul@m ?b (mul ?a ?s))", |cx, b| hoist_mm(cx, b, false))?,
-        r("matmul-scalar-hoist", "(matmul@m ?b (mul ?s ?a))", |cx, b| hoist_mm(cx, b, false))?,
-        r("reduce-scalar-hoist", "(reduce_sum@r (mul ?a ?s))", hoist_reduce)?,
-        r("reduce-scalar-hoist", "(reduce_sum@r (mul ?s ?a))", hoist_reduce)?,
-        r("reduce-scalar-hoist", "(reduce_mean@r (mul ?a ?s))", hoist_reduce)?,
-        r("reduce-scalar-hoist", "(reduce_mean@r (mul ?s ?a))", hoist_reduce)?,
+        r("matmul-scalar-hoist", "(matmul@m (mul ?a ?s:scalar) ?b)", |cx, b| hoist_mm(cx, b, true))?,
+        r("matmul-scalar-hoist", "(matmul@m (mul ?s:scalar ?a) ?b)", |cx, b| hoist_mm(cx, b, true))?,
+        r("matmul-scalar-hoist", "(matmul@m ?b (mul ?a ?s:scalar))", |cx, b| hoist_mm(cx, b, false))?,
+        r("matmul-scalar-hoist", "(matmul@m ?b (mul ?s:scalar ?a))", |cx, b| hoist_mm(cx, b, false))?,
+        r("reduce-scalar-hoist", "(reduce_sum@r (mul ?a ?s:scalar))", hoist_reduce)?,
+        r("reduce-scalar-hoist", "(reduce_sum@r (mul ?s:scalar ?a))", hoist_reduce)?,
+        r("reduce-scalar-hoist", "(reduce_mean@r (mul ?a ?s:scalar))", hoist_reduce)?,
+        r("reduce-scalar-hoist", "(reduce_mean@r (mul ?s:scalar ?a))", hoist_reduce)?,
         // Lets a per-channel division by batch-norm statistics fold like a
         // multiply; only for divisors computable without per-call data.
         r("div-static-to-mul", "(div ?x ?s)", |cx, b| {
