@@ -69,6 +69,23 @@ pub(crate) fn block_images(pix: usize) -> usize {
 /// gives two blocks for two threads.
 const MAX_BLOCK_IMAGES: usize = 16;
 
+/// Whether a weight gradient adds its image blocks into dW one after
+/// another (each block's GEMM split across the pool by `DW_COLS` columns of
+/// dW) instead of computing one partial dW per block in parallel and
+/// summing them (`sum_partials`): when the partials outweigh a block's
+/// column matrix. That is ResNet-18's 256- and 512-channel layers, where
+/// 2-4 partials of 0.6-2.4 M elements and their sum cost more than the
+/// extra synchronisation. It depends on the shape alone, so the sums are
+/// the same on any number of threads.
+pub(crate) fn dw_in_place(gm: &ConvGeom) -> bool {
+    let partials = gm.chunks().saturating_mul(gm.o).saturating_mul(gm.kdim());
+    let block = block_images(gm.pix()).saturating_mul(gm.pix()).saturating_mul(gm.kdim());
+    row_block(gm).is_none() && gm.chunks() > 1 && partials > block
+}
+
+/// dW columns per GEMM when a weight gradient runs `dw_in_place`.
+const DW_COLS: usize = 128;
+
 /// Fewest dW elements per thread when the weight gradient's partials are
 /// summed (`sum_partials`).
 const SUM_GRAIN: usize = 16 * 1024;
@@ -98,7 +115,9 @@ pub fn scratch_elems(op: &Op, ins: &[TensorType], out: &TensorType, threads: usi
             let bi = block_images(pix);
             per_thread = bi.saturating_mul(pix).saturating_mul(kd.saturating_add(o / groups.max(1)));
             // dW partials: one per block of images (not per thread), summed
-            // in block order so results do not depend on scheduling.
+            // in block order so results do not depend on scheduling (also
+            // reserved where generated code adds the blocks into dW in
+            // place: the Rust path, without generated code, sums partials).
             if matches!(op, Op::Conv2dGradWeight { .. }) { ins[0].shape.0[0].div_ceil(bi).saturating_mul(out.numel()) } else { 0 }
         }
         _ => 0,
@@ -235,6 +254,34 @@ unsafe fn run_generated(n: &NativeOp, gm: &ConvGeom, slots: &[*mut u8], scratch:
                     }
                 });
             });
+        }
+        Op::Conv2dGradWeight { .. } if dw_in_place(gm) => {
+            // Blocks one after another, each added into dW by GEMMs over
+            // fixed column ranges of dW split across the pool (the same
+            // ranges on any thread count, so the same sums).
+            let (x, dy) = (p(0), p(1));
+            let (col, tmp) = (scr, Sp(unsafe { scr.get().add(gm.col_elems()) }));
+            let ranges = kd.div_ceil(DW_COLS);
+            let mut first = true;
+            for part in 0..chunks {
+                let (n0, cnt) = gm.images_of(part);
+                for gi in 0..gm.g {
+                    let (xb, dyb) = (Sp(unsafe { x.get().add(n0 * plane + gi * gplane) }), Sp(unsafe { dy.get().add(n0 * oplane + gi * og * pix) }));
+                    // Each image's columns and dy rows are disjoint: split by image.
+                    pool.run(cnt, &|img, _| {
+                        let (xb, dyb, col, tmp) = (xb, dyb, col, tmp);
+                        call(code[IM2COL], &[xb.get(), col.get()], img, img + 1);
+                        call(code[MOVE], &[dyb.get(), tmp.get()], img, img + 1);
+                    });
+                    let beta = if first { 0.0 } else { 1.0 };
+                    pool.run(ranges, &|r, _| {
+                        let (col, tmp, out) = (col, tmp, out);
+                        let (j0, j1) = (r * DW_COLS, ((r + 1) * DW_COLS).min(kd));
+                        unsafe { f32::gemm_part((og, kd), og, cnt * pix, j1 - j0, tmp.get(), ld as isize, 1, col.get().add(j0 * ld), 1, ld as isize, beta, out.get().add(gi * og * kd + j0), kd as isize, 1) };
+                    });
+                }
+                first = false;
+            }
         }
         Op::Conv2dGradWeight { .. } => {
             let (x, dy) = (p(0), p(1));
@@ -561,6 +608,24 @@ mod tests {
         assert_eq!(row_block(&geom(192, [14, 17], 3, 1, 1, 1, 1)), Some(8));
         // ResNet-18's 512-channel convs on 4x4: whole images.
         assert_eq!(row_block(&geom(512, [4, 4], 3, 1, 1, 1, 1)), None);
+    }
+
+    /// The weight gradients that add their blocks into dW in place: the
+    /// shapes of `tests/conv_pool_codegen.rs::weight_gradients_added_in_place`
+    /// and ResNet-18's 256- and 512-channel layers, not its 64- and
+    /// 128-channel ones (few partials, or row blocks).
+    #[test]
+    fn which_weight_gradients_run_in_place() {
+        let gm = |n: usize, c: usize, o: usize, hw: usize, groups: usize| {
+            let a = Conv2dAttrs { stride: [1; 2], padding: [1; 2], dilation: [1; 2], groups };
+            ConvGeom::new(&[n, c, hw, hw], &[o, c / groups, 3, 3], &[n, o, hw, hw], &a)
+        };
+        for (n, c, o, hw, groups) in [(20, 16, 48, 4, 1), (24, 32, 64, 4, 2), (17, 64, 40, 2, 1), (16, 512, 512, 4, 1), (16, 256, 256, 8, 1)] {
+            assert!(dw_in_place(&gm(n, c, o, hw, groups)), "{n}x{c}x{hw}x{hw} -> {o}");
+        }
+        for (n, c, o, hw, groups) in [(16, 128, 128, 16, 1), (16, 64, 64, 32, 1), (8, 512, 512, 4, 1), (37, 8, 6, 5, 1)] {
+            assert!(!dw_in_place(&gm(n, c, o, hw, groups)), "{n}x{c}x{hw}x{hw} -> {o}");
+        }
     }
 
     /// Small outputs get more images per block (the shapes of

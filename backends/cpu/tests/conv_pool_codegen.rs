@@ -247,3 +247,24 @@ fn row_blocked_convolutions() {
         check(&g, &random_inputs(&g, 11), 1e-4, atol.max(1e-4));
     }
 }
+
+/// Weight gradients whose per-block partials would outweigh a block's
+/// column matrix add their blocks into dW one after another, each block's
+/// GEMM split by 128 columns of dW (`conv::dw_in_place`: ResNet-18's 256-
+/// and 512-channel layers), a partial last block and column range included,
+/// grouped too. The result matches the reference and is bitwise the same on
+/// one thread and on two.
+#[test]
+fn weight_gradients_added_in_place() {
+    for (n, c, o, hw, groups) in [(20, 16, 48, 4, 1), (24, 32, 64, 4, 2), (17, 64, 40, 2, 1)] {
+        let attrs = Conv2dAttrs { stride: [1; 2], padding: [1; 2], dilation: [1; 2], groups };
+        let g = fused_conv_and_gradients(n, c, o, [hw, hw], 3, attrs);
+        let kd = c / groups * 9;
+        let vals = random_inputs(&g, 13);
+        let atol = 2e-4 * ((kd * 9) as f64).sqrt() * (n as f64).sqrt();
+        check(&g, &vals, 1e-4, atol.max(1e-4));
+        let one = CpuBackend::new().with_threads(1).compile_cpu(&g).unwrap().run(&vals).unwrap();
+        let two = CpuBackend::new().with_threads(2).compile_cpu(&g).unwrap().run(&vals).unwrap();
+        assert_eq!(one["grad_weight"].as_f32().unwrap(), two["grad_weight"].as_f32().unwrap(), "{n}x{c}x{hw}x{hw}, {o} filters, {groups} groups");
+    }
+}
