@@ -6,13 +6,14 @@ use kiln_ir::{verify, Graph, NodeId, Op, ReduceOp, Signature};
 use kiln_passes::memory_plan::{plan_memory, Storage};
 use kiln_passes::partition::{partition, Kernel, KernelKind};
 
-use crate::buffers::{host_bytes, AlignedBuf};
-use crate::exec::{CodeHolder, CpuExecutable, LoopStep, Persistent, SlotSrc, Step};
-use crate::jit::{Jit, KernelCode};
+use crate::kernels::program::{self, reduce_identity};
 use crate::kernels::{scratch_elems, NativeOp};
-use crate::pool::Pool;
-use crate::program::{self, reduce_identity};
-use crate::rollback::Rollback;
+use crate::lower::jit::{Jit, KernelCode};
+use crate::runtime::buffers::{host_bytes, AlignedBuf};
+use crate::runtime::exec::{CodeHolder, CpuExecutable};
+use crate::runtime::pool::Pool;
+use crate::runtime::rollback::Rollback;
+use crate::runtime::step::{LoopStep, Persistent, SlotSrc, Step};
 use crate::{CpuBackend, CpuError};
 
 fn native_of(g: &Graph, n: NodeId, slot: &dyn Fn(NodeId) -> usize) -> NativeOp {
@@ -135,9 +136,9 @@ pub fn compile(be: &CpuBackend, g: &Graph, stored: &[KernelCode]) -> Result<CpuE
             let op = native_of(g, a, &slot);
             if let Some(j) = jit.as_mut() {
                 // Generated code for conv packing/epilogues and pooling.
-                let mut fns = crate::jit_conv::declare(j, k.id, &op)?;
+                let mut fns = crate::lower::conv::declare(j, k.id, &op)?;
                 if fns.is_empty() {
-                    fns = crate::jit_pool::declare(j, k.id, &op)?;
+                    fns = crate::lower::pool::declare(j, k.id, &op)?;
                 }
                 if !fns.is_empty() {
                     pending_native.push((steps.len(), fns));

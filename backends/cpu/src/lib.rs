@@ -1,37 +1,44 @@
 //! kiln-cpu: the CPU backend.
 //!
-//! Compiling a graph: kernel partitioning and memory planning (kiln-passes),
-//! then lowering:
-//! - Cranelift (`jit.rs`): every f32 elementwise kernel, every f32
-//!   reduction (with its fused elementwise prologue), every matmul/conv
-//!   epilogue (bias, activation, residual add, optimizer updates), vectorized
-//!   f32x4 with scalar tails; exp/sigmoid/tanh inline, other
-//!   transcendentals call Rust per lane. Generated per concrete shape
-//!   around the conv GEMM (`jit_conv.rs`): im2col, col2im, the moves in and
-//!   out of each GEMM block with a fused conv's bias + activation; and max/
-//!   avg pooling with their gradients (`jit_pool.rs`).
-//! - Portable Rust evaluator (`program.rs`): the same loop programs when they
-//!   touch non-f32 data (i64 labels, f64, bool buffers).
-//! - Native Rust (`kernels.rs`): GEMM through the `gemm` crate (its
-//!   AVX2/FMA kernels, picked at run time; the crate's AVX-512 kernels need
-//!   a nightly compiler; on a Zen 4 its AVX2 path ran 94-106 GFLOP/s on one
-//!   core, `examples/gemm_probe.rs`, against 87-90 for PyTorch's matmul)
-//!   and `matrixmultiply` for narrow products (split across
-//!   the pool, epilogue run per row block while hot; a streaming kernel for
-//!   1-4 rows; AVX2 dot products for a few rows or columns times a
-//!   transposed weight, `gemv.rs`; no-pack register tiles for 5-64 rows,
-//!   `small_gemm.rs`), convolution and its gradients as GEMMs per block of 4
-//!   images or of output rows (`conv.rs`; f64 also im2col/col2im there), f64 pooling
-//!   (`pooling.rs`), gather/scatter/one-hot, permute/slice/
-//!   concat/pad/broadcast copies, softmax cross-entropy, argmax, Philox.
-//!
-//! Every buffer lives in one arena planned at compile time or in persistent
-//! param/state buffers (updates written in place where safe), so a run
-//! allocates nothing but the output tensors it returns (and the packing
-//! buffers the GEMM libraries allocate inside each call). A persistent pool
-//! (`pool.rs`) runs parallel kernels on all cores. A run that fails part-way
-//! (an index out of range) restores what it had already updated in place
-//! (`rollback.rs`), so a failed training step changes no state.
+//! Its folders follow the pipeline, as the GPU backend's do. `compile.rs`
+//! runs it: kernel partitioning and memory planning (kiln-passes), then
+//! lowering, then the executable.
+//! - `lower/`: kernel -> machine code, through Cranelift. `jit.rs` emits
+//!   every f32 elementwise kernel, every f32 reduction (with its fused
+//!   elementwise prologue) and every matmul/conv epilogue (bias,
+//!   activation, residual add, optimizer updates), vectorized f32x4 with
+//!   scalar tails. exp/sigmoid/tanh are inline (`vmath.rs`); other
+//!   transcendentals call Rust per lane. Generated per concrete shape:
+//!   around the conv GEMM (`conv.rs`: im2col, col2im, the moves in and out
+//!   of each GEMM block with a fused conv's bias + activation), and max/avg
+//!   pooling with their gradients (`pool.rs`).
+//! - `kernels/`: what the steps call.
+//!   - `mod.rs`: GEMM through the `gemm` crate (its AVX2/FMA kernels,
+//!     picked at run time; the crate's AVX-512 kernels need a nightly
+//!     compiler; on a Zen 4 its AVX2 path ran 94-106 GFLOP/s on one core,
+//!     `examples/gemm_probe.rs`, against 87-90 for PyTorch's matmul) and
+//!     `matrixmultiply` for narrow products, split across the pool, with
+//!     the epilogue run per row block while hot. Also gather/scatter/
+//!     one-hot, permute/slice/concat/pad/broadcast copies, softmax
+//!     cross-entropy, argmax and Philox.
+//!   - `gemv.rs`: a streaming kernel for 1-4 rows, and AVX2 dot products
+//!     for a few rows or columns times a transposed weight.
+//!   - `small_gemm.rs`: no-pack register tiles for 5-64 rows.
+//!   - `conv.rs`: convolution and its gradients as GEMMs per block of
+//!     images or of output rows (f64 also im2col/col2im there).
+//!   - `pooling.rs`: pooling.
+//!   - `program.rs`: the portable evaluator of loop programs that touch
+//!     non-f32 data (i64 labels, f64, bool buffers).
+//! - `runtime/`: the executable's steps and slots (`step.rs`), its buffers
+//!   (`buffers.rs`) and its run loop (`exec.rs`).
+//!   - Every buffer lives in one arena planned at compile time, or in
+//!     persistent param/state buffers (updates are written in place where
+//!     safe). So a run allocates nothing but the output tensors it returns,
+//!     and the packing buffers the GEMM libraries allocate inside each call.
+//!   - A persistent pool (`pool.rs`) runs parallel kernels on all cores.
+//!   - A run that fails part-way (an index out of range) restores what it
+//!     had already updated in place (`rollback.rs`), so a failed training
+//!     step changes no state.
 //!
 //! ```
 //! use kiln_ir::{Backend, Graph, HostTensor, f32_shape};
@@ -57,34 +64,20 @@ macro_rules! by_float {
     };
 }
 
-mod buffers;
 mod compile;
-mod conv;
-mod exec;
-// Public (hidden) only for `examples/small_m_probe.rs`, which times them
-// against `matrixmultiply`.
-#[doc(hidden)]
-pub mod gemv;
-#[doc(hidden)]
-pub mod small_gemm;
-mod jit;
-mod jit_conv;
-mod jit_maxgrad2;
-mod jit_pool;
-mod jit_util;
-mod jit_vmath;
 mod kernels;
-mod pool;
-mod pooling;
-mod program;
-mod rollback;
+mod lower;
+mod runtime;
+
+#[doc(hidden)]
+pub use kernels::{gemv, small_gemm};
 
 use std::path::PathBuf;
 
 use kiln_ir::{Backend, Executable, Graph, RunError};
 
-pub use exec::CpuExecutable;
-pub use jit::{CodeReloc, KernelCode, MachineCode};
+pub use runtime::exec::CpuExecutable;
+pub use lower::jit::{CodeReloc, KernelCode, MachineCode};
 
 /// Errors of the CPU backend.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -16,7 +16,7 @@ use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
 
-use crate::jit::{le, pmax, pmin, F32X4};
+use super::util::{le, pmax, pmin, F32X4};
 
 /// Whether the host has FMA. Cranelift's native ISA sets `has_fma` from the
 /// same detection (without it, `fma` would become four libcalls), and the

@@ -3,9 +3,9 @@
 
 use kiln_ir::{DType, Op, Pool2dAttrs, RunError, TensorType};
 
-use crate::jit::JitFn;
+use crate::lower::jit::JitFn;
 use crate::kernels::{Float, NativeOp, Sp};
-use crate::pool::Pool;
+use crate::runtime::pool::Pool;
 
 /// Runs one pooling op (`MaxPool2d`, `AvgPool2d` and their gradients).
 ///
@@ -33,7 +33,7 @@ pub unsafe fn run(n: &NativeOp, slots: &[*mut u8], pool: &Pool) -> Result<(), Ru
     Ok(())
 }
 
-/// A pooling op through its generated function (`jit_pool.rs`, f32),
+/// A pooling op through its generated function (`lower/pool.rs`, f32),
 /// planes split across the pool. Its args: the op's first operand, the
 /// result, then the second operand if any (max gradient: x, dx, dy).
 unsafe fn run_generated(n: &NativeOp, f: JitFn, slots: &[*mut u8], pool: &Pool) {

@@ -1,13 +1,23 @@
-//! Native Rust kernels for the ops that are not loops over elements: GEMM
-//! (through `matrixmultiply`), indexing, data movement, softmax
-//! cross-entropy and random numbers. Convolution is in `conv.rs`, pooling
-//! in `pooling.rs`.
-//! Elementwise and reduction work is not here: it is JIT-compiled (`jit.rs`).
+//! The kernels a program's steps call: native Rust for the ops that are not
+//! loops over elements: GEMM (the `gemm` crate, `matrixmultiply`, and the
+//! no-pack kernels of `gemv.rs` and `small_gemm.rs`), indexing, data
+//! movement, softmax cross-entropy and random numbers here; convolution in
+//! `conv.rs`, pooling in `pooling.rs`; and `program.rs`, the portable
+//! evaluator of loop programs over non-f32 data. f32 elementwise and
+//! reduction work is generated code (`lower/jit.rs`).
+
+pub(crate) mod conv;
+// Public (hidden, re-exported at the crate root) only for
+// `examples/small_m_probe.rs`, which times them against `matrixmultiply`.
+pub mod gemv;
+pub(crate) mod pooling;
+pub(crate) mod program;
+pub mod small_gemm;
 
 use kiln_ir::{Activation, DType, NodeId, Op, RunError, TensorType};
 
-use crate::buffers::{load, store};
-use crate::pool::Pool;
+use crate::runtime::buffers::{load, store};
+use crate::runtime::pool::Pool;
 
 /// One non-loop op with its operand and result slots.
 #[derive(Debug, Clone)]
@@ -18,7 +28,7 @@ pub struct NativeOp {
     pub out: (usize, TensorType),
     /// Code generated for this op's shape (conv packing and epilogue,
     /// pooling; see `conv.rs`, `pooling.rs`); empty: the Rust path.
-    pub code: Vec<crate::jit::JitFn>,
+    pub code: Vec<crate::lower::jit::JitFn>,
 }
 
 /// The f32/f64 arithmetic the contraction kernels are written over.
@@ -83,7 +93,7 @@ impl Float for f32 {
             // A few dozen rows times a transposed B (an LSTM's recurrent
             // weight at batch 32): tiles of dot products, nothing packed.
             // SAFETY: the features were just detected; matrices as below.
-            unsafe { crate::small_gemm::dot_tiles(m, k, n, a, rsa as usize, b, csb as usize, beta, c, rsc as usize) };
+            unsafe { crate::kernels::small_gemm::dot_tiles(m, k, n, a, rsa as usize, b, csb as usize, beta, c, rsc as usize) };
             return;
         }
         if (wm <= 4 || wn < DOT_MAX_N) && csc == 1 && rsb == 1 && csa == 1 && rsa >= 0 && csb >= 0 && rsc >= 0 {
@@ -91,7 +101,7 @@ impl Float for f32 {
             // [out, in] weight at small batch, or a narrow output layer):
             // dot products of contiguous rows, nothing packed.
             // SAFETY: as below.
-            unsafe { crate::gemv::dot_gemm(m, k, n, a, rsa as usize, b, csb as usize, beta, c, rsc as usize) };
+            unsafe { crate::kernels::gemv::dot_gemm(m, k, n, a, rsa as usize, b, csb as usize, beta, c, rsc as usize) };
             return;
         }
         #[cfg(target_arch = "x86_64")]
@@ -99,7 +109,7 @@ impl Float for f32 {
             // Few rows times B's contiguous rows ([in, out] weight at small
             // batch): stream B once, nothing packed.
             // SAFETY: the features were just detected; matrices as below.
-            unsafe { crate::gemv::axpy_gemm(m, k, n, a, rsa, csa, b, rsb as usize, beta, c, rsc as usize) };
+            unsafe { crate::kernels::gemv::axpy_gemm(m, k, n, a, rsa, csa, b, rsb as usize, beta, c, rsc as usize) };
             return;
         }
         #[cfg(target_arch = "x86_64")]
@@ -109,7 +119,7 @@ impl Float for f32 {
             // channels): B read in place a panel at a time, nothing of A
             // packed.
             // SAFETY: as above.
-            unsafe { crate::small_gemm::panel_gemm(m, k, n, a, rsa, csa, b, rsb as usize, beta, c, rsc as usize) };
+            unsafe { crate::kernels::small_gemm::panel_gemm(m, k, n, a, rsa, csa, b, rsb as usize, beta, c, rsc as usize) };
             return;
         }
         if wm <= 4 && csc == 1 && (csb == 1 || rsb == 1) {
@@ -253,7 +263,7 @@ pub(crate) fn unsupported(n: &NativeOp) -> RunError {
 /// Scratch elements (of the op's dtype) a native op needs when it runs on
 /// `threads` threads (one region per thread).
 pub fn scratch_elems(op: &Op, ins: &[TensorType], out: &TensorType, threads: usize) -> usize {
-    crate::conv::scratch_elems(op, ins, out, threads)
+    crate::kernels::conv::scratch_elems(op, ins, out, threads)
 }
 
 /// Runs one native op.
@@ -277,8 +287,8 @@ pub unsafe fn run(n: &NativeOp, slots: &[*mut u8], scratch: *mut u8, pool: &Pool
             let bias_p = if *bias { Some(p(2)) } else { None };
             by_float!(float, n, dense(pool, p(0), p(1), m, k, nn, *trans_b, bias_p, *act, out))
         }
-        Op::Conv2d(_) | Op::FusedConv2d { .. } | Op::Conv1d(_) | Op::Conv2dGradInput { .. } | Op::Conv2dGradWeight { .. } => unsafe { crate::conv::run(n, slots, scratch, pool)? },
-        Op::MaxPool2d(_) | Op::MaxPool2dGrad(_) | Op::AvgPool2d { .. } | Op::AvgPool2dGrad { .. } => unsafe { crate::pooling::run(n, slots, pool)? },
+        Op::Conv2d(_) | Op::FusedConv2d { .. } | Op::Conv1d(_) | Op::Conv2dGradInput { .. } | Op::Conv2dGradWeight { .. } => unsafe { crate::kernels::conv::run(n, slots, scratch, pool)? },
+        Op::MaxPool2d(_) | Op::MaxPool2dGrad(_) | Op::AvgPool2d { .. } | Op::AvgPool2dGrad { .. } => unsafe { crate::kernels::pooling::run(n, slots, pool)? },
         Op::SoftmaxCrossEntropy => unsafe { softmax_ce(n.node, p(0), t(0), p(1), t(1), out)? },
         Op::ArgMax { axis, .. } => unsafe { argmax(p(0), t(0), *axis, out) },
         Op::Permute(perm) => unsafe { permute(p(0), t(0), perm, out) },
@@ -545,7 +555,7 @@ unsafe fn argmax(x: *mut u8, xt: &TensorType, axis: usize, out: *mut u8) {
 /// Copies `dims` elements from `x` (element strides `src_strides`, start
 /// `base`) into contiguous row-major `out`.
 unsafe fn strided_copy(x: *const u8, esz: usize, odims: &[usize], src_strides: &[isize], base: isize, out: *mut u8) {
-    let dst = crate::program::row_major(odims);
+    let dst = crate::kernels::program::row_major(odims);
     unsafe { strided_move(x.offset(base * esz as isize), src_strides, out, &dst, odims, esz) }
 }
 
@@ -619,21 +629,21 @@ unsafe fn strided_move(src: *const u8, ss: &[isize], dst: *mut u8, ds: &[isize],
 }
 
 unsafe fn permute(x: *mut u8, xt: &TensorType, perm: &[usize], out: *mut u8) {
-    let s = crate::program::row_major(&xt.shape.0);
+    let s = crate::kernels::program::row_major(&xt.shape.0);
     let odims: Vec<usize> = perm.iter().map(|&p| xt.shape.0[p]).collect();
     let ss: Vec<isize> = perm.iter().map(|&p| s[p]).collect();
     unsafe { strided_copy(x, xt.dtype.size_bytes(), &odims, &ss, 0, out) }
 }
 
 unsafe fn broadcast(x: *mut u8, xt: &TensorType, out: *mut u8, ot: &TensorType) {
-    let s = crate::program::row_major(&xt.shape.0);
+    let s = crate::kernels::program::row_major(&xt.shape.0);
     let off = ot.shape.rank() - xt.shape.rank();
     let ss: Vec<isize> = (0..ot.shape.rank()).map(|j| if j < off || xt.shape.0[j - off] == 1 { 0 } else { s[j - off] }).collect();
     unsafe { strided_copy(x, xt.dtype.size_bytes(), &ot.shape.0, &ss, 0, out) }
 }
 
 unsafe fn slice(x: *mut u8, xt: &TensorType, start: &[usize], step: &[usize], out: *mut u8, ot: &TensorType) {
-    let s = crate::program::row_major(&xt.shape.0);
+    let s = crate::kernels::program::row_major(&xt.shape.0);
     let base: isize = (0..s.len()).map(|d| start[d] as isize * s[d]).sum();
     let ss: Vec<isize> = (0..s.len()).map(|d| s[d] * step[d] as isize).collect();
     unsafe { strided_copy(x, xt.dtype.size_bytes(), &ot.shape.0, &ss, base, out) }
@@ -675,10 +685,10 @@ unsafe fn pad(pool: &Pool, x: *mut u8, xt: &TensorType, lo: &[usize], value: f64
             }
         }
     });
-    let os = crate::program::row_major(&ot.shape.0);
+    let os = crate::kernels::program::row_major(&ot.shape.0);
     let base: isize = (0..os.len()).map(|d| lo[d] as isize * os[d]).sum();
     let esz = xt.dtype.size_bytes();
-    let xs = crate::program::row_major(&xt.shape.0);
+    let xs = crate::kernels::program::row_major(&xt.shape.0);
     unsafe { strided_move(x, &xs, out.offset(base * esz as isize), &os, &xt.shape.0, esz) }
 }
 

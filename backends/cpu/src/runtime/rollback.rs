@@ -17,8 +17,8 @@
 
 use kiln_ir::Op;
 
-use crate::buffers::AlignedBuf;
-use crate::exec::{Persistent, SlotSrc, Step};
+use super::buffers::AlignedBuf;
+use super::step::{Persistent, SlotSrc, Step};
 
 /// The persistent buffers to save before a run and restore if it fails.
 pub(crate) struct Rollback {

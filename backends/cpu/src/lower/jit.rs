@@ -16,7 +16,7 @@
 //! General max/min keep `fmax`/`fmin` (a longer sequence with IEEE ±0 and
 //! NaN-propagation rules). `select(m, x, 0)` (ReLU's gradient) is one AND.
 //! exp, sigmoid and tanh are inlined as f32x4 polynomials (Cephes-style,
-//! a few ulp; `jit_vmath.rs`); the other transcendentals (log, erf, sin,
+//! a few ulp; `lower/vmath.rs`); the other transcendentals (log, erf, sin,
 //! cos, pow) and every scalar tail call a scalar Rust function per lane
 //! (computed in f64, like the interpreter).
 //! Identical programs (up to buffer addresses) share one compiled function.
@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 
 use cranelift_codegen::ir::condcodes::FloatCC;
-use cranelift_codegen::ir::{types, AbiParam, Endianness, FuncRef, InstBuilder, MemFlagsData as MemFlags, Type, Value};
+use cranelift_codegen::ir::{types, AbiParam, FuncRef, InstBuilder, MemFlagsData as MemFlags, Value};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
@@ -34,8 +34,9 @@ use cranelift_module::{default_libcall_names, FuncId, Linkage, Module, ModuleRel
 use kiln_ir::scalar::{binary, unary};
 use kiln_ir::{BinaryOp, CompareOp, DType, Graph, ReduceOp, UnaryOp};
 
-use crate::jit_vmath::{exp_v, tanh_v};
-use crate::program::{reduce_identity, Ins, Program};
+use super::util::{le, pmax, pmin, F32X4};
+use super::vmath::{exp_v, tanh_v};
+use crate::kernels::program::{reduce_identity, Ins, Program};
 use crate::CpuError;
 
 pub type JitFn = unsafe extern "C" fn(*const *mut u8, i64, i64);
@@ -472,14 +473,8 @@ struct Emitter<'a> {
     split: usize,
 }
 
-pub(crate) const F32X4: Type = types::F32X4;
-
 fn flags() -> MemFlags {
     MemFlags::new().with_notrap()
-}
-
-pub(crate) fn le() -> MemFlags {
-    MemFlags::new().with_endianness(Endianness::Little)
 }
 
 impl<'a> Emitter<'a> {
@@ -534,7 +529,7 @@ impl<'a> Emitter<'a> {
             .collect();
         // The loop body needs `self` mutably; collect what it needs first.
         let this: *mut Emitter = self;
-        crate::jit_util::for_step(b, lo, hi, 1, |b, _i| {
+        crate::lower::util::for_step(b, lo, hi, 1, |b, _i| {
             let cur: Vec<Value> = rows.iter().zip(&vars).map(|(&p, v)| v.map_or(p, |v| b.use_var(v))).collect();
             // SAFETY: `this` is the unique emitter; the closure runs synchronously.
             unsafe { (*this).level(b, d + 1, cur.clone(), range_lo, range_hi) };
@@ -624,10 +619,10 @@ impl<'a> Emitter<'a> {
             let end8 = b.ins().iadd(lo, l8);
             let l4 = b.ins().band_imm_s(len, !3i64);
             let end4 = b.ins().iadd(lo, l4);
-            let mid = crate::jit_util::for_step(b, lo, end8, 8, |b, i| vec_body(b, i, &[0, 16]));
-            start = crate::jit_util::for_step(b, mid, end4, 4, |b, i| vec_body(b, i, &[0]));
+            let mid = crate::lower::util::for_step(b, lo, end8, 8, |b, i| vec_body(b, i, &[0, 16]));
+            start = crate::lower::util::for_step(b, mid, end4, 4, |b, i| vec_body(b, i, &[0]));
         }
-        crate::jit_util::for_step(b, start, hi, 1, |b, i| {
+        crate::lower::util::for_step(b, start, hi, 1, |b, i| {
             // SAFETY: as above.
             let me = unsafe { &mut *this };
             let addr = |b: &mut FunctionBuilder, j: usize| -> Value {
@@ -910,29 +905,6 @@ enum SelectForm {
     Plain,
 }
 
-/// `x > y ? x : y`, written in the operand order Cranelift's x64 backend
-/// matches (its lowering of wasm's `f32x4.pmax`) so it becomes one
-/// `maxps x, y` (`maxss` for scalars): y when either is NaN or they are equal.
-pub(crate) fn pmax(b: &mut FunctionBuilder, vec: bool, x: Value, y: Value) -> Value {
-    let m = b.ins().fcmp(FloatCC::LessThan, y, x);
-    if vec {
-        let mb = b.ins().bitcast(F32X4, le(), m);
-        b.ins().bitselect(mb, x, y)
-    } else {
-        b.ins().select(m, x, y)
-    }
-}
-
-/// `x < y ? x : y`: one `minps x, y` (`minss`), as [`pmax`].
-pub(crate) fn pmin(b: &mut FunctionBuilder, vec: bool, x: Value, y: Value) -> Value {
-    let m = b.ins().fcmp(FloatCC::LessThan, x, y);
-    if vec {
-        let mb = b.ins().bitcast(F32X4, le(), m);
-        b.ins().bitselect(mb, x, y)
-    } else {
-        b.ins().select(m, x, y)
-    }
-}
 
 fn combine(b: &mut FunctionBuilder, op: ReduceOp, acc: Value, v: Value) -> Value {
     match op {

@@ -302,7 +302,7 @@ mod avx2 {
         let mut out = [[0f32; C]; R];
         for r in 0..R {
             for col in 0..C {
-                let mut s = unsafe { crate::gemv::avx2::hsum(acc[r][col]) };
+                let mut s = unsafe { crate::kernels::gemv::avx2::hsum(acc[r][col]) };
                 for kk in blocks * 8..k {
                     s = unsafe { (*a.add(r * lda + kk)).mul_add(*b.add(col * ldb + kk), s) };
                 }
@@ -316,7 +316,7 @@ mod avx2 {
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
-    use crate::gemv::tests::DotCase;
+    use crate::kernels::gemv::tests::DotCase;
 
     fn have_avx2() -> bool {
         std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
@@ -389,7 +389,7 @@ mod tests {
                 let (mut x, mut y) = (old.clone(), old.clone());
                 unsafe {
                     panel_gemm(m, k, n, a.as_ptr(), k as isize, 1, b.as_ptr(), n, beta, x.as_mut_ptr(), n);
-                    crate::gemv::axpy_gemm(m, k, n, a.as_ptr(), k as isize, 1, b.as_ptr(), n, beta, y.as_mut_ptr(), n);
+                    crate::kernels::gemv::axpy_gemm(m, k, n, a.as_ptr(), k as isize, 1, b.as_ptr(), n, beta, y.as_mut_ptr(), n);
                 }
                 assert_eq!(bits(&x), bits(&y), "panel_gemm m{m} k{k} n{n} beta {beta}");
             }

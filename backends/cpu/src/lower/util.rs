@@ -1,9 +1,9 @@
 //! Emission helpers shared by the generated conv and pooling kernels
-//! (`jit_conv.rs`, `jit_pool.rs`): counted loops and runs of a constant
+//! (`lower/conv.rs`, `lower/pool.rs`): counted loops and runs of a constant
 //! number of f32 elements, f32x4 steps then a scalar tail, unrolled when
 //! short (a 28-element image row is seven vector moves, no loop).
 
-use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, ConstantData, Endianness, InstBuilder, MemFlagsData as MemFlags, Type, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
 
@@ -281,4 +281,28 @@ pub fn evens(b: &mut FunctionBuilder, x: Value, y: Value) -> Value {
     let m = b.func.dfg.immediates.push(ConstantData::from(mask));
     let s = b.ins().shuffle(xi, yi, m);
     b.ins().bitcast(F32X4, le(), s)
+}
+
+/// `x > y ? x : y`, written in the operand order Cranelift's x64 backend
+/// matches (its lowering of wasm's `f32x4.pmax`) so it becomes one
+/// `maxps x, y` (`maxss` for scalars): y when either is NaN or they are equal.
+pub fn pmax(b: &mut FunctionBuilder, vec: bool, x: Value, y: Value) -> Value {
+    let m = b.ins().fcmp(FloatCC::LessThan, y, x);
+    if vec {
+        let mb = b.ins().bitcast(F32X4, le(), m);
+        b.ins().bitselect(mb, x, y)
+    } else {
+        b.ins().select(m, x, y)
+    }
+}
+
+/// `x < y ? x : y`: one `minps x, y` (`minss`), as [`pmax`].
+pub fn pmin(b: &mut FunctionBuilder, vec: bool, x: Value, y: Value) -> Value {
+    let m = b.ins().fcmp(FloatCC::LessThan, x, y);
+    if vec {
+        let mb = b.ins().bitcast(F32X4, le(), m);
+        b.ins().bitselect(mb, x, y)
+    } else {
+        b.ins().select(m, x, y)
+    }
 }

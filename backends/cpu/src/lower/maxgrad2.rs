@@ -11,7 +11,7 @@ use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, ConstantData, InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
 
-use crate::jit_util::*;
+use crate::lower::util::*;
 
 /// Whether [`emit_plane`] applies to this pool.
 pub fn applies(p: &kiln_ir::Pool2dAttrs) -> bool {

@@ -1,17 +1,25 @@
 //! Convolution and its gradients as im2col/col2im + GEMM, per block of
 //! `block_images` images (one GEMM per block and group), blocks split across
 //! the pool. f32 runs the generated packing and epilogue functions
-//! (`jit_conv.rs`), and a conv whose column matrix per image exceeds L2
+//! (`lower/conv.rs`), and a conv whose column matrix per image exceeds L2
 //! splits each image's GEMM into blocks of output rows; f64 runs the Rust
 //! im2col/col2im below.
 
 use kiln_ir::{Conv2dAttrs, DType, Op, RunError, TensorType};
 
-use crate::jit::JitFn;
-use crate::jit_conv::{COL2IM, IM2COL, MOVE, PACK};
-
 use crate::kernels::{bias_act, Float, NativeOp, Sp};
-use crate::pool::Pool;
+use crate::lower::jit::JitFn;
+use crate::runtime::pool::Pool;
+
+/// Which generated function (`lower/conv.rs`) sits at each index of a
+/// conv op's `code`.
+pub const IM2COL: usize = 0;
+/// Forward: the move out of the GEMM block (`conv_out`); gradients: the
+/// move of dy into the GEMM block (`conv_pack`).
+pub const MOVE: usize = 1;
+/// Input gradient: col2im (index 0 is its `conv_pack`).
+pub const COL2IM: usize = 1;
+pub const PACK: usize = 0;
 
 /// The fewest images per im2col block (one GEMM per block and group; see
 /// `block_images`). Small enough that a batch of 32 gives 8 blocks, so two
@@ -185,7 +193,7 @@ pub(crate) fn op_geom(n: &NativeOp) -> Option<ConvGeom> {
 }
 
 /// A conv op through its generated packing/epilogue functions
-/// (`jit_conv.rs`), f32: the same blocks, GEMMs and pool split as the Rust
+/// (`lower/conv.rs`), f32: the same blocks, GEMMs and pool split as the Rust
 /// path below, but column rows are always `block_cols` apart (the
 /// functions' strides are constants) and the bias + activation run on each
 /// block's output as it is moved out of the GEMM block, while it is hot.

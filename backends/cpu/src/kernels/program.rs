@@ -7,7 +7,7 @@ pub use kiln_passes::loop_program::*;
 use kiln_ir::scalar;
 use kiln_ir::{BinaryOp, NodeId, ReduceOp, UnaryOp};
 
-use crate::buffers::{load, store};
+use crate::runtime::buffers::{load, store};
 use crate::CpuError;
 
 // ---- the portable evaluator ------------------------------------------------

@@ -7,33 +7,24 @@
 //!
 //! Every function has the `JitFn` signature over a range of images of one
 //! block (or, with row blocks, output rows of one image: see
-//! `conv::row_block`); the slots it reads (`args`) are documented per
-//! function and set by `conv.rs`.
+//! `kernels::conv::row_block`); the slots it reads (`args`) are documented
+//! per function and set by `kernels/conv.rs`.
 
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
 use kiln_ir::{Activation, DType, Op};
 
-use crate::conv::{block_cols, op_geom, row_block, ConvGeom};
-use crate::jit::Jit;
-use crate::jit_vmath::{exp_v, tanh_v};
-use crate::jit_util::*;
+use crate::kernels::conv::{block_cols, op_geom, row_block, ConvGeom};
+use crate::lower::jit::Jit;
+use crate::lower::vmath::{exp_v, tanh_v};
+use crate::lower::util::*;
 use crate::kernels::NativeOp;
 use crate::CpuError;
 
-/// Which generated function sits at each index of a conv op's `code`.
-pub const IM2COL: usize = 0;
-/// Forward: the move out of the GEMM block (`conv_out`); gradients: the
-/// move of dy into the GEMM block (`conv_pack`).
-pub const MOVE: usize = 1;
-/// Input gradient: col2im (index 0 is its `conv_pack`).
-pub const COL2IM: usize = 1;
-pub const PACK: usize = 0;
-
 /// Declares the generated functions of a conv op (indices into the JIT's
-/// functions, in the order above); empty when the op keeps the Rust path
-/// (non-f32 data).
+/// functions, at the positions `kernels::conv::{IM2COL, MOVE, PACK,
+/// COL2IM}` name); empty when the op keeps the Rust path (non-f32 data).
 pub fn declare(jit: &mut Jit, kernel: usize, n: &NativeOp) -> Result<Vec<usize>, CpuError> {
     if n.ins[0].1.dtype != DType::F32 || n.out.1.dtype != DType::F32 {
         return Ok(Vec::new());

@@ -1,6 +1,6 @@
 //! Generated f32 pooling kernels (max/avg, forward and gradient), per
 //! concrete shape and attributes. A function runs planes (image x channel)
-//! `[lo, hi)`, so `pooling.rs` keeps splitting planes across the pool.
+//! `[lo, hi)`, so `kernels/pooling.rs` keeps splitting planes across the pool.
 //!
 //! Each plane is emitted as edge rows/columns (windows cut by the padding
 //! or the border: constant positions, each with its own window) around an
@@ -12,15 +12,15 @@
 //! compare masks; the gradient of max tracks the winning index per lane and
 //! scatters lane by lane, so overlapping windows add in a fixed order
 //! (except the 2x2/stride-2 pool, whose windows tile the input: a gather,
-//! `jit_maxgrad2.rs`).
+//! `lower/maxgrad2.rs`).
 
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
 use kiln_ir::{DType, Op, Pool2dAttrs};
 
-use crate::jit::Jit;
-use crate::jit_util::*;
+use crate::lower::jit::Jit;
+use crate::lower::util::*;
 use crate::kernels::NativeOp;
 use crate::CpuError;
 
@@ -111,9 +111,9 @@ fn emit(b: &mut FunctionBuilder, g: &Geom, args: Value, lo: Value, hi: Value) {
     let a2 = (g.kind == Kind::MaxGrad).then(|| arg(b, args, 2));
     let (big, small) = ((g.h * g.w * 4) as i64, (g.ho * g.wo * 4) as i64);
     for_range(b, lo, hi, |b, pl| {
-        if g.kind == Kind::MaxGrad && crate::jit_maxgrad2::applies(&g.p) {
+        if g.kind == Kind::MaxGrad && crate::lower::maxgrad2::applies(&g.p) {
             let (x, dx, dy) = (offset(b, a0, pl, big), offset(b, a1, pl, big), offset(b, a2.expect("dy"), pl, small));
-            crate::jit_maxgrad2::emit_plane(b, [g.h, g.w, g.ho, g.wo], x, dx, dy);
+            crate::lower::maxgrad2::emit_plane(b, [g.h, g.w, g.ho, g.wo], x, dx, dy);
             return;
         }
         let pp = match g.kind {
