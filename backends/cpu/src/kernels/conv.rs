@@ -7,9 +7,9 @@
 
 use kiln_ir::{Conv2dAttrs, DType, Op, RunError, TensorType};
 
-use crate::kernels::{bias_act, Float, NativeOp, Sp};
+use crate::kernels::{bias_act, Float, NativeOp};
 use crate::lower::jit::JitFn;
-use crate::runtime::pool::Pool;
+use crate::runtime::pool::{Pool, Sp};
 
 /// Which generated function (`lower/conv.rs`) sits at each index of a
 /// conv op's `code`.

@@ -4,8 +4,8 @@
 use kiln_ir::{DType, Op, Pool2dAttrs, RunError, TensorType};
 
 use crate::lower::jit::JitFn;
-use crate::kernels::{Float, NativeOp, Sp};
-use crate::runtime::pool::Pool;
+use crate::kernels::{Float, NativeOp};
+use crate::runtime::pool::{Pool, Sp};
 
 /// Runs one pooling op (`MaxPool2d`, `AvgPool2d` and their gradients).
 ///

@@ -175,3 +175,14 @@ impl Drop for Pool {
         }
     }
 }
+
+/// Raw pointers shared by the chunks of one parallel kernel.
+#[derive(Clone, Copy)]
+pub(crate) struct Sp<T>(pub(crate) *mut T);
+unsafe impl<T> Send for Sp<T> {}
+unsafe impl<T> Sync for Sp<T> {}
+impl<T> Sp<T> {
+    pub(crate) fn get(self) -> *mut T {
+        self.0
+    }
+}
