@@ -1,5 +1,5 @@
-//! The generated conv packing/epilogue and pooling kernels (`jit_conv.rs`,
-//! `jit_pool.rs`) against the interpreter on shapes the small property
+//! The generated conv packing/epilogue and pooling kernels (`lower/conv.rs`,
+//! `lower/pool.rs`) against the interpreter on shapes the small property
 //! tests in `ops.rs` do not reach: rows longer than the unrolled limit,
 //! several image blocks with a partial last one, interior column loops,
 //! stride-2 and stride-3 pooling groups; max pooling on ties and NaN.
