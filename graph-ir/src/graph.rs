@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use rustc_hash::FxHashSet;
 use petgraph::stable_graph::{NodeIndex, StableGraph};
 use petgraph::visit::{EdgeRef, NodeIndexable};
 use petgraph::Direction;
+use rustc_hash::FxHashSet;
 
 use crate::error::OperandInfo;
 use crate::infer::infer_type;
@@ -20,7 +20,7 @@ impl NodeId {
     pub fn index(self) -> usize {
         self.0 as usize
     }
-    fn ix(self) -> NodeIndex<u32> {
+    pub(crate) fn ix(self) -> NodeIndex<u32> {
         NodeIndex::new(self.0 as usize)
     }
 }
@@ -104,13 +104,18 @@ impl Graph {
 
     /// Operands in slot order.
     pub fn operands(&self, id: NodeId) -> Vec<NodeId> {
-        let mut v: Vec<(u32, NodeId)> = self
-            .g
-            .edges_directed(id.ix(), Direction::Incoming)
-            .map(|e| (*e.weight(), NodeId::from(e.source())))
-            .collect();
-        v.sort();
+        let mut v = Vec::new();
+        self.operand_slots_into(id, &mut v);
         v.into_iter().map(|(_, n)| n).collect()
+    }
+
+    /// `(slot, operand)` pairs in slot order, into `out` (cleared first):
+    /// `operands` with the slots and without an allocation per call, for
+    /// the verifier's walk over every node.
+    pub(crate) fn operand_slots_into(&self, id: NodeId, out: &mut Vec<(u32, NodeId)>) {
+        out.clear();
+        out.extend(self.g.edges_directed(id.ix(), Direction::Incoming).map(|e| (*e.weight(), NodeId::from(e.source()))));
+        out.sort_unstable();
     }
 
     /// Distinct users of a node, sorted by id.

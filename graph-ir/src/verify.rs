@@ -2,14 +2,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use petgraph::visit::EdgeRef;
-
 use crate::infer::infer_type;
-use crate::{Graph, IrError, Op};
-
-fn ix(id: crate::NodeId) -> petgraph::stable_graph::NodeIndex<u32> {
-    petgraph::stable_graph::NodeIndex::new(id.index())
-}
+use crate::{Graph, IrError, NodeId, Op};
 
 /// Checks: acyclic; operand slots dense; every node's type equals what
 /// inference gives for its operands; input names unique; outputs, updates and
@@ -18,7 +12,7 @@ pub fn verify(g: &Graph) -> Result<(), IrError> {
     let order = g.topo_order()?;
     // Input name -> node, for the update checks below (one lookup each
     // instead of a scan of the graph per update).
-    let mut names: HashMap<&str, crate::NodeId> = HashMap::new();
+    let mut names: HashMap<&str, NodeId> = HashMap::new();
     let (mut edges, mut tys) = (Vec::new(), Vec::new());
     for &id in &order {
         let node = g.node(id)?;
@@ -26,17 +20,15 @@ pub fn verify(g: &Graph) -> Result<(), IrError> {
             if names.insert(name.as_str(), id).is_some() {
                 return Err(IrError::Verify(format!("{id}: input name `{name}` is used twice")));
             }
-            if g.petgraph().edges_directed(ix(id), petgraph::Direction::Incoming).next().is_some() {
+            if g.petgraph().edges_directed(id.ix(), petgraph::Direction::Incoming).next().is_some() {
                 return Err(IrError::Verify(format!("{id}: input `{name}` has operands")));
             }
             crate::infer::check_addressable(&node.ty).map_err(|r| IrError::Verify(format!("{id}: input `{name}`: {r}")))?;
             continue;
         }
-        // (slot, operand) pairs in slot order, in buffers reused across
-        // nodes: a pass verifies graphs of tens of thousands of nodes.
-        edges.clear();
-        edges.extend(g.petgraph().edges_directed(ix(id), petgraph::Direction::Incoming).map(|e| (*e.weight(), crate::NodeId::from(e.source()))));
-        edges.sort_unstable();
+        // Buffers reused across nodes: a pass verifies graphs of tens of
+        // thousands of nodes.
+        g.operand_slots_into(id, &mut edges);
         if edges.iter().enumerate().any(|(i, &(s, _))| s as usize != i) {
             let slots: Vec<u32> = edges.iter().map(|&(s, _)| s).collect();
             return Err(IrError::Verify(format!("{id}: operand slots {slots:?} are not 0..{}", slots.len())));

@@ -20,8 +20,8 @@
 //! sees it with the inputs that caused it.
 
 
-use rustc_hash::FxHashSet;
 use kiln_ir::{Graph, HostTensor, NodeId, Op};
+use rustc_hash::FxHashSet;
 
 use crate::{Changed, Pass, PassCx, PassError};
 

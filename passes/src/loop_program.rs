@@ -6,8 +6,8 @@
 //! A leaf's `slot` is whatever the backend's `slot` function says a buffer
 //! is (a slot index on the CPU, a word offset on the GPU).
 
-use rustc_hash::FxHashMap;
 use kiln_ir::{BinaryOp, CompareOp, DType, Graph, NodeId, Op, ReduceOp, UnaryOp};
+use rustc_hash::FxHashMap;
 
 use crate::partition::{Kernel, KernelKind};
 use crate::PassError;

@@ -13,8 +13,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use rustc_hash::{FxHashMap, FxHashSet};
 use kiln_ir::{DType, Graph, NodeId, Op};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::partition::{is_strided_read, Kernel, KernelKind, Partition};
 use crate::PassError;

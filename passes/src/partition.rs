@@ -29,8 +29,8 @@
 
 use std::fmt::Write as _;
 
-use rustc_hash::{FxHashMap, FxHashSet};
 use kiln_ir::{Graph, NodeId, Op, Shape};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::{Changed, Pass, PassCx, PassError};
 

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use rustc_hash::FxHashSet;
 use kiln_ir::{Graph, HostTensor, IrError, NodeId, Op, TensorType};
+use rustc_hash::FxHashSet;
 
 /// Whether a pass changed the graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,8 +8,8 @@
 //! (by their parent), not a program result and not a pending `grad` target.
 //! Replacing the root then frees every inner node.
 
-use rustc_hash::{FxHashMap, FxHashSet};
 use kiln_ir::{BinaryOp, Graph, IrError, NodeId, Op};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::grad_wrt_nodes;
 

@@ -12,17 +12,18 @@ use std::time::Instant;
 use kiln_ir::*;
 
 fn main() {
-    // ONLY=512:dx:1 runs one case (channels, pass, threads) 200 times, for a profiler.
-    let only = std::env::var("ONLY").ok();
-    let only: Option<Vec<String>> = only.map(|s| s.split(':').map(str::to_string).collect());
+    // ONLY=512:dx:1 runs one case (channels, pass, threads) 200 times, for a
+    // profiler; a field left out matches any.
+    let only: Option<Vec<String>> = std::env::var("ONLY").ok().map(|s| s.split(':').map(str::to_string).collect());
+    let skip = |field: usize, value: &str| only.as_ref().and_then(|o| o.get(field)).is_some_and(|o| o != value);
     for &(c, hw) in &[(64usize, 32usize), (128, 16), (256, 8), (512, 4)] {
-        if only.as_ref().is_some_and(|o| o[0] != c.to_string()) {
+        if skip(0, &c.to_string()) {
             continue;
         }
         let attrs = Conv2dAttrs { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1 };
         let mut times = Vec::new();
         for (name, which) in [("fwd", 0), ("dx", 1), ("dw", 2)] {
-            if only.as_ref().is_some_and(|o| o[1] != name) {
+            if skip(1, name) {
                 continue;
             }
             let mut g = Graph::new();
@@ -45,7 +46,7 @@ fn main() {
             .filter(|(k, _)| g.inputs().iter().any(|(_, n, _)| *n == k.as_str()))
             .collect();
             for threads in [1, 2] {
-                if only.as_ref().is_some_and(|o| o[2] != threads.to_string()) {
+                if skip(2, &threads.to_string()) {
                     continue;
                 }
                 let reps = if only.is_some() { 200 } else { 20 };

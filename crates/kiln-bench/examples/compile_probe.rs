@@ -1,6 +1,6 @@
 //! Probe: compile one bench workload for the CPU backend repeatedly (no
-//! steps run), so a
-//! profiler sees only the compiler. Prints each compile's seconds.
+//! steps run), so a profiler sees only the compiler. Prints each compile's
+//! seconds.
 //! `cargo run --release -p kiln-bench --example compile_probe -- S512-lstm-adam [times]`
 
 #[path = "../src/workloads.rs"]

@@ -37,8 +37,8 @@ mod pass;
 mod rules;
 
 
-use rustc_hash::{FxHashMap, FxHashSet};
 use kiln_ir::{Graph, NodeId, Op};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 pub use pass::{Autodiff, grad_output_name};
 

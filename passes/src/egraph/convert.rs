@@ -1,9 +1,9 @@
 //! Graph -> e-graph, and the extracted DAG -> nodes in the same graph.
 
 
-use rustc_hash::FxHashMap;
 use egg::Id;
 use kiln_ir::{Graph, NodeId, Op};
+use rustc_hash::FxHashMap;
 
 use super::extract::Choice;
 use super::lang::{ENode, KAnalysis, OpId, EG};

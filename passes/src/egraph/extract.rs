@@ -14,9 +14,9 @@
 
 use std::time::Instant;
 
-use rustc_hash::FxHashMap;
 use egg::Id;
 use kiln_ir::{Op, TensorType};
+use rustc_hash::FxHashMap;
 
 use super::lang::{ENode, EG};
 use super::live_dag::LiveDag;
@@ -283,8 +283,9 @@ fn greedy_dag(ix: &Ix) -> Vec<Option<usize>> {
 /// class keeps its earliest input node (the build added them in
 /// topological order, so ids follow it): its children were built before
 /// it, so by induction the choice is the input graph's order, acyclic.
-/// (FxHashMap order could pick `add(x, 0)` for x's own class, a cycle that
-/// made the extraction of every graph past the greedy's limit give up.)
+/// (The map's iteration order could pick `add(x, 0)` for x's own class, a
+/// cycle that made the extraction of every graph past the greedy's limit
+/// give up.)
 fn input_nodes(eg: &EG, ix: &Ix, original: &FxHashMap<Id, ENode>) -> Vec<Option<usize>> {
     let mut choice: Vec<Option<usize>> = vec![None; ix.classes.len()];
     let mut by_id: Vec<(&Id, &ENode)> = original.iter().collect();

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use rustc_hash::{FxHashMap, FxHashSet};
 use egg::Id;
 use kiln_ir::{HostTensor, Op};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::fold;
 use super::lang::{Data, ENode, EG};

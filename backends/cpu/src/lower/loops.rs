@@ -23,11 +23,11 @@
 use std::collections::HashMap;
 
 use cranelift_codegen::ir::condcodes::FloatCC;
-use cranelift_codegen::ir::{types, FuncRef, InstBuilder, MemFlagsData as MemFlags, Value};
+use cranelift_codegen::ir::{types, FuncRef, InstBuilder, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
 use kiln_ir::{BinaryOp, CompareOp, DType, ReduceOp, UnaryOp};
 
-use super::util::{le, pmax, pmin, F32X4};
+use super::util::{flags, le, pmax, pmin, F32X4};
 use super::vmath::{exp_v, tanh_v};
 use crate::kernels::program::{reduce_identity, Ins, Program};
 
@@ -43,10 +43,6 @@ pub(super) struct Emitter<'a> {
     /// The collapsed dimension that runs over the function's `[lo, hi)`
     /// ([`Program::split`]); every other dimension runs its full extent.
     split: usize,
-}
-
-fn flags() -> MemFlags {
-    MemFlags::new().with_notrap()
 }
 
 impl<'a> Emitter<'a> {
